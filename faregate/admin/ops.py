@@ -1,0 +1,162 @@
+"""Operator actions as single transactions over SQLAlchemy Core.
+
+Each action is a plain function of a synchronous connection, run whole through
+`AsyncConnection.run_sync`, so no transaction ever waits on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, select, update
+
+from faregate.auth.keys import ADMIN_PREFIX, KeyHasher, display_prefix, generate_key
+from faregate.billing.store import new_id, now_ms
+from faregate.db.schema import accounts, admin_keys, api_keys, holds, ledger
+
+
+class AdminError(Exception):
+    """An operator action that cannot be done; `status` is the HTTP status to report."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _account_row(conn: Connection, account_id: str) -> dict[str, Any]:
+    row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
+    if row is None:
+        raise AdminError(f"no account {account_id!r}", 404)
+    return dict(row)
+
+
+def create_account(conn: Connection, name: str) -> dict[str, Any]:
+    account = {"id": new_id("acct"), "name": name, "balance": 0, "created_at": now_ms()}
+    conn.execute(accounts.insert().values(**account))
+    return account
+
+
+def get_account(conn: Connection, account_id: str) -> dict[str, Any]:
+    account = _account_row(conn, account_id)
+    held = conn.execute(
+        select(func.coalesce(func.sum(holds.c.amount), 0), func.count(holds.c.id)).where(
+            holds.c.account_id == account_id, holds.c.status == "open"
+        )
+    ).one()
+    return {**account, "held": int(held[0]), "open_holds": int(held[1])}
+
+
+def list_accounts(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(accounts).order_by(accounts.c.created_at)).mappings()
+    return [dict(r) for r in rows]
+
+
+def grant(conn: Connection, account_id: str, amount: int, note: str | None = None) -> int:
+    """Add (or, negative, take back) credits; returns the new balance. Never below zero."""
+    if amount == 0:
+        raise AdminError("amount must not be zero")
+    _account_row(conn, account_id)
+    stmt = (
+        update(accounts)
+        .where(accounts.c.id == account_id, accounts.c.balance + amount >= 0)
+        .values(balance=accounts.c.balance + amount)
+    )
+    if conn.execute(stmt).rowcount != 1:
+        raise AdminError("the balance cannot go below zero", 409)
+    conn.execute(
+        ledger.insert().values(
+            account_id=account_id,
+            kind="grant" if amount > 0 else "adjust",
+            amount=amount,
+            note=note,
+            estimated=False,
+            created_at=now_ms(),
+        )
+    )
+    return int(
+        conn.execute(select(accounts.c.balance).where(accounts.c.id == account_id)).scalar_one()
+    )
+
+
+def _key_view(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data.pop("key_hash", None)
+    models = data.get("allowed_models")
+    data["allowed_models"] = orjson.loads(models) if models else None
+    return data
+
+
+def create_key(
+    conn: Connection,
+    hasher: KeyHasher,
+    account_id: str,
+    name: str,
+    *,
+    models: Sequence[str] | None = None,
+    expires_at: int | None = None,
+) -> tuple[dict[str, Any], str]:
+    """A new key for the account: its record and the key itself, shown this once only."""
+    _account_row(conn, account_id)
+    key = generate_key()
+    row = {
+        "id": new_id("key"),
+        "account_id": account_id,
+        "name": name,
+        "key_hash": hasher(key),
+        "prefix": display_prefix(key),
+        "allowed_models": orjson.dumps(list(models)).decode() if models else None,
+        "expires_at": expires_at,
+        "revoked_at": None,
+        "created_at": now_ms(),
+    }
+    conn.execute(api_keys.insert().values(**row))
+    return _key_view(row), key
+
+
+def list_keys(conn: Connection, account_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(api_keys).where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at)
+    ).mappings()
+    return [_key_view(r) for r in rows]
+
+
+def revoke_key(conn: Connection, key_id: str) -> dict[str, Any]:
+    """Revoke a key; returns its record (with the hash, for cache eviction by the caller)."""
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+    if row is None:
+        raise AdminError(f"no key {key_id!r}", 404)
+    if row["revoked_at"] is None:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now_ms()))
+    return dict(conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one())
+
+
+def ledger_entries(conn: Connection, account_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    _account_row(conn, account_id)
+    rows = conn.execute(
+        select(ledger)
+        .where(ledger.c.account_id == account_id)
+        .order_by(ledger.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def bootstrap_admin(conn: Connection, hasher: KeyHasher) -> str | None:
+    """Create the first admin key if there is none; returns it (shown once) or None."""
+    if conn.execute(select(func.count()).select_from(admin_keys)).scalar_one():
+        return None
+    key = generate_key(ADMIN_PREFIX)
+    conn.execute(
+        admin_keys.insert().values(
+            id=new_id("adm"), key_hash=hasher(key), prefix=display_prefix(key), created_at=now_ms()
+        )
+    )
+    return key
+
+
+def is_admin(conn: Connection, key_hash: str) -> bool:
+    found = conn.execute(select(admin_keys.c.id).where(admin_keys.c.key_hash == key_hash)).first()
+    return found is not None

@@ -1,0 +1,154 @@
+"""The admin API under `/admin/v1`: accounts, keys, credits and the ledger (not client-facing)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from faregate.admin import ops
+from faregate.api.common import json_body
+from faregate.errors import FaregateError, NotFound, Unauthorized, ValidationFailed
+from faregate.http.request import Request
+from faregate.http.responses import Response
+from faregate.http.router import Router
+from faregate.pipeline.services import Services
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+class _NewAccount(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    credits: int = 0
+
+
+class _Grant(msgspec.Struct, forbid_unknown_fields=True):
+    amount: int
+    note: str | None = None
+
+
+class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
+    name: str = "default"
+    models: list[str] | None = None
+    expires_at: int | None = None  # epoch milliseconds
+
+
+class AdminAPI:
+    def __init__(self, svc: Services, engine: AsyncEngine, env_admin_key: str | None) -> None:
+        self.svc = svc
+        self.engine = engine
+        self.env_admin_key = env_admin_key
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """One operator action, as one transaction."""
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(fn)
+        except ops.AdminError as exc:
+            err = NotFound(exc.message) if exc.status == 404 else FaregateError(exc.message)
+            if exc.status != 404:
+                err.status = exc.status
+                err.type = "invalid_request_error"
+                err.code = "admin_action_refused"
+            raise err from None
+
+    async def _authorize(self, req: Request) -> None:
+        auth = req.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not token:
+            raise Unauthorized("The admin API needs 'Authorization: Bearer ADMIN_KEY'.")
+        if self.env_admin_key and hmac.compare_digest(token, self.env_admin_key):
+            return
+        digest = self.svc.hasher(token)
+        if not await self.run(lambda c: ops.is_admin(c, digest)):
+            raise Unauthorized("Invalid admin key.")
+
+    async def _body(self, req: Request, schema: type[S]) -> S:
+        data = await json_body(self.svc, req)
+        try:
+            return msgspec.convert(data, schema)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(f"Invalid request: {exc}") from None
+
+    def _route(
+        self, fn: Callable[[Request], Awaitable[Any]], status: int = 200
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(req: Request) -> Response:
+            await self._authorize(req)
+            return Response.json(await fn(req), status)
+
+        return handle
+
+    # -- actions -----------------------------------------------------------------
+
+    async def create_account(self, req: Request) -> dict[str, Any]:
+        body = await self._body(req, _NewAccount)
+
+        def act(conn: Connection) -> dict[str, Any]:
+            account = ops.create_account(conn, body.name)
+            if body.credits:
+                ops.grant(conn, account["id"], body.credits, "initial credits")
+            return ops.get_account(conn, account["id"])
+
+        return await self.run(act)
+
+    async def list_accounts(self, req: Request) -> dict[str, Any]:
+        return {"object": "list", "data": await self.run(ops.list_accounts)}
+
+    async def get_account(self, req: Request) -> dict[str, Any]:
+        account_id = req.params["account_id"]
+        return await self.run(lambda c: ops.get_account(c, account_id))
+
+    async def grant(self, req: Request) -> dict[str, Any]:
+        body = await self._body(req, _Grant)
+        account_id = req.params["account_id"]
+        balance = await self.run(lambda c: ops.grant(c, account_id, body.amount, body.note))
+        return {"account_id": account_id, "balance": balance}
+
+    async def ledger(self, req: Request) -> dict[str, Any]:
+        account_id = req.params["account_id"]
+        raw = req.query.get("limit", "100")
+        limit = int(raw) if raw.isdigit() else 100
+        rows = await self.run(lambda c: ops.ledger_entries(c, account_id, min(limit, 1000)))
+        return {"object": "list", "data": rows}
+
+    async def create_key(self, req: Request) -> dict[str, Any]:
+        body = await self._body(req, _NewKey)
+        account_id = req.params["account_id"]
+        record, key = await self.run(
+            lambda c: ops.create_key(
+                c,
+                self.svc.hasher,
+                account_id,
+                body.name,
+                models=body.models,
+                expires_at=body.expires_at,
+            )
+        )
+        return {**record, "key": key}
+
+    async def list_keys(self, req: Request) -> dict[str, Any]:
+        account_id = req.params["account_id"]
+        return {"object": "list", "data": await self.run(lambda c: ops.list_keys(c, account_id))}
+
+    async def revoke_key(self, req: Request) -> dict[str, Any]:
+        key_id = req.params["key_id"]
+        row = await self.run(lambda c: ops.revoke_key(c, key_id))
+        self.svc.keys.forget(row.pop("key_hash"))
+        return row
+
+    def mount(self, router: Router, prefix: str = "/admin/v1") -> None:
+        r = self._route
+        router.add(f"{prefix}/accounts", ["POST"], r(self.create_account, 201))
+        router.add(f"{prefix}/accounts", ["GET"], r(self.list_accounts))
+        router.add(f"{prefix}/accounts/{{account_id}}", ["GET"], r(self.get_account))
+        router.add(f"{prefix}/accounts/{{account_id}}/credits", ["POST"], r(self.grant))
+        router.add(f"{prefix}/accounts/{{account_id}}/ledger", ["GET"], r(self.ledger))
+        router.add(f"{prefix}/accounts/{{account_id}}/keys", ["POST"], r(self.create_key, 201))
+        router.add(f"{prefix}/accounts/{{account_id}}/keys", ["GET"], r(self.list_keys))
+        router.add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))

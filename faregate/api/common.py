@@ -1,0 +1,63 @@
+"""What every client route shares: the caller's key, the JSON body, the cost headers."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+
+from faregate.billing.pricing import to_usd
+from faregate.billing.store import KeyRecord
+from faregate.errors import ValidationFailed
+from faregate.http.request import Request
+from faregate.pipeline.services import Services
+
+
+def api_key_of(req: Request) -> str | None:
+    """The key from `Authorization: Bearer`, `x-api-key`, `x-goog-api-key` or `?key=`."""
+    headers = req.headers
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or req.query.get("key")
+
+
+async def authenticate(svc: Services, req: Request) -> KeyRecord:
+    return await svc.keys.authenticate(api_key_of(req))
+
+
+async def json_body(svc: Services, req: Request) -> dict[str, Any]:
+    """The body as a JSON object: 413 past the size cap, 422 when it is not a JSON object."""
+    raw = await req.body(svc.config.server.max_body_bytes)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from None
+    if not isinstance(data, dict):
+        raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+def request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def cost_headers(svc: Services, request_id: str, model: str, cost: int | None) -> dict[str, str]:
+    """The model that served and, once known, the cost: ours and the `X-Balancer-*` names."""
+    headers = {
+        "x-request-id": request_id,
+        "x-faregate-model": model,
+        "x-balancer-model-used": model,
+    }
+    if cost is not None:
+        usd = to_usd(cost, svc.config.billing.micro_credits_per_usd)
+        headers["x-faregate-cost"] = str(cost)
+        headers["x-faregate-cost-usd"] = usd
+        headers["x-balancer-credits-used"] = str(cost)
+        headers["x-balancer-cost-usd"] = usd
+    return headers

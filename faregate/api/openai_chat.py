@@ -1,0 +1,173 @@
+"""`POST /v1/chat/completions` and its aliases: the OpenAI chat protocol to clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+
+from faregate.api.chat_request import normalize_aliases, parse_chat
+from faregate.api.common import authenticate, cost_headers, json_body, request_id
+from faregate.api.envelopes import openai_body
+from faregate.errors import BadRequest, FaregateError
+from faregate.http.request import Request
+from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list
+from faregate.pipeline.chat import OpenStream, complete, open_stream
+from faregate.pipeline.services import Services
+from faregate.providers.base import ChatCall, StreamEvent
+
+DONE = b"data: [DONE]\n\n"
+
+BodyHook = Callable[[dict[str, Any]], None]
+ChunkHook = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _with_cost(data: dict[str, Any], cost: int) -> dict[str, Any]:
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        return {**data, "usage": {**usage, "cost": cost}}
+    return data
+
+
+async def _openai_events(
+    stream: OpenStream, call: ChatCall, chunk_hook: ChunkHook | None
+) -> AsyncIterator[bytes]:
+    """Upstream events as OpenAI SSE bytes: forwarded unchanged where possible, the usage chunk
+    only when the client asked for it (with its cost), an error event if the stream breaks."""
+    done = False
+    async with aclosing(stream.events) as events:
+        async for event in events:
+            if isinstance(event, FaregateError):
+                yield _sse(openai_body(event))
+                return
+            if event.data is None:
+                done = True
+                yield DONE
+                continue
+            yield _render_chunk(event, call, chunk_hook)
+    if not done:
+        yield DONE
+
+
+def _render_chunk(event: StreamEvent, call: ChatCall, chunk_hook: ChunkHook | None) -> bytes:
+    data = event.data
+    assert data is not None
+    if event.cost is not None:
+        if not call.include_usage:
+            if event.is_usage_only:
+                return b""
+            data = {**data, "usage": None}
+        else:
+            data = _with_cost(data, event.cost)
+    elif event.raw is not None and chunk_hook is None:
+        return event.raw
+    if chunk_hook is not None:
+        data = chunk_hook(data, call.request_id)
+    return _sse(data)
+
+
+async def serve_chat(
+    svc: Services,
+    req: Request,
+    body: dict[str, Any],
+    *,
+    body_hook: BodyHook | None = None,
+    chunk_hook: ChunkHook | None = None,
+) -> Response | StreamResponse:
+    """Authenticate, validate, run the chat pipeline and render it in the OpenAI shape; the
+    hooks let compatibility routes adjust the reply."""
+    rid = request_id()
+    key = await authenticate(svc, req)
+    ignored = normalize_aliases(body)
+    call = parse_chat(body, rid)
+    extra = {"x-faregate-ignored-fields": ",".join(ignored)} if ignored else {}
+    if call.stream:
+        stream = await open_stream(svc, key, call)
+        headers = SSE_HEADERS + header_list({**cost_headers(svc, rid, stream.model, None), **extra})
+        chunks = (c async for c in _openai_events(stream, call, chunk_hook) if c)
+        return StreamResponse(chunks, 200, headers)
+    done = await complete(svc, key, call)
+    reply = done.result.body
+    usage = reply.get("usage")
+    if isinstance(usage, dict):
+        reply["usage"] = {**usage, "cost": done.cost}
+    else:
+        reply["usage"] = {
+            "prompt_tokens": done.usage.prompt_tokens,
+            "completion_tokens": done.usage.completion_tokens,
+            "total_tokens": done.usage.prompt_tokens + done.usage.completion_tokens,
+            "cost": done.cost,
+            "estimated": True,
+        }
+    if body_hook is not None:
+        body_hook(reply)
+    return Response.json(reply, 200, {**cost_headers(svc, rid, done.model, done.cost), **extra})
+
+
+def chat_handler(svc: Services) -> Callable[[Request], Any]:
+    async def handle(req: Request) -> Response | StreamResponse:
+        return await serve_chat(svc, req, await json_body(svc, req))
+
+    return handle
+
+
+def compat_chat_handler(svc: Services) -> Callable[[Request], Any]:
+    """`POST /api/v1/chat`: chat completions with that API's documented defaults."""
+    compat = svc.config.compat
+
+    async def handle(req: Request) -> Response | StreamResponse:
+        body = await json_body(svc, req)
+        body.setdefault("model", compat.chat_default_model)
+        body.setdefault("temperature", compat.chat_default_temperature)
+        if "max_tokens" not in body and "max_completion_tokens" not in body:
+            body["max_tokens"] = compat.chat_default_max_tokens
+        body.setdefault("stream", False)
+        return await serve_chat(svc, req, body)
+
+    return handle
+
+
+def _llmage_body(reply: dict[str, Any]) -> None:
+    choices = reply.get("choices") or [{}]
+    message = choices[0].get("message") or {}
+    reply["content"] = message.get("content") or ""
+    reply["reasoning_content"] = message.get("reasoning_content")
+    reply["finish"] = "1"
+
+
+def _llmage_chunk(data: dict[str, Any], rid: str) -> dict[str, Any]:
+    choices = data.get("choices") or []
+    delta = (choices[0].get("delta") or {}) if choices else {}
+    return {
+        **data,
+        "reasoning_content": delta.get("reasoning_content"),
+        "content": delta.get("content") or "",
+        "finish": "1" if not choices else "0",
+        "llmusageid": rid,
+    }
+
+
+def llmage_chat_handler(svc: Services) -> Callable[[Request], Any]:
+    """`POST /llmage/v1/chat/completions`: `prompt` / `sys_prompt` or `messages`."""
+
+    async def handle(req: Request) -> Response | StreamResponse:
+        body = await json_body(svc, req)
+        if "messages" not in body:
+            prompt = body.pop("prompt", None)
+            if not isinstance(prompt, str) or not prompt:
+                raise BadRequest("Missing required parameter: prompt", param="prompt")
+            messages = []
+            sys_prompt = body.pop("sys_prompt", None)
+            if isinstance(sys_prompt, str) and sys_prompt:
+                messages.append({"role": "system", "content": sys_prompt})
+            messages.append({"role": "user", "content": prompt})
+            body["messages"] = messages
+        return await serve_chat(svc, req, body, body_hook=_llmage_body, chunk_hook=_llmage_chunk)
+
+    return handle

@@ -1,0 +1,234 @@
+"""The app factory: builds every component once, wires the routes, runs the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from faregate.admin import ops
+from faregate.api.admin import AdminAPI
+from faregate.api.catalog import balance_handler, model_handler, models_handler
+from faregate.api.envelopes import render_error
+from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
+from faregate.auth.keys import KeyCache, KeyHasher, load_secret
+from faregate.billing.postgres import PostgresStore
+from faregate.billing.reaper import Reaper
+from faregate.billing.sqlite import SqliteStore
+from faregate.billing.store import Store
+from faregate.config import Config
+from faregate.db import migrate
+from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlalchemy_url, sqlite_path
+from faregate.errors import FaregateError, InternalError, NotFound, ServiceUnavailable
+from faregate.http.request import Message, Request, Scope
+from faregate.http.responses import Response, Send
+from faregate.http.router import Router
+from faregate.pipeline.services import Services
+from faregate.routing.catalog import build_catalog
+from faregate.upstream.client import Upstream
+
+log = logging.getLogger("faregate")
+
+DEMO_CREDITS = 10_000_000  # ten US dollars at the default rate
+
+_STORAGE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What the process environment may set; read once, here."""
+
+    database_url: str | None
+    home: Path
+    secret_key: str | None
+    admin_key: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Environment:
+        return cls(
+            database_url=env.get("FAREGATE_DATABASE_URL") or None,
+            home=Path(env.get("FAREGATE_HOME") or ".faregate"),
+            secret_key=env.get("FAREGATE_SECRET_KEY") or None,
+            admin_key=env.get("FAREGATE_ADMIN_KEY") or None,
+        )
+
+
+def make_store(url: str) -> Store:
+    if is_sqlite(url):
+        return SqliteStore(sqlite_path(url))
+    return PostgresStore(asyncpg_dsn(url))
+
+
+class App:
+    """The ASGI application. Nothing connects until the lifespan starts it."""
+
+    def __init__(
+        self,
+        config: Config,
+        environment: Environment | None = None,
+        *,
+        announce: Callable[[App], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.announce = announce
+        self.first_run_key: str | None = None
+        self.env = environment or Environment.from_env()
+        self.database_url = self.env.database_url or config.database.url
+        self.router = Router()
+        self.services: Services | None = None
+        self.bootstrap_admin_key: str | None = None
+        self.sim_url: str | None = None
+        self._engine: AsyncEngine | None = None
+        self._reaper: Reaper | None = None
+        self._sim_runner: Any = None
+
+    # -- lifespan ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await migrate.upgrade(self.database_url)
+        hasher = KeyHasher(load_secret(self.env.secret_key, self.env.home))
+        store = make_store(self.database_url)
+        await store.start()
+        self._engine = create_async_engine(sqlalchemy_url(self.database_url))
+        if not self.env.admin_key:
+            async with self._engine.begin() as conn:
+                self.bootstrap_admin_key = await conn.run_sync(
+                    lambda c: ops.bootstrap_admin(c, hasher)
+                )
+        if self.config.simulator.enabled:
+            from faregate.sim.server import start as start_sim
+
+            self._sim_runner, port = await start_sim("127.0.0.1", self.config.simulator.port)
+            self.sim_url = f"http://127.0.0.1:{port}/v1"
+        upstream = Upstream()
+        await upstream.start()
+        self.services = svc = Services(
+            config=self.config,
+            store=store,
+            keys=KeyCache(store, hasher, self.config.auth.key_cache_seconds),
+            hasher=hasher,
+            catalog=build_catalog(self.config, self.sim_url),
+            upstream=upstream,
+        )
+        self._mount(svc, self._engine)
+        self._reaper = Reaper(store, self.config.billing)
+        self._reaper.start()
+        if self.config.simulator.enabled:
+            self.first_run_key = await self._demo_account(hasher)
+        if self.announce is not None:
+            self.announce(self)
+
+    async def _demo_account(self, hasher: KeyHasher) -> str | None:
+        """On the zero-config first run only: a demo account with credits and a key."""
+        assert self._engine is not None
+
+        def act(c: Connection) -> str | None:
+            if ops.list_accounts(c):
+                return None
+            account = ops.create_account(c, "demo")
+            ops.grant(c, account["id"], DEMO_CREDITS, "first-run demo credits")
+            return ops.create_key(c, hasher, account["id"], "demo")[1]
+
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(act)
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            await self._reaper.stop()
+        if self.services is not None:
+            await self.services.upstream.close()
+            await self.services.store.close()
+        if self._engine is not None:
+            await self._engine.dispose()
+        if self._sim_runner is not None:
+            await self._sim_runner.cleanup()
+
+    def _mount(self, svc: Services, engine: AsyncEngine) -> None:
+        add = self.router.add
+        chat, models, model, balance = (
+            chat_handler(svc),
+            models_handler(svc),
+            model_handler(svc),
+            balance_handler(svc),
+        )
+        for base in ("/v1", "/api/v1"):
+            add(f"{base}/chat/completions", ["POST"], chat)
+            add(f"{base}/models", ["GET"], models)
+            add(f"{base}/models/{{model:path}}", ["GET"], model)
+            add(f"{base}/client/balance", ["GET"], balance)
+        add("/api/client/balance", ["GET"], balance)
+        add("/api/v1/chat", ["POST"], compat_chat_handler(svc))
+        add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage")
+        add("/health", ["GET"], _health)
+        AdminAPI(svc, engine, self.env.admin_key).mount(self.router)
+
+    # -- ASGI --------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Any, send: Send) -> None:
+        path = scope["path"]
+        route, params, other_method = self.router.match(scope["method"], path)
+        protocol = route.protocol if route else self.router.protocol_for(path)
+        try:
+            if route is None:
+                if other_method:
+                    err = NotFound(f"{scope['method']} is not allowed on {path}.")
+                    err.status, err.code = 405, "method_not_allowed"
+                    raise err
+                raise NotFound(f"No route for {scope['method']} {path}.", code="unknown_route")
+            response = await route.handler(Request(scope, receive, params))
+        except FaregateError as exc:
+            response = render_error(protocol, exc)
+        except _STORAGE_ERRORS:
+            log.exception("storage failure on %s", path)
+            response = render_error(
+                protocol,
+                ServiceUnavailable("The gateway's database is unavailable.", retry_after=5),
+            )
+        except Exception:
+            log.exception("unhandled error on %s", path)
+            response = render_error(protocol, InternalError("An internal error occurred."))
+        await response(send)
+
+    async def _lifespan(self, receive: Any, send: Send) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                with contextlib.suppress(Exception):
+                    await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _health(req: Request) -> Response:
+    return Response.json({"status": "ok"})
+
+
+def create_app(config: Config, environment: Environment | None = None) -> App:
+    return App(config, environment)
+
+
+__all__ = ["App", "Environment", "create_app"]

@@ -1,0 +1,1 @@
+"""Money: prices, holds, settlement and the append-only ledger."""

@@ -1,0 +1,51 @@
+"""A hold as a context manager: settle it inside the block, or leaving the block releases it."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+from faregate.billing.store import HoldTicket, Settlement, Store
+
+
+class Charge:
+    """The open hold of one request. Exactly one of settle or release closes it; an
+    exception, a cancellation or a forgotten settle leaves the block released."""
+
+    __slots__ = ("_closed", "cost", "store", "ticket")
+
+    def __init__(self, store: Store, ticket: HoldTicket) -> None:
+        self.store = store
+        self.ticket = ticket
+        self.cost: int | None = None
+        self._closed = False
+
+    async def settle(self, settlement: Settlement) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.cost = settlement.cost
+        # Shielded: a cancelled request still records what it spent.
+        await asyncio.shield(self.store.settle(self.ticket, settlement))
+
+    async def release(self, note: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.cost = 0
+        await asyncio.shield(self.store.release(self.ticket, note))
+
+    async def __aenter__(self) -> Charge:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._closed:
+            reason = (
+                "request failed" if exc_type is None else f"request failed: {exc_type.__name__}"
+            )
+            await self.release(reason)

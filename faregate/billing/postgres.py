@@ -1,0 +1,279 @@
+"""The ledger on PostgreSQL (asyncpg): holds and settles group-committed on one writer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+
+from faregate.billing.store import (
+    BalanceView,
+    HoldTicket,
+    KeyRecord,
+    LedgerUnavailable,
+    Settlement,
+    new_id,
+    now_ms,
+)
+
+Op = Callable[[asyncpg.Connection], Awaitable[Any]]
+
+_HOLD_DEBIT = "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1"
+_HOLD_ROW = (
+    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
+    " instance_id, created_at, expires_at) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9)"
+)
+_CLOSE = "UPDATE holds SET status = $1, closed_at = $2, cost = $3 WHERE id = $4 AND status = 'open'"
+_CREDIT = "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
+_LEDGER = (
+    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
+    " completion_tokens, cached_tokens, reasoning_tokens, estimated, note, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+)
+
+
+class PostgresStore:
+    """One writer connection commits every pending step in one transaction; steps run in
+    account order, so concurrent batches from several replicas lock rows in the same order
+    and cannot deadlock. Each request still waits for its own commit."""
+
+    def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
+        self.instance_id = new_id("inst")
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._writer: asyncpg.Connection | None = None
+        self._pending: list[tuple[str, Op, asyncio.Future[Any]]] = []
+        self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store not started")
+        return self._pool
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+        ts = now_ms()
+        await self._submit(
+            "",
+            lambda c: c.execute(
+                "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2)",
+                self.instance_id,
+                ts,
+            ),
+        )
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            await self._pool.execute("DELETE FROM instances WHERE id = $1", self.instance_id)
+        finally:
+            if self._writer is not None:
+                await self._writer.close()
+                self._writer = None
+            await self._pool.close()
+            self._pool = None
+
+    # -- group commit --------------------------------------------------------------
+
+    def _submit(self, account_id: str, op: Op) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((account_id, op, fut))
+        if not self._flushing:
+            self._flushing = True
+            self._flusher = loop.create_task(self._flush_loop())
+        return fut
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                batch.sort(key=lambda item: item[0])
+                await self._flush(batch)
+        finally:
+            self._flushing = False
+
+    async def _flush(self, batch: list[tuple[str, Op, asyncio.Future[Any]]]) -> None:
+        results: list[Any] = []
+        try:
+            if self._writer is None or self._writer.is_closed():
+                self._writer = await asyncpg.connect(self._dsn)
+            async with self._writer.transaction():
+                for _, op, _ in batch:
+                    results.append(await op(self._writer))
+        except Exception as exc:  # the whole batch fails closed
+            exc = LedgerUnavailable.wrap(exc)
+            if self._writer is not None and self._writer.is_closed():
+                self._writer = None
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, _, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        row = await self.pool.fetchrow(
+            "SELECT id, account_id, allowed_models, expires_at, revoked_at"
+            " FROM api_keys WHERE key_hash = $1",
+            key_hash,
+        )
+        if row is None:
+            return None
+        models = frozenset(orjson.loads(row[2])) if row[2] else None
+        return KeyRecord(row[0], row[1], models, row[3], row[4] is not None)
+
+    async def balance(self, account_id: str) -> BalanceView:
+        row = await self.pool.fetchrow(
+            "SELECT a.balance, COALESCE(SUM(h.amount), 0), COUNT(h.id) FROM accounts a"
+            " LEFT JOIN holds h ON h.account_id = a.id AND h.status = 'open'"
+            " WHERE a.id = $1 GROUP BY a.id",
+            account_id,
+        )
+        if row is None:
+            return BalanceView(0, 0, 0)
+        return BalanceView(int(row[0]), int(row[1]), int(row[2]))
+
+    # -- the three money steps ---------------------------------------------------------
+
+    async def hold(
+        self,
+        *,
+        account_id: str,
+        key_id: str | None,
+        amount: int,
+        model: str,
+        request_id: str,
+        ttl_ms: int,
+    ) -> HoldTicket | None:
+        ticket = HoldTicket(new_id("hold"), account_id, key_id, amount, model)
+        ts = now_ms()
+
+        async def op(c: asyncpg.Connection) -> bool:
+            if await c.execute(_HOLD_DEBIT, amount, account_id) != "UPDATE 1":
+                return False
+            await c.execute(
+                _HOLD_ROW,
+                ticket.id,
+                account_id,
+                key_id,
+                amount,
+                model,
+                request_id,
+                self.instance_id,
+                ts,
+                ts + ttl_ms,
+            )
+            await c.execute(
+                _LEDGER,
+                account_id,
+                "hold",
+                -amount,
+                ticket.id,
+                key_id,
+                model,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
+                None,
+                ts,
+            )
+            return True
+
+        return ticket if await self._submit(account_id, op) else None
+
+    async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
+        s = settlement
+        detail = (
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.cached_tokens,
+            s.reasoning_tokens,
+            s.estimated,
+            s.note,
+        )
+        return bool(
+            await self._submit(
+                ticket.account_id,
+                lambda c: _close(c, ticket, "settled", s.cost, ticket.amount - s.cost, detail),
+            )
+        )
+
+    async def release(self, ticket: HoldTicket, note: str) -> bool:
+        detail = (None, None, None, None, False, note)
+        return bool(
+            await self._submit(
+                ticket.account_id,
+                lambda c: _close(c, ticket, "released", 0, ticket.amount, detail),
+            )
+        )
+
+    # -- crash recovery --------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        await self.pool.execute(
+            "UPDATE instances SET heartbeat_at = $1 WHERE id = $2", now_ms(), self.instance_id
+        )
+
+    async def reap(self, *, stale_ms: int) -> int:
+        ts = now_ms()
+        rows = await self.pool.fetch(
+            "SELECT id, account_id, key_id, amount, model FROM holds WHERE status = 'open'"
+            " AND (expires_at < $1 OR (instance_id != $2 AND instance_id NOT IN"
+            " (SELECT id FROM instances WHERE heartbeat_at >= $3)))",
+            ts,
+            self.instance_id,
+            ts - stale_ms,
+        )
+        released = 0
+        for row in rows:
+            ticket = HoldTicket(row[0], row[1], row[2], int(row[3]), row[4] or "")
+            released += await self.release(ticket, "reaped: hold expired or its process died")
+        await self.pool.execute(
+            "DELETE FROM instances WHERE heartbeat_at < $1 AND id != $2",
+            ts - stale_ms,
+            self.instance_id,
+        )
+        return released
+
+
+async def _close(
+    c: asyncpg.Connection,
+    ticket: HoldTicket,
+    status: str,
+    cost: int,
+    refund: int,
+    detail: tuple[Any, ...],
+) -> bool:
+    ts = now_ms()
+    if await c.execute(_CLOSE, status, ts, cost, ticket.id) != "UPDATE 1":
+        return False
+    if refund:
+        await c.execute(_CREDIT, refund, ticket.account_id)
+    kind = "settle" if status == "settled" else "release"
+    await c.execute(
+        _LEDGER,
+        ticket.account_id,
+        kind,
+        refund,
+        ticket.id,
+        ticket.key_id,
+        ticket.model,
+        cost if kind == "settle" else None,
+        *detail,
+        ts,
+    )
+    return True

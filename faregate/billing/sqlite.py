@@ -1,0 +1,285 @@
+"""The ledger on SQLite: inline writes, group-committed once per event-loop tick."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from faregate.billing.store import (
+    BalanceView,
+    HoldTicket,
+    KeyRecord,
+    LedgerUnavailable,
+    Settlement,
+    new_id,
+    now_ms,
+)
+
+Op = Callable[[sqlite3.Connection], Any]
+
+_HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
+_HOLD_ROW = (
+    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
+    " instance_id, created_at, expires_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)"
+)
+_CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND status = 'open'"
+_CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
+_LEDGER = (
+    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
+    " completion_tokens, cached_tokens, reasoning_tokens, estimated, note, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SqliteStore:
+    """Synchronous sqlite3 on the event loop thread: each step is microseconds, and every
+    request's step joins the batch committed on the next loop tick, so one commit (one fsync
+    at most) serves all the requests that arrived together."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.instance_id = new_id("inst")
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._scheduled = False
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("store not started")
+        return self._conn
+
+    async def start(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self._conn = conn
+        ts = now_ms()
+        await self._submit(
+            lambda c: c.execute(
+                "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?, ?, ?)",
+                (self.instance_id, ts, ts),
+            )
+        )
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.execute("DELETE FROM instances WHERE id = ?", (self.instance_id,))
+            conn.close()
+
+    # -- group commit --------------------------------------------------------------
+
+    def _submit(self, op: Op) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((op, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        batch, self._pending, self._scheduled = self._pending, [], False
+        conn = self.conn
+        results: list[Any] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op, _ in batch:
+                results.append(op(conn))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the whole batch fails closed
+            exc = LedgerUnavailable.wrap(exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        row = self.conn.execute(
+            "SELECT id, account_id, allowed_models, expires_at, revoked_at"
+            " FROM api_keys WHERE key_hash = ?",
+            (key_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        models = frozenset(orjson.loads(row[2])) if row[2] else None
+        return KeyRecord(row[0], row[1], models, row[3], row[4] is not None)
+
+    async def balance(self, account_id: str) -> BalanceView:
+        row = self.conn.execute(
+            "SELECT a.balance, COALESCE(SUM(h.amount), 0), COUNT(h.id) FROM accounts a"
+            " LEFT JOIN holds h ON h.account_id = a.id AND h.status = 'open'"
+            " WHERE a.id = ? GROUP BY a.id",
+            (account_id,),
+        ).fetchone()
+        if row is None:
+            return BalanceView(0, 0, 0)
+        return BalanceView(int(row[0]), int(row[1]), int(row[2]))
+
+    # -- the three money steps ---------------------------------------------------------
+
+    async def hold(
+        self,
+        *,
+        account_id: str,
+        key_id: str | None,
+        amount: int,
+        model: str,
+        request_id: str,
+        ttl_ms: int,
+    ) -> HoldTicket | None:
+        ticket = HoldTicket(new_id("hold"), account_id, key_id, amount, model)
+        ts = now_ms()
+
+        def op(c: sqlite3.Connection) -> bool:
+            if c.execute(_HOLD_DEBIT, (amount, account_id, amount)).rowcount != 1:
+                return False
+            c.execute(
+                _HOLD_ROW,
+                (
+                    ticket.id,
+                    account_id,
+                    key_id,
+                    amount,
+                    model,
+                    request_id,
+                    self.instance_id,
+                    ts,
+                    ts + ttl_ms,
+                ),
+            )
+            c.execute(
+                _LEDGER,
+                (
+                    account_id,
+                    "hold",
+                    -amount,
+                    ticket.id,
+                    key_id,
+                    model,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    False,
+                    None,
+                    ts,
+                ),
+            )
+            return True
+
+        return ticket if await self._submit(op) else None
+
+    async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
+        s = settlement
+        return bool(
+            await self._submit(
+                lambda c: _close(
+                    c,
+                    ticket,
+                    "settled",
+                    s.cost,
+                    ticket.amount - s.cost,
+                    (
+                        s.prompt_tokens,
+                        s.completion_tokens,
+                        s.cached_tokens,
+                        s.reasoning_tokens,
+                        s.estimated,
+                        s.note,
+                    ),
+                )
+            )
+        )
+
+    async def release(self, ticket: HoldTicket, note: str) -> bool:
+        return bool(
+            await self._submit(
+                lambda c: _close(
+                    c,
+                    ticket,
+                    "released",
+                    0,
+                    ticket.amount,
+                    (None, None, None, None, False, note),
+                )
+            )
+        )
+
+    # -- crash recovery --------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        ts = now_ms()
+        await self._submit(
+            lambda c: c.execute(
+                "UPDATE instances SET heartbeat_at = ? WHERE id = ?", (ts, self.instance_id)
+            )
+        )
+
+    async def reap(self, *, stale_ms: int) -> int:
+        ts = now_ms()
+        rows = self.conn.execute(
+            "SELECT id, account_id, key_id, amount, model FROM holds WHERE status = 'open'"
+            " AND (expires_at < ? OR (instance_id != ? AND instance_id NOT IN"
+            " (SELECT id FROM instances WHERE heartbeat_at >= ?)))",
+            (ts, self.instance_id, ts - stale_ms),
+        ).fetchall()
+        released = 0
+        for row in rows:
+            ticket = HoldTicket(row[0], row[1], row[2], int(row[3]), row[4] or "")
+            released += await self.release(ticket, "reaped: hold expired or its process died")
+        await self._submit(
+            lambda c: c.execute(
+                "DELETE FROM instances WHERE heartbeat_at < ? AND id != ?",
+                (ts - stale_ms, self.instance_id),
+            )
+        )
+        return released
+
+
+def _close(
+    c: sqlite3.Connection,
+    ticket: HoldTicket,
+    status: str,
+    cost: int,
+    refund: int,
+    detail: tuple[Any, ...],
+) -> bool:
+    ts = now_ms()
+    if c.execute(_CLOSE, (status, ts, cost, ticket.id)).rowcount != 1:
+        return False
+    if refund:
+        c.execute(_CREDIT, (refund, ticket.account_id))
+    kind = "settle" if status == "settled" else "release"
+    c.execute(
+        _LEDGER,
+        (
+            ticket.account_id,
+            kind,
+            refund,
+            ticket.id,
+            ticket.key_id,
+            ticket.model,
+            cost if kind == "settle" else None,
+            *detail,
+            ts,
+        ),
+    )
+    return True

@@ -1,0 +1,117 @@
+"""What the hot path asks of the database: key lookup, holds, settlement, reaping."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from faregate.errors import ServiceUnavailable
+
+
+class LedgerUnavailable(ServiceUnavailable):
+    """The database could not record a money step: money fails closed."""
+
+    code = "ledger_unavailable"
+
+    @classmethod
+    def wrap(cls, exc: Exception) -> Exception:
+        if isinstance(exc, ServiceUnavailable):
+            return exc
+        err = cls("The ledger is unavailable; no request was sent upstream.", retry_after=5)
+        err.__cause__ = exc
+        return err
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    account_id: str
+    allowed_models: frozenset[str] | None
+    expires_at: int | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HoldTicket:
+    """An open hold as the request that took it knows it."""
+
+    id: str
+    account_id: str
+    key_id: str | None
+    amount: int
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    cost: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    balance: int
+    held: int
+    open_holds: int
+
+
+class Store(Protocol):
+    """The ledger and key tables as the request path uses them.
+
+    Every write is one of three atomic steps: a hold (conditional debit of the
+    worst case), a settle (the hold closes, the unused part is refunded) or a
+    release (the hold closes, all of it is refunded). Closing a hold is
+    conditional on it being open, so each hold ends exactly once.
+    """
+
+    instance_id: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
+
+    async def hold(
+        self,
+        *,
+        account_id: str,
+        key_id: str | None,
+        amount: int,
+        model: str,
+        request_id: str,
+        ttl_ms: int,
+    ) -> HoldTicket | None:
+        """Debit `amount` if the balance covers it; None when it does not."""
+        ...
+
+    async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
+        """Close the hold at its actual cost; False if it was already closed."""
+        ...
+
+    async def release(self, ticket: HoldTicket, note: str) -> bool:
+        """Close the hold charging nothing; False if it was already closed."""
+        ...
+
+    async def balance(self, account_id: str) -> BalanceView: ...
+
+    async def heartbeat(self) -> None: ...
+
+    async def reap(self, *, stale_ms: int) -> int:
+        """Release holds past their expiry or left by an instance that stopped beating."""
+        ...

@@ -1,0 +1,288 @@
+"""The `faregate` command: serve, run the simulator, and operate accounts, keys and credits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from faregate.admin import ops
+from faregate.app import App, Environment
+from faregate.auth.keys import KeyHasher, load_secret
+from faregate.config import ConfigError, load_config
+from faregate.db import migrate
+from faregate.db.urls import sqlalchemy_url
+
+T = TypeVar("T")
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    envvar="FAREGATE_CONFIG",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (TOML). Without one: SQLite and the built-in simulator.",
+)
+
+
+def _load(config_path: str | None) -> Any:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _echo(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _db_action(config_path: str | None, fn: Callable[[Connection, KeyHasher], T]) -> T:
+    """Run one operator action against the configured database, migrating it first."""
+    config = _load(config_path)
+    env = Environment.from_env()
+    url = env.database_url or config.database.url
+    hasher = KeyHasher(load_secret(env.secret_key, env.home))
+
+    async def run() -> T:
+        await migrate.upgrade(url)
+        engine = create_async_engine(sqlalchemy_url(url))
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(lambda c: fn(c, hasher))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except ops.AdminError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group()
+@click.version_option(package_name="faregate")
+def main() -> None:
+    """Faregate: a self-hostable LLM API gateway with an exact credit ledger."""
+
+
+# -- serving ---------------------------------------------------------------------------
+
+
+def _announce(app: App) -> None:
+    svc = app.services
+    assert svc is not None
+    server = app.config.server
+    lines = [f"Faregate is serving on http://{server.host}:{server.port}"]
+    lines.append(f"  database: {app.database_url}")
+    if app.sim_url:
+        lines.append(f"  built-in provider simulator: {app.sim_url}")
+    lines.append(f"  models: {', '.join(svc.catalog.models)}")
+    if app.bootstrap_admin_key:
+        lines.append(f"  admin key (shown once, keep it): {app.bootstrap_admin_key}")
+    if app.first_run_key:
+        lines += [
+            f"  a demo account with credits and this API key was created: {app.first_run_key}",
+            f"  try: curl http://{server.host}:{server.port}/v1/chat/completions \\",
+            f"         -H 'Authorization: Bearer {app.first_run_key}' \\",
+            "         -H 'Content-Type: application/json' \\",
+            "         -d '{\"model\": \"gpt-4o-mini\", "
+            "\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'",
+        ]
+    lines.append(
+        "  new keys: faregate accounts create NAME --credits N;"
+        " then faregate keys create ACCOUNT_ID"
+    )
+    click.echo("\n".join(lines), err=True)
+
+
+def app_factory() -> App:
+    """Build the app from FAREGATE_CONFIG (used by uvicorn, once per worker process)."""
+    return App(_load(os.environ.get("FAREGATE_CONFIG") or None), announce=_announce)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--host", default=None, help="Interface to listen on (config: server.host).")
+@click.option("--port", type=int, default=None, help="Port to listen on (config: server.port).")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--log-level", default="warning", show_default=True)
+def serve(
+    config_path: str | None, host: str | None, port: int | None, workers: int, log_level: str
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    config = _load(config_path)
+    if host or port is not None:
+        server = config.server.model_copy(
+            update={
+                "host": host or config.server.host,
+                "port": config.server.port if port is None else port,
+            }
+        )
+        config = config.model_copy(update={"server": server})
+    if config_path:
+        os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)
+    if workers > 1:
+        if config.simulator.enabled:
+            raise click.ClickException(
+                "the in-process simulator serves one worker; run `faregate sim` separately"
+            )
+        uvicorn.run(
+            "faregate.cli:app_factory",
+            factory=True,
+            host=config.server.host,
+            port=config.server.port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level=log_level,
+            lifespan="on",
+        )
+        return
+    uvicorn.run(
+        App(config, announce=_announce),
+        host=config.server.host,
+        port=config.server.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        lifespan="on",
+    )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9100, show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--chunk-delay-ms", type=float, default=0.0, show_default=True)
+def sim(host: str, port: int, latency_ms: float, chunk_delay_ms: float) -> None:
+    """Run the provider simulator (OpenAI-compatible upstream with scriptable faults)."""
+    from faregate.sim.server import run
+
+    run(host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+
+
+@main.command("check-config")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def check_config(path: str) -> None:
+    """Validate a config file and list what it declares."""
+    config = _load(path)
+    click.echo(f"{path}: ok ({len(config.providers)} providers, {len(config.models)} models)")
+
+
+# -- accounts, credits, keys -----------------------------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Create, list and show accounts."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@click.option("--credits", "amount", type=int, default=0, help="Initial micro-credits.")
+@CONFIG_OPTION
+def accounts_create(name: str, amount: int, config_path: str | None) -> None:
+    def act(c: Connection, _: KeyHasher) -> dict[str, Any]:
+        account = ops.create_account(c, name)
+        if amount:
+            ops.grant(c, account["id"], amount, "initial credits")
+        return ops.get_account(c, account["id"])
+
+    _echo(_db_action(config_path, act))
+
+
+@accounts.command("list")
+@CONFIG_OPTION
+def accounts_list(config_path: str | None) -> None:
+    _echo(_db_action(config_path, lambda c, _: ops.list_accounts(c)))
+
+
+@accounts.command("show")
+@click.argument("account_id")
+@CONFIG_OPTION
+def accounts_show(account_id: str, config_path: str | None) -> None:
+    """Balance and open holds of an account."""
+    _echo(_db_action(config_path, lambda c, _: ops.get_account(c, account_id)))
+
+
+@main.command()
+@click.argument("account_id")
+@click.argument("amount", type=int)
+@click.option("--note", default=None)
+@CONFIG_OPTION
+def grant(account_id: str, amount: int, note: str | None, config_path: str | None) -> None:
+    """Grant micro-credits to an account (negative to take back)."""
+    balance = _db_action(config_path, lambda c, _: ops.grant(c, account_id, amount, note))
+    _echo({"account_id": account_id, "balance": balance})
+
+
+@main.command()
+@click.argument("account_id")
+@click.option("--limit", type=int, default=50, show_default=True)
+@CONFIG_OPTION
+def ledger(account_id: str, limit: int, config_path: str | None) -> None:
+    """The newest ledger entries of an account."""
+    _echo(_db_action(config_path, lambda c, _: ops.ledger_entries(c, account_id, limit)))
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.argument("account_id")
+@click.option("--name", default="default", show_default=True)
+@click.option("--model", "models", multiple=True, help="Limit the key to this model (repeat).")
+@click.option("--expires-in-days", type=float, default=None)
+@CONFIG_OPTION
+def keys_create(
+    account_id: str,
+    name: str,
+    models: tuple[str, ...],
+    expires_in_days: float | None,
+    config_path: str | None,
+) -> None:
+    """Create a key; it is printed once and never stored."""
+    expires = (
+        None if expires_in_days is None else int((time.time() + expires_in_days * 86400) * 1000)
+    )
+    record, key = _db_action(
+        config_path,
+        lambda c, h: ops.create_key(
+            c, h, account_id, name, models=models or None, expires_at=expires
+        ),
+    )
+    _echo({**record, "key": key})
+    click.echo("Store this key now: it cannot be shown again.", err=True)
+
+
+@keys.command("list")
+@click.argument("account_id")
+@CONFIG_OPTION
+def keys_list(account_id: str, config_path: str | None) -> None:
+    _echo(_db_action(config_path, lambda c, _: ops.list_keys(c, account_id)))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@CONFIG_OPTION
+def keys_revoke(key_id: str, config_path: str | None) -> None:
+    row = _db_action(config_path, lambda c, _: ops.revoke_key(c, key_id))
+    row.pop("key_hash", None)
+    _echo(row)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

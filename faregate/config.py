@@ -1,0 +1,248 @@
+"""The operator's config file: providers, models and prices, validated strictly at load."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+MicroCredits = Annotated[int, Field(ge=0, strict=True)]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    connect: PositiveFloat = 5.0
+    first_byte: PositiveFloat = 120.0
+    idle: PositiveFloat = 60.0
+    total: PositiveFloat = 1800.0
+
+
+# Vendors that speak the OpenAI protocol are configuration, not code.
+VENDORS: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "deepseek": ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "fireworks": ("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
+    "vllm": ("http://127.0.0.1:8000/v1", "VLLM_API_KEY"),
+    "ollama": ("http://127.0.0.1:11434/v1", "OLLAMA_API_KEY"),
+}
+
+
+class Provider(_Strict):
+    protocol: Literal["openai"] = "openai"
+    vendor: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _vendor_defaults(self) -> Provider:
+        if self.vendor is not None and self.vendor not in VENDORS:
+            raise ValueError(
+                f"unknown vendor {self.vendor!r}; known vendors: {', '.join(sorted(VENDORS))}, "
+                "or leave vendor out and set base_url"
+            )
+        if self.base_url is None and self.vendor is None:
+            raise ValueError("set base_url (or a known vendor) for this provider")
+        return self
+
+    @property
+    def url(self) -> str:
+        url = self.base_url or VENDORS[self.vendor or ""][0]
+        return url.rstrip("/")
+
+    def resolve_key(self) -> str | None:
+        """The upstream key: inline, else from the named (or the vendor's) environment variable."""
+        if self.api_key:
+            return self.api_key
+        env = self.api_key_env or (VENDORS[self.vendor][1] if self.vendor else None)
+        return os.environ.get(env) if env else None
+
+
+class Price(_Strict):
+    """Micro-credits per million tokens."""
+
+    input: MicroCredits
+    output: MicroCredits
+    cached_input: MicroCredits | None = None
+
+
+class Model(_Strict):
+    provider: str
+    upstream: str | None = None
+    price: Price
+    max_output_tokens: int = Field(default=4096, ge=1)
+    owned_by: str | None = None
+    created: int = 1_700_000_000
+
+
+class Server(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+
+class Database(_Strict):
+    url: str = "sqlite:///.faregate/faregate.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        return url
+
+
+class Billing(_Strict):
+    hold_ttl_seconds: int = Field(default=3600, ge=10)
+    reaper_interval_seconds: float = Field(default=10.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    micro_credits_per_usd: int = Field(default=1_000_000, ge=1)
+
+
+class Auth(_Strict):
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+
+
+class Compat(_Strict):
+    """Defaults of the compatibility routes (`POST /api/v1/chat`)."""
+
+    chat_default_model: str = "gemini-2.5-flash"
+    chat_default_max_tokens: int = Field(default=4096, ge=1)
+    chat_default_temperature: float = Field(default=1.0, ge=0, le=2)
+
+
+class Simulator(_Strict):
+    """The built-in provider simulator, started in process by `faregate serve`."""
+
+    enabled: bool = False
+    port: int = Field(default=0, ge=0, le=65535)
+
+
+class Config(_Strict):
+    server: Server = Field(default_factory=Server)
+    database: Database = Field(default_factory=Database)
+    billing: Billing = Field(default_factory=Billing)
+    auth: Auth = Field(default_factory=Auth)
+    compat: Compat = Field(default_factory=Compat)
+    simulator: Simulator = Field(default_factory=Simulator)
+    providers: dict[str, Provider] = Field(default_factory=dict)
+    models: dict[str, Model] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _models_name_providers(self) -> Config:
+        for name, model in self.models.items():
+            if model.provider not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none declared"
+                raise ValueError(
+                    f"models.{name}.provider: unknown provider {model.provider!r} "
+                    f"(declared providers: {known}); add [providers.{model.provider}] "
+                    "or fix the name"
+                )
+        return self
+
+
+SIM_PROVIDER = "simulator"
+
+
+def default_config() -> Config:
+    """The zero-config first run: SQLite and the built-in simulator, plus real vendors whose
+    keys are in the environment."""
+    providers: dict[str, Any] = {SIM_PROVIDER: {"base_url": "http://127.0.0.1:0/v1"}}
+    models: dict[str, Any] = {}
+    sim_models = {
+        "gpt-4o-mini": (150_000, 600_000, 75_000, "openai"),
+        "gpt-4o": (2_500_000, 10_000_000, 1_250_000, "openai"),
+        "gemini-2.5-flash": (300_000, 2_500_000, 75_000, "google"),
+        "deepseek-chat": (270_000, 1_100_000, 70_000, "deepseek"),
+    }
+    for name, (inp, out, cached, owner) in sim_models.items():
+        models[name] = {
+            "provider": SIM_PROVIDER,
+            "price": {"input": inp, "output": out, "cached_input": cached},
+            "owned_by": owner,
+        }
+    if os.environ.get("OPENAI_API_KEY"):
+        providers["openai"] = {"vendor": "openai"}
+        for name in ("gpt-4o-mini", "gpt-4o"):
+            models[name] = {**models[name], "provider": "openai"}
+    if os.environ.get("DEEPSEEK_API_KEY"):
+        providers["deepseek"] = {"vendor": "deepseek"}
+        models["deepseek-chat"] = {**models["deepseek-chat"], "provider": "deepseek"}
+    return Config.model_validate(
+        {"simulator": {"enabled": True}, "providers": providers, "models": models}
+    )
+
+
+def _describe(err: Any) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent = err["loc"][:-1]
+        node: Any = Config
+        allowed = _allowed_keys(node, parent)
+        hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"{loc}: unknown key; remove it or fix its spelling{hint}"
+    if err["type"] == "missing":
+        return f"{loc}: required key is missing; add it"
+    given = err.get("input")
+    shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+    return f"{loc}: {err['msg']}{shown}"
+
+
+def _allowed_keys(model: Any, path: tuple[Any, ...]) -> list[str]:
+    current = model
+    for part in path:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            # A dict of sub-models (providers.NAME, models.NAME): step into the value type.
+            continue
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        current = args[-1] if args and str(ann).startswith("dict") else ann
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def parse_config(data: dict[str, Any], source: str) -> Config:
+    """Validate a config mapping; raise ConfigError naming the source, the key and the fix."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise ConfigError(f"{source}: invalid configuration\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the config file at `path`, or the zero-config default when there is none."""
+    if path is None:
+        return default_config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,66 @@
+"""The route table: exact paths in a dict, patterned paths tried in order after them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from faregate.http.request import Request
+from faregate.http.responses import Response, StreamResponse
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    path: str
+    methods: frozenset[str]
+    handler: Handler
+    protocol: str  # which error envelope this route answers in
+
+
+class Router:
+    def __init__(self) -> None:
+        self._exact: dict[str, dict[str, Route]] = {}
+        self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+
+    def add(
+        self, path: str, methods: list[str], handler: Handler, protocol: str = "openai"
+    ) -> None:
+        """Register `handler`; `{name}` segments match one path segment, `{name:path}` the rest."""
+        route = Route(path, frozenset(methods), handler, protocol)
+        if "{" not in path:
+            table = self._exact.setdefault(path, {})
+        else:
+            regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", path)
+            regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+            compiled = re.compile(f"^{regex}$")
+            for pattern, existing in self._patterns:
+                if pattern.pattern == compiled.pattern:
+                    table = existing
+                    break
+            else:
+                table = {}
+                self._patterns.append((compiled, table))
+        for method in methods:
+            table[method] = route
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path params, whether the path exists under another method)."""
+        table = self._exact.get(path)
+        params: dict[str, str] = {}
+        if table is None:
+            for pattern, candidate in self._patterns:
+                m = pattern.match(path)
+                if m:
+                    table, params = candidate, m.groupdict()
+                    break
+        if table is None:
+            return None, {}, False
+        route = table.get(method)
+        return route, params, route is None
+
+    def protocol_for(self, path: str) -> str:
+        """The envelope for a path nothing matched: by its prefix."""
+        return "llmage" if path.startswith("/llmage") else "openai"

@@ -1,0 +1,1 @@
+"""Alembic migrations, applied automatically on start."""

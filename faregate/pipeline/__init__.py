@@ -1,0 +1,1 @@
+"""The request path, one readable function per call kind."""

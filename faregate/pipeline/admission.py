@@ -1,0 +1,52 @@
+"""Admission: the key may use the model, and the account can cover the worst case."""
+
+from __future__ import annotations
+
+from faregate import tokens
+from faregate.billing.charge import Charge
+from faregate.billing.pricing import worst_case
+from faregate.billing.store import KeyRecord
+from faregate.errors import InsufficientBalance, PermissionDenied
+from faregate.pipeline.services import Services
+from faregate.providers.base import ChatCall
+from faregate.routing.catalog import ModelEntry
+
+
+def check_model_allowed(key: KeyRecord, model: str) -> None:
+    if key.allowed_models is not None and model not in key.allowed_models:
+        raise PermissionDenied(
+            f"This API key may not use the model '{model}'.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
+def hold_amount(entry: ModelEntry, call: ChatCall) -> int:
+    """The worst-case cost: a byte-bounded prompt and every output token allowed, per choice."""
+    body = call.body
+    max_out = min(call.max_output or entry.max_output_tokens, entry.max_output_tokens)
+    n = body.get("n")
+    choices = n if isinstance(n, int) and n > 1 else 1
+    prompt = tokens.prompt_upper_bound(body.get("messages") or [], body.get("tools"))
+    return worst_case(entry.price, prompt, max_out * choices)
+
+
+async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEntry, Charge]:
+    """Resolve the model, check the key may use it, and take the hold (402 if it can't)."""
+    entry = svc.catalog.get(call.model)
+    check_model_allowed(key, call.model)
+    amount = hold_amount(entry, call)
+    ticket = await svc.store.hold(
+        account_id=key.account_id,
+        key_id=key.id,
+        amount=amount,
+        model=call.model,
+        request_id=call.request_id,
+        ttl_ms=svc.config.billing.hold_ttl_seconds * 1000,
+    )
+    if ticket is None:
+        raise InsufficientBalance(
+            "Insufficient balance: this request may cost up to "
+            f"{amount} micro-credits. Top up the account or lower max_tokens.",
+        )
+    return entry, Charge(svc.store, ticket)

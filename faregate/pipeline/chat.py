@@ -1,0 +1,189 @@
+"""Chat calls: admit, call the upstream, stream or return, settle the exact cost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from faregate import tokens
+from faregate.billing.charge import Charge
+from faregate.billing.pricing import Usage, cost_of
+from faregate.billing.store import KeyRecord, Settlement
+from faregate.errors import FailureClass, FaregateError, UpstreamError
+from faregate.pipeline.admission import admit
+from faregate.pipeline.services import Services
+from faregate.providers.base import ChatCall, ChatResult, StreamEvent
+from faregate.routing.catalog import Deployment, ModelEntry
+from faregate.upstream.client import Reply, Stream
+
+
+@dataclass(slots=True)
+class Completed:
+    result: ChatResult
+    usage: Usage
+    cost: int
+    model: str
+    deployment: Deployment
+
+
+def _estimate(call: ChatCall, completion_text: str) -> Usage:
+    """Usage the upstream did not report, counted from what was sent and received."""
+    body = call.body
+    return Usage(
+        prompt_tokens=tokens.count_messages(body.get("messages") or [], body.get("tools")),
+        completion_tokens=tokens.count_text(completion_text),
+        estimated=True,
+    )
+
+
+def _reply_text(result: ChatResult) -> str:
+    parts: list[str] = []
+    for choice in result.body.get("choices") or ():
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            parts.append(message["content"])
+        for call in message.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            parts.append(str(fn.get("name", "")) + str(fn.get("arguments", "")))
+    return " ".join(parts)
+
+
+async def _settle(charge: Charge, entry: ModelEntry, usage: Usage, note: str | None = None) -> int:
+    cost = cost_of(entry.price, usage)
+    await charge.settle(
+        Settlement(
+            cost=cost,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            estimated=usage.estimated,
+            note=note,
+        )
+    )
+    return cost
+
+
+async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
+    """A non-streaming chat call, settled before it returns."""
+    entry, charge = await admit(svc, key, call)
+    async with charge:
+        dep = entry.deployments[0]
+        request = dep.protocol.build_request(call, dep.upstream_model, dep.creds)
+        try:
+            reply = await svc.upstream.send(dep.creds, request, dep.timeouts)
+            if reply.status >= 400:
+                raise dep.protocol.classify_error(reply.status, reply.headers, reply.body)
+            result = dep.protocol.parse_response(reply.body)
+        except UpstreamError as exc:
+            raise exc.to_client() from None
+        usage = result.usage or _estimate(call, _reply_text(result))
+        cost = await _settle(charge, entry, usage)
+    return Completed(result, usage, cost, entry.name, dep)
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A stream whose first bytes have arrived; iterate `events` to forward the rest."""
+
+    events: AsyncGenerator[StreamEvent | FaregateError, None]
+    model: str
+    deployment: Deployment
+
+
+async def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> OpenStream:
+    """Admit, open the upstream stream and read its first chunk before the client sees a byte,
+    so that any failure until then is an ordinary error response with its status code."""
+    entry, charge = await admit(svc, key, call)
+    dep = entry.deployments[0]
+    try:
+        request = dep.protocol.build_request(call, dep.upstream_model, dep.creds)
+        opened = await svc.upstream.stream(dep.creds, request, dep.timeouts)
+        if isinstance(opened, Reply):
+            raise dep.protocol.classify_error(opened.status, opened.headers, opened.body)
+        chunks = opened.chunks()
+        first = await anext(chunks, b"")
+    except UpstreamError as exc:
+        await charge.release(f"upstream failed before the first byte: {exc.failure.value}")
+        raise exc.to_client() from None
+    except BaseException:
+        await charge.release("request failed before the first byte")
+        raise
+    return OpenStream(_events(call, entry, charge, opened, first, chunks), entry.name, dep)
+
+
+def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:
+    """A final usage chunk for a stream whose upstream sent none (estimated usage)."""
+    last = last or {}
+    return {
+        "id": last.get("id", ""),
+        "object": "chat.completion.chunk",
+        "created": last.get("created", 0),
+        "model": last.get("model", ""),
+        "choices": [],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+            "estimated": True,
+        },
+    }
+
+
+async def _events(
+    call: ChatCall,
+    entry: ModelEntry,
+    charge: Charge,
+    upstream: Stream,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+) -> AsyncGenerator[StreamEvent | FaregateError, None]:
+    """Forward decoded events as they arrive; settle exactly once however the stream ends:
+    from the upstream's usage, else from the text produced (marked estimated)."""
+    decoder = entry.deployments[0].protocol.stream_decoder()
+    produced: list[str] = []
+    usage: Usage | None = None
+    last: dict[str, Any] | None = None
+    finished = saw_finish = False
+    note: str | None = "the client disconnected mid-stream; usage estimated from the text produced"
+    try:
+        chunk = first
+        while chunk and not finished:
+            for event in decoder.feed(chunk):
+                if event.data is None:
+                    finished = True
+                    if usage is None:
+                        usage = _estimate(call, "".join(produced))
+                        note = "the stream ended without usage; estimated from the text"
+                        yield StreamEvent(
+                            _usage_chunk(last, usage),
+                            None,
+                            usage,
+                            is_usage_only=True,
+                            cost=cost_of(entry.price, usage),
+                        )
+                    yield event
+                    break
+                last = event.data
+                saw_finish = saw_finish or event.finish_reason is not None
+                if event.text:
+                    produced.append(event.text)
+                if event.usage is not None:
+                    usage = event.usage
+                    event.cost = cost_of(entry.price, usage)
+                yield event
+            if not finished:
+                chunk = await anext(chunks, b"")
+        if not finished and not saw_finish:
+            raise UpstreamError(FailureClass.TRANSIENT, "the stream ended before it was complete")
+    except UpstreamError as exc:
+        note = f"the stream broke after the first byte ({exc.failure.value}): {exc.message}"
+        yield exc.to_client()
+    finally:
+        if usage is None or usage.estimated:
+            usage = _estimate(call, "".join(produced))
+        else:
+            note = None
+        await _settle(charge, entry, usage, note)
+        upstream.close()

@@ -1,0 +1,21 @@
+"""Everything the pipeline needs, built once by the app factory and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faregate.auth.keys import KeyCache, KeyHasher
+from faregate.billing.store import Store
+from faregate.config import Config
+from faregate.routing.catalog import Catalog
+from faregate.upstream.client import Upstream
+
+
+@dataclass(slots=True)
+class Services:
+    config: Config
+    store: Store
+    keys: KeyCache
+    hasher: KeyHasher
+    catalog: Catalog
+    upstream: Upstream

@@ -1,0 +1,1 @@
+"""Wire protocols of upstream providers: pure translation, no I/O."""

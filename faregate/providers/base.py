@@ -1,0 +1,82 @@
+"""What every upstream protocol adapter provides, and the internal call it translates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from faregate.billing.pricing import Usage
+from faregate.errors import UpstreamError
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """One chat request inside the gateway, in the OpenAI chat shape (the lingua franca)."""
+
+    model: str
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    max_output: int | None
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """A whole reply: the OpenAI-shaped body, its usage, and the upstream's own bytes
+    when they can be returned unchanged."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One streamed chunk: the OpenAI-shaped chunk (None for the end marker), the upstream's
+    own SSE bytes when they can be forwarded unchanged, usage if this chunk carries it, and
+    the text it adds (for estimates when a stream ends early)."""
+
+    data: dict[str, Any] | None
+    raw: bytes | None = None
+    usage: Usage | None = None
+    text: str = ""
+    is_usage_only: bool = False
+    finish_reason: str | None = None
+    cost: int | None = None  # set by the pipeline on the chunk that carries usage
+
+
+class StreamDecoder(Protocol):
+    def feed(self, chunk: bytes) -> list[StreamEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    base_url: str
+    api_key: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ChatProtocol(Protocol):
+    """An upstream chat wire protocol."""
+
+    name: str
+
+    def build_request(
+        self, call: ChatCall, upstream_model: str, creds: Credentials
+    ) -> UpstreamRequest: ...
+
+    def parse_response(self, body: bytes) -> ChatResult: ...
+
+    def stream_decoder(self) -> StreamDecoder: ...
+
+    def classify_error(
+        self, status: int, headers: dict[str, str], body: bytes
+    ) -> UpstreamError: ...

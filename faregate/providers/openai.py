@@ -1,0 +1,175 @@
+"""The OpenAI chat protocol, spoken by OpenAI and every OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from faregate.billing.pricing import Usage
+from faregate.errors import FailureClass, UpstreamError
+from faregate.providers.base import (
+    ChatCall,
+    ChatResult,
+    Credentials,
+    StreamEvent,
+    UpstreamRequest,
+)
+from faregate.providers.sse import SSEDecoder
+
+# Gemini thinking levels and the nearest OpenAI reasoning effort.
+_THINKING_TO_EFFORT = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
+
+
+def usage_from(data: Any) -> Usage | None:
+    if not isinstance(data, dict):
+        return None
+    prompt = data.get("prompt_tokens")
+    completion = data.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    pdet = data.get("prompt_tokens_details") or {}
+    cdet = data.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=int(pdet.get("cached_tokens") or 0) if isinstance(pdet, dict) else 0,
+        reasoning_tokens=int(cdet.get("reasoning_tokens") or 0) if isinstance(cdet, dict) else 0,
+    )
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+class _Decoder:
+    __slots__ = ("_sse",)
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for _, data, raw in self._sse.feed(chunk):
+            if data == b"[DONE]":
+                events.append(StreamEvent(None, raw))
+                continue
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if "error" in obj and "choices" not in obj:
+                raise UpstreamError(
+                    FailureClass.TRANSIENT,
+                    str((obj.get("error") or {}).get("message", "stream error")),
+                    status=200,
+                )
+            usage = usage_from(obj.get("usage"))
+            choices = obj.get("choices") or []
+            text = ""
+            finish = None
+            for choice in choices:
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if isinstance(content, str):
+                    text += content
+                for call in delta.get("tool_calls") or ():
+                    fn = call.get("function") or {}
+                    text += (fn.get("name") or "") + (fn.get("arguments") or "")
+                finish = choice.get("finish_reason") or finish
+            events.append(
+                StreamEvent(
+                    obj,
+                    raw,
+                    usage,
+                    text,
+                    is_usage_only=not choices and usage is not None,
+                    finish_reason=finish,
+                )
+            )
+        return events
+
+
+class OpenAIChat:
+    name = "openai"
+
+    def build_request(
+        self, call: ChatCall, upstream_model: str, creds: Credentials
+    ) -> UpstreamRequest:
+        body = dict(call.body)
+        body["model"] = upstream_model
+        level = body.pop("thinking_level", None)
+        if isinstance(level, str) and "reasoning_effort" not in body:
+            effort = _THINKING_TO_EFFORT.get(level.lower())
+            if effort:
+                body["reasoning_effort"] = effort
+        modalities = body.pop("response_modalities", None)
+        if modalities and [m.lower() for m in modalities] != ["text"]:
+            body["modalities"] = [m.lower() for m in modalities]
+        if call.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        headers = {"content-type": "application/json", **creds.headers}
+        if creds.api_key:
+            headers["authorization"] = f"Bearer {creds.api_key}"
+        return UpstreamRequest("/chat/completions", headers, orjson.dumps(body))
+
+    def parse_response(self, body: bytes) -> ChatResult:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                FailureClass.TRANSIENT, "the provider returned a body that is not JSON", status=200
+            ) from None
+        if not isinstance(data, dict) or "choices" not in data:
+            raise UpstreamError(
+                FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
+            )
+        return ChatResult(data, usage_from(data.get("usage")), body)
+
+    def stream_decoder(self) -> _Decoder:
+        return _Decoder()
+
+    def classify_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+        message = f"HTTP {status}"
+        kind = code = ""
+        try:
+            err = orjson.loads(body).get("error")
+            if isinstance(err, dict):
+                message = str(err.get("message") or message)
+                kind = str(err.get("type") or "")
+                code = str(err.get("code") or "")
+            elif isinstance(err, str):
+                message = err
+        except (orjson.JSONDecodeError, AttributeError):
+            pass
+        retry = _retry_after(headers)
+        if status == 429:
+            quota = "insufficient_quota" in (kind, code)
+            failure = FailureClass.QUOTA if quota else FailureClass.RATE_LIMIT
+        elif status in (401, 403):
+            failure = FailureClass.CREDENTIAL
+        elif status in (400, 413, 422):
+            failure = FailureClass.CALLER
+        elif status in (408, 504):
+            failure = FailureClass.TIMEOUT
+        else:
+            failure = FailureClass.TRANSIENT
+        return UpstreamError(failure, message, status=status, retry_after=retry, body=body)

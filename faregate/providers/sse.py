@@ -1,0 +1,38 @@
+"""Server-Sent Events: an incremental decoder that never waits for the whole stream."""
+
+from __future__ import annotations
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get back (event name, data) for each complete event."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes, bytes]]:
+        """Complete events as (event, data, the raw event bytes including its blank line)."""
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf + chunk if self._buf else chunk
+        out: list[tuple[str, bytes, bytes]] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            block = buf[start:end]
+            start = end + 2
+            event = ""
+            data: list[bytes] = []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    data.append(value[1:] if value.startswith(b" ") else value)
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip().decode()
+            if data or event:
+                out.append((event, b"\n".join(data), block + b"\n\n"))
+        self._buf = buf[start:]
+        return out

@@ -1,0 +1,1 @@
+"""Where a request goes: the catalog of public models and the deployments behind them."""

@@ -1,0 +1,1 @@
+"""The only place that opens sockets to providers."""
