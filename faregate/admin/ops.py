@@ -26,11 +26,16 @@ class AdminError(Exception):
         self.status = status
 
 
+def _plain(row: Any) -> dict[str, Any]:
+    """A result row as a dict with plain `str` keys (for JSON)."""
+    return {str(k): v for k, v in row.items()}
+
+
 def _account_row(conn: Connection, account_id: str) -> dict[str, Any]:
     row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
     if row is None:
         raise AdminError(f"no account {account_id!r}", 404)
-    return dict(row)
+    return _plain(row)
 
 
 def create_account(conn: Connection, name: str) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def get_account(conn: Connection, account_id: str) -> dict[str, Any]:
 
 def list_accounts(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(accounts).order_by(accounts.c.created_at)).mappings()
-    return [dict(r) for r in rows]
+    return [_plain(r) for r in rows]
 
 
 def grant(conn: Connection, account_id: str, amount: int, note: str | None = None) -> int:
@@ -82,7 +87,7 @@ def grant(conn: Connection, account_id: str, amount: int, note: str | None = Non
 
 
 def _key_view(row: Any) -> dict[str, Any]:
-    data = dict(row)
+    data = _plain(row)
     data.pop("key_hash", None)
     models = data.get("allowed_models")
     data["allowed_models"] = orjson.loads(models) if models else None
@@ -130,7 +135,7 @@ def revoke_key(conn: Connection, key_id: str) -> dict[str, Any]:
         raise AdminError(f"no key {key_id!r}", 404)
     if row["revoked_at"] is None:
         conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now_ms()))
-    return dict(conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one())
+    return _plain(conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one())
 
 
 def ledger_entries(conn: Connection, account_id: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -141,7 +146,7 @@ def ledger_entries(conn: Connection, account_id: str, limit: int = 100) -> list[
         .order_by(ledger.c.id.desc())
         .limit(limit)
     ).mappings()
-    return [dict(r) for r in rows]
+    return [_plain(r) for r in rows]
 
 
 def bootstrap_admin(conn: Connection, hasher: KeyHasher) -> str | None:

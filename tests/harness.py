@@ -1,0 +1,222 @@
+"""Test harness: real simulator and gateway processes on loopback, and a few admin helpers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_KEY = "fga-test-admin-key"
+ROOT = Path(__file__).resolve().parent.parent
+
+# Micro-credits per million tokens: simple numbers make exact costs easy to check.
+PRICES = {"input": 1_000_000, "output": 2_000_000, "cached_input": 500_000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not come up in {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    if proc.stdout:
+        proc.stdout.close()
+
+
+@dataclass
+class Sim:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/sim/stats", timeout=5).json())
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/sim/reset", timeout=5)
+
+
+def start_sim() -> Sim:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faregate.sim", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/health", proc)
+    return Sim(port, proc)
+
+
+def config_toml(
+    sim_url: str,
+    *,
+    database_url: str,
+    timeouts: dict[str, float] | None = None,
+    billing: dict[str, Any] | None = None,
+    max_body_bytes: int | None = None,
+    extra_models: str = "",
+) -> str:
+    t = {"connect": 2, "first_byte": 10, "idle": 10, "total": 60, **(timeouts or {})}
+    b = {"heartbeat_seconds": 0.5, "reaper_interval_seconds": 0.5, **(billing or {})}
+    lines = [
+        "[server]",
+        *([f"max_body_bytes = {max_body_bytes}"] if max_body_bytes else []),
+        "[database]",
+        f'url = "{database_url}"',
+        "[billing]",
+        *(f"{k} = {v}" for k, v in b.items()),
+        "[auth]",
+        "key_cache_seconds = 0",
+        "[providers.sim]",
+        f'base_url = "{sim_url}/v1"',
+        'api_key = "sk-sim"',
+        "[providers.sim.timeouts]",
+        *(f"{k} = {v}" for k, v in t.items()),
+        "[providers.dead]",
+        'base_url = "http://127.0.0.1:9/v1"',
+        'api_key = "sk-dead"',
+        "[providers.dead.timeouts]",
+        "connect = 1",
+    ]
+    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
+    for name, provider, upstream, max_out in (
+        ("sim-small", "sim", "sim-small", 1000),
+        ("sim-large", "sim", "sim-large", 4000),
+        ("gemini-2.5-flash", "sim", "gemini-2.5-flash", 1000),
+        ("dead-model", "dead", "dead-model", 100),
+    ):
+        lines += [
+            f'[models."{name}"]',
+            f'provider = "{provider}"',
+            f'upstream = "{upstream}"',
+            f"max_output_tokens = {max_out}",
+            f"price = {{ {price} }}",
+        ]
+    return "\n".join(lines) + "\n" + extra_models
+
+
+@dataclass
+class Gateway:
+    port: int
+    proc: subprocess.Popen[bytes]
+    home: Path
+    config_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def admin(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(
+            method,
+            f"{self.url}/admin/v1{path}",
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+            timeout=10,
+            **kw,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    def account(self, credits: int, models: list[str] | None = None) -> tuple[str, str]:
+        """A new account with `credits` and one key: (account id, key)."""
+        acct = self.admin("POST", "/accounts", json={"name": "t", "credits": credits})
+        key = self.admin(
+            "POST", f"/accounts/{acct['id']}/keys", json={"name": "k", "models": models}
+        )
+        return acct["id"], key["key"]
+
+    def account_state(self, account_id: str) -> dict[str, Any]:
+        return dict(self.admin("GET", f"/accounts/{account_id}"))
+
+    def ledger(self, account_id: str) -> list[dict[str, Any]]:
+        return list(self.admin("GET", f"/accounts/{account_id}/ledger?limit=1000")["data"])
+
+
+def start_gateway(
+    sim_url: str,
+    tmp: Path,
+    *,
+    database_url: str | None = None,
+    home: Path | None = None,
+    **config: Any,
+) -> Gateway:
+    home = home or tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    url = database_url or f"sqlite:///{home / 'faregate.db'}"
+    config_path = tmp / "faregate.toml"
+    config_path.write_text(config_toml(sim_url, database_url=url, **config))
+    port = free_port()
+    env = {
+        **os.environ,
+        "FAREGATE_HOME": str(home),
+        "FAREGATE_ADMIN_KEY": ADMIN_KEY,
+        "FAREGATE_SECRET_KEY": "test-secret",
+    }
+    env.pop("FAREGATE_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "faregate.cli",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp,
+    )
+    wait_http(f"http://127.0.0.1:{port}/health", proc)
+    return Gateway(port, proc, home, config_path, env)
+
+
+def ledger_consistent(gw: Gateway, account_id: str) -> None:
+    """Invariants 3 and 4: the balance is the sum of the ledger; each hold has one terminal."""
+    state = gw.account_state(account_id)
+    rows = gw.ledger(account_id)
+    assert state["balance"] == sum(r["amount"] for r in rows)
+    assert state["balance"] >= 0
+    holds: dict[str, list[str]] = {}
+    for r in rows:
+        if r["hold_id"]:
+            holds.setdefault(r["hold_id"], []).append(r["kind"])
+    for kinds in holds.values():
+        assert sorted(kinds) in (["hold", "release"], ["hold", "settle"]), kinds
