@@ -1,0 +1,127 @@
+"""Upstream failures: classified once, mapped to the documented client status, money intact."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from harness import Gateway, Sim, ledger_consistent, start_gateway, stop
+
+
+@pytest.fixture(scope="module")
+def fast_gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway with one-second first-byte and idle timeouts."""
+    gw = start_gateway(
+        sim.url, tmp_path_factory.mktemp("fast"), timeouts={"first_byte": 1, "idle": 1}
+    )
+    yield gw
+    stop(gw.proc)
+
+
+def _chat(gw: Gateway, key: str, fault: str | None = None, **body: Any) -> httpx.Response:
+    payload: dict[str, Any] = {
+        "model": "sim-small",
+        "messages": [{"role": "user", "content": "hello"}],
+        **body,
+    }
+    if fault:
+        payload["metadata"] = {"sim_fault": fault}
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        json=payload,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=15,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "retry_after"),
+    [
+        ("status=429;retry_after=7", 429, "provider_rate_limited", "7"),
+        ("error_type=insufficient_quota", 503, "no_provider_available", "30"),
+        ("status=500", 502, "provider_error", None),
+        ("status=503", 502, "provider_error", None),
+        ("status=401", 503, "no_provider_available", "30"),
+        ("status=400", 400, "upstream_rejected_request", None),
+        ("hang", 408, "provider_timeout", None),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_failures_before_the_first_byte(
+    fast_gw: Gateway, fault: str, status: int, code: str, retry_after: str | None, stream: bool
+) -> None:
+    account, key = fast_gw.account(1_000_000)
+    r = _chat(fast_gw, key, fault, stream=stream)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert r.headers.get("retry-after") == retry_after
+    state = fast_gw.account_state(account)
+    assert state["balance"] == 1_000_000 and state["open_holds"] == 0
+    kinds = [row["kind"] for row in fast_gw.ledger(account)]
+    assert sorted(kinds) == ["grant", "hold", "release"]
+    ledger_consistent(fast_gw, account)
+
+
+def test_connection_refused_is_503_with_retry_after(fast_gw: Gateway) -> None:
+    account, key = fast_gw.account(1_000_000)
+    r = _chat(fast_gw, key, model="dead-model")
+    assert r.status_code == 503
+    assert r.headers["retry-after"]
+    assert r.json()["error"]["code"] == "no_provider_available"
+    assert fast_gw.account_state(account)["balance"] == 1_000_000
+
+
+def _sse_events(r: httpx.Response) -> list[Any]:
+    out: list[Any] = []
+    for block in r.text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            out.append(data if data == "[DONE]" else orjson.loads(data))
+    return out
+
+
+@pytest.mark.parametrize("fault", ["cut_after=3", "stall_after=3"])
+def test_stream_breaking_after_first_byte_ends_with_error_and_bills_delivered(
+    fast_gw: Gateway, fault: str
+) -> None:
+    account, key = fast_gw.account(1_000_000)
+    r = _chat(fast_gw, key, fault, stream=True)
+    assert r.status_code == 200
+    events = _sse_events(r)
+    assert "[DONE]" not in events
+    assert "error" in events[-1]
+    delivered = [e for e in events[:-1] if e.get("choices")]
+    assert len(delivered) >= 3
+    settle = [row for row in fast_gw.ledger(account) if row["kind"] == "settle"]
+    assert len(settle) == 1
+    assert settle[0]["cost"] > 0 and settle[0]["estimated"] in (True, 1)
+    assert settle[0]["completion_tokens"] > 0
+    ledger_consistent(fast_gw, account)
+
+
+def test_stream_without_usage_is_estimated_never_zero(fast_gw: Gateway) -> None:
+    account, key = fast_gw.account(1_000_000)
+    r = _chat(fast_gw, key, "no_usage", stream=True, stream_options={"include_usage": True})
+    events = _sse_events(r)
+    assert events[-1] == "[DONE]"
+    usage_chunk = events[-2]
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["estimated"] is True
+    settle = [row for row in fast_gw.ledger(account) if row["kind"] == "settle"]
+    assert settle[0]["cost"] == usage_chunk["usage"]["cost"] > 0
+    assert settle[0]["estimated"] in (True, 1)
+    assert "without usage" in settle[0]["note"]
+
+
+def test_client_header_is_not_forwarded_upstream(fast_gw: Gateway, tmp_path: Path) -> None:
+    _, key = fast_gw.account(1_000_000)
+    r = httpx.post(
+        fast_gw.url + "/v1/chat/completions",
+        json={"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {key}", "x-sim-fault": "status=500"},
+        timeout=10,
+    )
+    assert r.status_code == 200  # the fault header never reached the simulator
