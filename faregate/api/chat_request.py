@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -53,6 +54,8 @@ class _Chat(msgspec.Struct):
     safety_settings: list[dict[str, Any]] | None = None
 
 
+_MISSING = re.compile(r"Object missing required field `(\w+)`")
+
 # Gemini-oriented camelCase names accepted on chat routes, and their canonical names.
 ALIASES = {
     "responseModalities": "response_modalities",
@@ -98,6 +101,12 @@ def parse_chat(body: dict[str, Any], request_id: str) -> ChatCall:
     except msgspec.ValidationError as exc:
         text = str(exc)
         param = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else None
+        missing = _MISSING.match(text)
+        if missing:  # a required field of a nested object: a bad request, not a bad type
+            field = f"{param}.{missing[1]}" if param else missing[1]
+            raise BadRequest(
+                f"Missing required parameter: '{field}'.", code="missing_field", param=field
+            ) from None
         raise ValidationFailed(f"Invalid request: {text}", param=param) from None
     if not chat.messages:
         raise BadRequest(

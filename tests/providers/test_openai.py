@@ -1,0 +1,129 @@
+"""The OpenAI protocol adapter against recorded wire fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from faregate.errors import FailureClass, UpstreamError
+from faregate.providers.base import ChatCall, Credentials
+from faregate.providers.openai import OpenAIChat
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openai"
+CREDS = Credentials("https://api.example.test/v1", "sk-up", {"x-org": "o"})
+ADAPTER = OpenAIChat()
+
+
+def _call(body: dict[str, object], stream: bool = False) -> ChatCall:
+    return ChatCall("public", body, stream, False, None, "req_1")
+
+
+def test_build_request_renames_model_and_keeps_every_parameter() -> None:
+    body = {
+        "model": "public",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "auto",
+        "response_format": {"type": "json_object"},
+        "seed": 3,
+        "logit_bias": {"50256": -100},
+        "vendor_specific": {"a": 1},
+    }
+    req = ADAPTER.build_request(_call(body), "gpt-4o-2024", CREDS)
+    sent = orjson.loads(req.body)
+    assert sent == {**body, "model": "gpt-4o-2024"}
+    assert req.path == "/chat/completions"
+    assert req.headers["authorization"] == "Bearer sk-up"
+    assert req.headers["x-org"] == "o"
+    assert body["model"] == "public"  # the client's body is not modified
+
+
+def test_streams_always_ask_for_usage() -> None:
+    body = {"model": "m", "messages": [], "stream": True, "stream_options": {"x": 1}}
+    sent = orjson.loads(ADAPTER.build_request(_call(body, True), "m", CREDS).body)
+    assert sent["stream_options"] == {"x": 1, "include_usage": True}
+
+
+def test_thinking_level_becomes_reasoning_effort() -> None:
+    body = {"model": "m", "messages": [], "thinking_level": "LOW", "response_modalities": ["TEXT"]}
+    sent = orjson.loads(ADAPTER.build_request(_call(body), "m", CREDS).body)
+    assert sent["reasoning_effort"] == "low"
+    assert "thinking_level" not in sent
+    assert "response_modalities" not in sent and "modalities" not in sent
+
+
+def test_parse_response_reads_usage() -> None:
+    raw = (FIXTURES / "response_text.json").read_bytes()
+    result = ADAPTER.parse_response(raw)
+    assert result.raw == raw
+    assert result.usage is not None
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (14, 2)
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"object": "x"}'])
+def test_parse_response_refuses_garbage(raw: bytes) -> None:
+    with pytest.raises(UpstreamError) as err:
+        ADAPTER.parse_response(raw)
+    assert err.value.failure is FailureClass.TRANSIENT
+
+
+@pytest.mark.parametrize("split", [1, 7, 64, 10_000])
+def test_stream_decoder_any_chunking(split: int) -> None:
+    raw = (FIXTURES / "stream_tool_calls.sse").read_bytes()
+    decoder = ADAPTER.stream_decoder()
+    events = []
+    for i in range(0, len(raw), split):
+        events += decoder.feed(raw[i : i + split])
+    assert [e.data is None for e in events] == [False] * 5 + [True]
+    assert "".join(e.text for e in events) == 'get_weather{"city":"Paris"}'
+    assert events[3].finish_reason == "tool_calls"
+    usage = events[4].usage
+    assert usage is not None and events[4].is_usage_only
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens) == (80, 17, 64)
+    assert b"".join(e.raw or b"" for e in events) == raw
+
+
+def test_stream_decoder_handles_crlf() -> None:
+    decoder = ADAPTER.stream_decoder()
+    events = decoder.feed(
+        b'data: {"choices":[{"delta":{"content":"a"}}]}\r\n\r\ndata: [DONE]\r\n\r\n'
+    )
+    assert [e.text for e in events] == ["a", ""]
+
+
+def test_error_event_mid_stream_raises() -> None:
+    decoder = ADAPTER.stream_decoder()
+    with pytest.raises(UpstreamError):
+        decoder.feed(b'data: {"error": {"message": "overloaded"}}\n\n')
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "failure", "retry"),
+    [
+        (
+            429,
+            b'{"error":{"message":"slow down","type":"requests"}}',
+            {"retry-after": "2"},
+            FailureClass.RATE_LIMIT,
+            2.0,
+        ),
+        (429, (FIXTURES / "error_quota.json").read_bytes(), {}, FailureClass.QUOTA, None),
+        (429, b"{}", {"retry-after-ms": "1500"}, FailureClass.RATE_LIMIT, 1.5),
+        (401, b'{"error":{"message":"bad key"}}', {}, FailureClass.CREDENTIAL, None),
+        (403, b"", {}, FailureClass.CREDENTIAL, None),
+        (400, b'{"error":{"message":"bad"}}', {}, FailureClass.CALLER, None),
+        (422, b"", {}, FailureClass.CALLER, None),
+        (500, b"oops", {}, FailureClass.TRANSIENT, None),
+        (503, b"", {}, FailureClass.TRANSIENT, None),
+        (504, b"", {}, FailureClass.TIMEOUT, None),
+    ],
+)
+def test_classify_error(
+    status: int, body: bytes, headers: dict[str, str], failure: FailureClass, retry: float | None
+) -> None:
+    err = ADAPTER.classify_error(status, headers, body)
+    assert err.failure is failure
+    assert err.retry_after == retry
+    assert err.status == status
