@@ -1,0 +1,79 @@
+"""The operator CLI against a fresh SQLite database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from faregate.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("FAREGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FAREGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.delenv("FAREGATE_CONFIG", raising=False)
+    monkeypatch.delenv("FAREGATE_SECRET_KEY", raising=False)
+    return CliRunner()
+
+
+def _json(cli: CliRunner, *args: str) -> object:
+    result = cli.invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_accounts_credits_keys_and_ledger(cli: CliRunner) -> None:
+    account = _json(cli, "accounts", "create", "acme", "--credits", "500")
+    assert isinstance(account, dict)
+    acct = account["id"]
+    assert account["balance"] == 500
+    assert _json(cli, "grant", acct, "250", "--note", "top-up") == {
+        "account_id": acct,
+        "balance": 750,
+    }
+    assert [a["id"] for a in _json(cli, "accounts", "list")] == [acct]  # type: ignore[union-attr]
+    shown = _json(cli, "accounts", "show", acct)
+    assert shown == {**shown, "balance": 750, "held": 0, "open_holds": 0}  # type: ignore[dict-item]
+
+    key = _json(
+        cli, "keys", "create", acct, "--name", "ci", "--model", "gpt-4o", "--expires-in-days", "1"
+    )
+    assert isinstance(key, dict)
+    assert key["key"].startswith("fg-") and key["allowed_models"] == ["gpt-4o"]
+    assert key["prefix"] == key["key"][:10] and "key_hash" not in key
+    listed = _json(cli, "keys", "list", acct)
+    assert [k["id"] for k in listed] == [key["id"]]  # type: ignore[union-attr]
+    assert "key" not in listed[0]  # type: ignore[index]  # never shown again
+    revoked = _json(cli, "keys", "revoke", key["id"])
+    assert revoked["revoked_at"]  # type: ignore[index]
+
+    entries = _json(cli, "ledger", acct)
+    assert [e["amount"] for e in entries] == [250, 500]  # type: ignore[union-attr]
+    assert sum(e["amount"] for e in entries) == 750  # type: ignore[union-attr]
+
+
+def test_refusals_are_clear(cli: CliRunner) -> None:
+    acct = _json(cli, "accounts", "create", "a")["id"]  # type: ignore[index]
+    result = cli.invoke(main, ["grant", acct, "--", "-5"])
+    assert result.exit_code != 0 and "below zero" in result.output
+    result = cli.invoke(main, ["accounts", "show", "acct_missing"])
+    assert result.exit_code != 0 and "no account" in result.output
+
+
+def test_check_config(cli: CliRunner, tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[providers.p]\nvendor = "openai"\n[models.m]\nprovider = "p"\n'
+        "price = { input = 1, output = 2 }\n"
+    )
+    result = cli.invoke(main, ["check-config", str(good)])
+    assert result.exit_code == 0 and "1 providers, 1 models" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 'eighty'\n")
+    result = cli.invoke(main, ["check-config", str(bad)])
+    assert result.exit_code != 0
+    assert "bad.toml" in result.output and "server.port" in result.output
