@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from types import TracebackType
 
 from faregate.billing.store import HoldTicket, Settlement, Store
+
+log = logging.getLogger("faregate.billing")
 
 
 class Charge:
@@ -26,7 +29,13 @@ class Charge:
         self._closed = True
         self.cost = settlement.cost
         # Shielded: a cancelled request still records what it spent.
-        await asyncio.shield(self.store.settle(self.ticket, settlement))
+        if not await asyncio.shield(self.store.settle(self.ticket, settlement)):
+            log.warning(
+                "hold %s was closed before its settlement (reaped after a stall?);"
+                " %d micro-credits were not charged",
+                self.ticket.id,
+                settlement.cost,
+            )
 
     async def release(self, note: str) -> None:
         if self._closed:

@@ -224,8 +224,12 @@ class PostgresStore:
     # -- crash recovery --------------------------------------------------------------
 
     async def heartbeat(self) -> None:
+        # An upsert: a process wrongly taken for dead (a long stall) comes back to life.
         await self.pool.execute(
-            "UPDATE instances SET heartbeat_at = $1 WHERE id = $2", now_ms(), self.instance_id
+            "INSERT INTO instances (id, started_at, heartbeat_at) VALUES ($1, $2, $2)"
+            " ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+            self.instance_id,
+            now_ms(),
         )
 
     async def reap(self, *, stale_ms: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -98,8 +99,9 @@ class SqliteStore:
             conn.execute("COMMIT")
         except Exception as exc:  # the whole batch fails closed
             exc = LedgerUnavailable.wrap(exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -226,10 +228,13 @@ class SqliteStore:
     # -- crash recovery --------------------------------------------------------------
 
     async def heartbeat(self) -> None:
+        # An upsert: a process wrongly taken for dead (a long stall) comes back to life.
         ts = now_ms()
         await self._submit(
             lambda c: c.execute(
-                "UPDATE instances SET heartbeat_at = ? WHERE id = ?", (ts, self.instance_id)
+                "INSERT INTO instances (id, started_at, heartbeat_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (self.instance_id, ts, ts),
             )
         )
 
