@@ -243,3 +243,13 @@ def test_revoked_key_is_refused(gateway: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError) as err:
         client.chat.completions.create(model="sim-small", messages=MSG)
     assert err.value.code == "revoked_api_key"
+
+
+def test_expired_key_is_refused(gateway: Gateway) -> None:
+    account = gateway.admin("POST", "/accounts", json={"name": "e", "credits": 1000})
+    key = gateway.admin(
+        "POST", f"/accounts/{account['id']}/keys", json={"name": "old", "expires_at": 1}
+    )["key"]
+    with pytest.raises(openai.AuthenticationError) as err:
+        _client(gateway, key).models.list()
+    assert err.value.code == "expired_api_key"
