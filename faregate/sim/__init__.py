@@ -1,0 +1,1 @@
+"""Provider simulator: deterministic upstream protocols with scriptable faults."""

@@ -1,0 +1,82 @@
+"""Run the simulator: blocking from the command line or inside a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from faregate.sim.app import create_app
+
+SHUTDOWN_TIMEOUT = 1.0
+"""Seconds `runner.cleanup()` lets in-flight requests (e.g. hangs) finish."""
+
+
+async def start(
+    host: str = "127.0.0.1", port: int = 9100, **opts: Any
+) -> tuple[web.AppRunner, int]:
+    """Start serving in the current loop; return the runner and the bound port.
+
+    `opts` go to `create_app` (`latency_ms`, `chunk_delay_ms`). Port 0 binds a
+    free port. Stop with `await runner.cleanup()`.
+    """
+    runner = web.AppRunner(
+        create_app(**opts),
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound = int(address[1])
+            break
+    return runner, bound
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+async def _serve(host: str, port: int, latency_ms: float, chunk_delay_ms: float) -> None:
+    runner, bound = await start(host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if sys.platform != "win32":
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"faregate sim listening on http://{host}:{bound}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    latency_ms: float = 0.0,
+    chunk_delay_ms: float = 0.0,
+) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM), on uvloop when installed."""
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        asyncio.Runner(loop_factory=_loop_factory()) as runner,
+    ):
+        runner.run(_serve(host, port, latency_ms, chunk_delay_ms))
