@@ -43,8 +43,8 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sim() -> Iterator[Sim]:
-    s = start_sim()
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    s = start_sim(tmp_path_factory.mktemp("sim") / "sim.log")
     yield s
     stop(s.proc)
 

@@ -27,12 +27,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def spawn(args: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
+    """A child process whose output goes to a file (a pipe nobody drains could block it)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **kw)
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise RuntimeError(f"process exited with {proc.returncode}:\n{out}")
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=0.5).status_code < 500:
                 return
@@ -50,8 +55,6 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-    if proc.stdout:
-        proc.stdout.close()
 
 
 @dataclass
@@ -70,13 +73,9 @@ class Sim:
         httpx.post(f"{self.url}/sim/reset", timeout=5)
 
 
-def start_sim() -> Sim:
+def start_sim(log: Path) -> Sim:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "faregate.sim", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = spawn([sys.executable, "-m", "faregate.sim", "--port", str(port)], log)
     wait_http(f"http://127.0.0.1:{port}/health", proc)
     return Sim(port, proc)
 
@@ -188,7 +187,7 @@ def start_gateway(
         "FAREGATE_SECRET_KEY": "test-secret",
     }
     env.pop("FAREGATE_DATABASE_URL", None)
-    proc = subprocess.Popen(
+    proc = spawn(
         [
             sys.executable,
             "-m",
@@ -199,8 +198,7 @@ def start_gateway(
             "--port",
             str(port),
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        tmp / "gateway.log",
         env=env,
         cwd=tmp,
     )

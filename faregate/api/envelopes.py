@@ -35,9 +35,71 @@ def llmage_error(err: FaregateError) -> Response:
     return Response.json({"error": message}, status, _retry_headers(err))
 
 
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    502: "api_error",
+    503: "overloaded_error",
+}
+
+
+def anthropic_body(err: FaregateError) -> dict[str, object]:
+    return {
+        "type": "error",
+        "error": {"type": _ANTHROPIC_TYPES.get(err.status, "api_error"), "message": err.message},
+    }
+
+
+def anthropic_error(err: FaregateError) -> Response:
+    """`{"type": "error", "error": {"type", "message"}}`, as the Messages API answers."""
+    return Response.json(anthropic_body(err), err.status, _retry_headers(err))
+
+
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "FAILED_PRECONDITION",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+}
+
+
+def gemini_body(err: FaregateError) -> dict[str, object]:
+    return {
+        "error": {
+            "code": err.status,
+            "message": err.message,
+            "status": _GOOGLE_STATUS.get(err.status, "UNKNOWN"),
+        }
+    }
+
+
+def gemini_error(err: FaregateError) -> Response:
+    """`{"error": {"code", "message", "status"}}`, the Google API error shape."""
+    return Response.json(gemini_body(err), err.status, _retry_headers(err))
+
+
 RENDERERS: dict[str, Callable[[FaregateError], Response]] = {
     "openai": openai_error,
     "llmage": llmage_error,
+    "anthropic": anthropic_error,
+    "gemini": gemini_error,
 }
 
 
