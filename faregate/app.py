@@ -203,7 +203,7 @@ class App:
         except Exception:
             log.exception("unhandled error on %s", path)
             response = render_error(protocol, InternalError("An internal error occurred."))
-        await response(send)
+        await response(send, receive)
 
     async def _lifespan(self, receive: Any, send: Send) -> None:
         while True:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON_TYPE = (b"content-type", b"application/json")
@@ -37,7 +40,7 @@ class Response:
         extra = header_list(headers) if headers else []
         return cls(orjson.dumps(data), status, [JSON_TYPE, *extra])
 
-    async def __call__(self, send: Send) -> None:
+    async def __call__(self, send: Send, receive: Receive) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -51,8 +54,9 @@ class Response:
 class StreamResponse:
     """A response whose body is sent chunk by chunk as the iterator yields.
 
-    When the client goes away the iterator is closed (so its `finally` runs and can
-    account for what was produced) and the disconnect is swallowed.
+    The client going away is noticed from `receive` (an ASGI server may turn sends after a
+    disconnect into silent no-ops): the pump is cancelled, and closing the iterator runs its
+    `finally`, which accounts for what was produced.
     """
 
     __slots__ = ("chunks", "headers", "status")
@@ -64,18 +68,30 @@ class StreamResponse:
         self.status = status
         self.headers = headers if headers is not None else SSE_HEADERS
 
-    async def __call__(self, send: Send) -> None:
-        chunks = self.chunks
+    async def _pump(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        async for chunk in self.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def __call__(self, send: Send, receive: Receive) -> None:
+        pump = asyncio.ensure_future(self._pump(send))
+        watcher = asyncio.ensure_future(_disconnected(receive))
         try:
-            await send(
-                {"type": "http.response.start", "status": self.status, "headers": self.headers}
-            )
-            async for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        except OSError:
-            pass  # the client disconnected; closing the iterator below settles the bill
+            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+            if not pump.done():
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await pump
         finally:
-            aclose = getattr(chunks, "aclose", None)
+            watcher.cancel()
+            if not pump.done():
+                pump.cancel()
+            aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
