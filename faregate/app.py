@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from faregate.admin import ops
+from faregate.api import anthropic, gemini
 from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.envelopes import render_error
@@ -35,6 +36,7 @@ from faregate.http.router import Router
 from faregate.pipeline.services import Services
 from faregate.routing.catalog import build_catalog
 from faregate.upstream.client import Upstream
+from faregate.upstream.fetch import Fetcher
 
 log = logging.getLogger("faregate")
 
@@ -111,6 +113,8 @@ class App:
             self.sim_url = f"http://127.0.0.1:{port}/v1"
         upstream = Upstream()
         await upstream.start()
+        fetcher = Fetcher(self.config.images)
+        await fetcher.start()
         self.services = svc = Services(
             config=self.config,
             store=store,
@@ -118,6 +122,7 @@ class App:
             hasher=hasher,
             catalog=build_catalog(self.config, self.sim_url),
             upstream=upstream,
+            fetcher=fetcher,
         )
         self._mount(svc, self._engine)
         self._reaper = Reaper(store, self.config.billing)
@@ -146,6 +151,7 @@ class App:
             await self._reaper.stop()
         if self.services is not None:
             await self.services.upstream.close()
+            await self.services.fetcher.close()
             await self.services.store.close()
         if self._engine is not None:
             await self._engine.dispose()
@@ -169,6 +175,8 @@ class App:
         add("/api/v1/chat", ["POST"], compat_chat_handler(svc))
         add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage")
         add("/health", ["GET"], _health)
+        anthropic.mount(self.router, svc)
+        gemini.mount(self.router, svc)
         AdminAPI(svc, engine, self.env.admin_key).mount(self.router)
 
     # -- ASGI --------------------------------------------------------------------

@@ -92,8 +92,8 @@ def _announce(app: App) -> None:
             f"  try: curl http://{server.host}:{server.port}/v1/chat/completions \\",
             f"         -H 'Authorization: Bearer {app.first_run_key}' \\",
             "         -H 'Content-Type: application/json' \\",
-            "         -d '{\"model\": \"gpt-4o-mini\", "
-            "\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'",
+            '         -d \'{"model": "gpt-4o-mini", '
+            '"messages": [{"role": "user", "content": "Hi"}]}\'',
         ]
     lines.append(
         "  new keys: faregate accounts create NAME --credits N;"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,22 +29,34 @@ class Timeouts(_Strict):
     total: PositiveFloat = 1800.0
 
 
-# Vendors that speak the OpenAI protocol are configuration, not code.
-VENDORS: dict[str, tuple[str, str]] = {
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "deepseek": ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    "together": ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-    "fireworks": ("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
-    "vllm": ("http://127.0.0.1:8000/v1", "VLLM_API_KEY"),
-    "ollama": ("http://127.0.0.1:11434/v1", "OLLAMA_API_KEY"),
+Protocol = Literal["openai", "anthropic", "gemini"]
+
+
+@dataclass(frozen=True)
+class Vendor:
+    base_url: str
+    key_env: str
+    protocol: Protocol = "openai"
+
+
+# Vendors are configuration, not code: a base URL, the usual key variable, a protocol.
+VENDORS: dict[str, Vendor] = {
+    "openai": Vendor("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "anthropic": Vendor("https://api.anthropic.com", "ANTHROPIC_API_KEY", "anthropic"),
+    "gemini": Vendor("https://generativelanguage.googleapis.com", "GEMINI_API_KEY", "gemini"),
+    "deepseek": Vendor("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "groq": Vendor("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "mistral": Vendor("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "together": Vendor("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "openrouter": Vendor("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "fireworks": Vendor("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
+    "vllm": Vendor("http://127.0.0.1:8000/v1", "VLLM_API_KEY"),
+    "ollama": Vendor("http://127.0.0.1:11434/v1", "OLLAMA_API_KEY"),
 }
 
 
 class Provider(_Strict):
-    protocol: Literal["openai"] = "openai"
+    protocol: Protocol | None = None
     vendor: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -65,14 +78,21 @@ class Provider(_Strict):
 
     @property
     def url(self) -> str:
-        url = self.base_url or VENDORS[self.vendor or ""][0]
+        url = self.base_url or VENDORS[self.vendor or ""].base_url
         return url.rstrip("/")
+
+    @property
+    def wire(self) -> Protocol:
+        """The wire protocol: as declared, else the vendor's, else OpenAI's."""
+        if self.protocol is not None:
+            return self.protocol
+        return VENDORS[self.vendor].protocol if self.vendor else "openai"
 
     def resolve_key(self) -> str | None:
         """The upstream key: inline, else from the named (or the vendor's) environment variable."""
         if self.api_key:
             return self.api_key
-        env = self.api_key_env or (VENDORS[self.vendor][1] if self.vendor else None)
+        env = self.api_key_env or (VENDORS[self.vendor].key_env if self.vendor else None)
         return os.environ.get(env) if env else None
 
 
@@ -85,6 +105,7 @@ class Price(_Strict):
 
 
 class Model(_Strict):
+    kind: Literal["chat", "embedding"] = "chat"
     provider: str
     upstream: str | None = None
     price: Price
@@ -129,6 +150,14 @@ class Compat(_Strict):
     chat_default_temperature: float = Field(default=1.0, ge=0, le=2)
 
 
+class Images(_Strict):
+    """Remote image URLs in requests, fetched by the gateway for upstreams that need inline data."""
+
+    fetch_timeout_seconds: PositiveFloat = 10.0
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    allow_private_addresses: bool = False  # only for tests on loopback; never in production
+
+
 class Simulator(_Strict):
     """The built-in provider simulator, started in process by `faregate serve`."""
 
@@ -142,6 +171,7 @@ class Config(_Strict):
     billing: Billing = Field(default_factory=Billing)
     auth: Auth = Field(default_factory=Auth)
     compat: Compat = Field(default_factory=Compat)
+    images: Images = Field(default_factory=Images)
     simulator: Simulator = Field(default_factory=Simulator)
     providers: dict[str, Provider] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)

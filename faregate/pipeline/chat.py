@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from faregate import tokens
@@ -13,9 +13,10 @@ from faregate.billing.store import KeyRecord, Settlement
 from faregate.errors import FailureClass, FaregateError, UpstreamError
 from faregate.pipeline.admission import admit
 from faregate.pipeline.services import Services
-from faregate.providers.base import ChatCall, ChatResult, StreamEvent
+from faregate.providers.base import ChatCall, ChatResult, StreamEvent, UpstreamRequest
 from faregate.routing.catalog import Deployment, ModelEntry
 from faregate.upstream.client import Reply, Stream
+from faregate.upstream.fetch import inline_remote_images
 
 
 @dataclass(slots=True)
@@ -65,12 +66,19 @@ async def _settle(charge: Charge, entry: ModelEntry, usage: Usage, note: str | N
     return cost
 
 
+async def _upstream_request(svc: Services, dep: Deployment, call: ChatCall) -> UpstreamRequest:
+    """The wire request for `dep`, with remote images fetched first where it needs them."""
+    if dep.protocol.inline_remote_images:
+        call = replace(call, body=await inline_remote_images(svc.fetcher, call.body))
+    return dep.protocol.build_request(call, dep.upstream_model, dep.creds)
+
+
 async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
     """A non-streaming chat call, settled before it returns."""
     entry, charge = await admit(svc, key, call)
     async with charge:
         dep = entry.deployments[0]
-        request = dep.protocol.build_request(call, dep.upstream_model, dep.creds)
+        request = await _upstream_request(svc, dep, call)
         try:
             reply = await svc.upstream.send(dep.creds, request, dep.timeouts)
             if reply.status >= 400:
@@ -98,7 +106,7 @@ async def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> OpenStre
     entry, charge = await admit(svc, key, call)
     dep = entry.deployments[0]
     try:
-        request = dep.protocol.build_request(call, dep.upstream_model, dep.creds)
+        request = await _upstream_request(svc, dep, call)
         opened = await svc.upstream.stream(dep.creds, request, dep.timeouts)
         if isinstance(opened, Reply):
             raise dep.protocol.classify_error(opened.status, opened.headers, opened.body)

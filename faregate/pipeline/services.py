@@ -9,6 +9,7 @@ from faregate.billing.store import Store
 from faregate.config import Config
 from faregate.routing.catalog import Catalog
 from faregate.upstream.client import Upstream
+from faregate.upstream.fetch import Fetcher
 
 
 @dataclass(slots=True)
@@ -19,3 +20,4 @@ class Services:
     hasher: KeyHasher
     catalog: Catalog
     upstream: Upstream
+    fetcher: Fetcher

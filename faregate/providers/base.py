@@ -68,6 +68,8 @@ class ChatProtocol(Protocol):
     """An upstream chat wire protocol."""
 
     name: str
+    inline_remote_images: bool
+    """Whether remote image URLs must be fetched and sent inline (as data URLs)."""
 
     def build_request(
         self, call: ChatCall, upstream_model: str, creds: Credentials
@@ -76,6 +78,40 @@ class ChatProtocol(Protocol):
     def parse_response(self, body: bytes) -> ChatResult: ...
 
     def stream_decoder(self) -> StreamDecoder: ...
+
+    def classify_error(
+        self, status: int, headers: dict[str, str], body: bytes
+    ) -> UpstreamError: ...
+
+
+@dataclass(slots=True)
+class EmbedCall:
+    """One embeddings request inside the gateway, in the OpenAI embeddings shape."""
+
+    model: str
+    inputs: list[str]
+    body: dict[str, Any]
+    request_id: str
+
+
+@dataclass(slots=True)
+class EmbedResult:
+    """The OpenAI-shaped list response, and its usage when the upstream reported it."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+
+
+class EmbeddingsProtocol(Protocol):
+    """An upstream embeddings wire protocol."""
+
+    name: str
+
+    def build_embed_request(
+        self, call: EmbedCall, upstream_model: str, creds: Credentials
+    ) -> UpstreamRequest: ...
+
+    def parse_embed_response(self, body: bytes, call: EmbedCall) -> EmbedResult: ...
 
     def classify_error(
         self, status: int, headers: dict[str, str], body: bytes

@@ -106,6 +106,7 @@ class _Decoder:
 
 class OpenAIChat:
     name = "openai"
+    inline_remote_images = False
 
     def build_request(
         self, call: ChatCall, upstream_model: str, creds: Credentials

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from faregate.config import SIM_PROVIDER, Config, Price, Timeouts
 from faregate.errors import NotFound
 from faregate.providers.base import ChatProtocol, Credentials
-from faregate.providers.registry import CHAT_PROTOCOLS
+from faregate.providers.registry import chat_protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def build_catalog(config: Config, sim_url: str | None = None) -> Catalog:
             key = "sk-simulator"
         deployment = Deployment(
             provider=model.provider,
-            protocol=CHAT_PROTOCOLS[provider.protocol],
+            protocol=chat_protocol(provider.wire),
             creds=Credentials(base.rstrip("/"), key, dict(provider.headers)),
             upstream_model=model.upstream or name,
             timeouts=provider.timeouts,

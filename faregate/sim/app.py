@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from faregate.sim import anthropic, gemini
 from faregate.sim.openai_chat import chat_completions
 from faregate.sim.openai_common import json_response, list_models, retrieve_model
 from faregate.sim.state import STATE, SimState
@@ -35,4 +36,6 @@ def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.A
     app.router.add_get("/health", health)
     app.router.add_get("/sim/stats", stats)
     app.router.add_post("/sim/reset", reset)
+    anthropic.add_routes(app)
+    gemini.add_routes(app)
     return app
