@@ -19,6 +19,7 @@ from faregate.admin import ops
 from faregate.api import anthropic, gemini
 from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
+from faregate.api.embeddings import embeddings_handler
 from faregate.api.envelopes import render_error
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
@@ -166,8 +167,10 @@ class App:
             model_handler(svc),
             balance_handler(svc),
         )
+        embeddings = embeddings_handler(svc)
         for base in ("/v1", "/api/v1"):
             add(f"{base}/chat/completions", ["POST"], chat)
+            add(f"{base}/embeddings", ["POST"], embeddings)
             add(f"{base}/models", ["GET"], models)
             add(f"{base}/models/{{model:path}}", ["GET"], model)
             add(f"{base}/client/balance", ["GET"], balance)

@@ -139,6 +139,13 @@ def config_toml(
             f"max_output_tokens = {max_out}",
             f"price = {{ {price} }}",
         ]
+    for name, provider in (("embed-sim", "sim"),):
+        lines += [
+            f'[models."{name}"]',
+            'kind = "embedding"',
+            f'provider = "{provider}"',
+            f"price = {{ {price} }}",
+        ]
     return "\n".join(lines) + "\n" + extra_models
 
 

@@ -31,17 +31,16 @@ def hold_amount(entry: ModelEntry, call: ChatCall) -> int:
     return worst_case(entry.price, prompt, max_out * choices)
 
 
-async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEntry, Charge]:
-    """Resolve the model, check the key may use it, and take the hold (402 if it can't)."""
-    entry = svc.catalog.get(call.model)
-    check_model_allowed(key, call.model)
-    amount = hold_amount(entry, call)
+async def take_hold(
+    svc: Services, key: KeyRecord, model: str, amount: int, request_id: str
+) -> Charge:
+    """The hold of `amount` on the key's account, or 402 when the balance cannot cover it."""
     ticket = await svc.store.hold(
         account_id=key.account_id,
         key_id=key.id,
         amount=amount,
-        model=call.model,
-        request_id=call.request_id,
+        model=model,
+        request_id=request_id,
         ttl_ms=svc.config.billing.hold_ttl_seconds * 1000,
     )
     if ticket is None:
@@ -49,4 +48,12 @@ async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEnt
             "Insufficient balance: this request may cost up to "
             f"{amount} micro-credits. Top up the account or lower max_tokens.",
         )
-    return entry, Charge(svc.store, ticket)
+    return Charge(svc.store, ticket)
+
+
+async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEntry, Charge]:
+    """Resolve the model, check the key may use it, and take the hold (402 if it can't)."""
+    entry = svc.catalog.get(call.model)
+    check_model_allowed(key, call.model)
+    charge = await take_hold(svc, key, call.model, hold_amount(entry, call), call.request_id)
+    return entry, charge

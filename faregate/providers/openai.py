@@ -12,6 +12,8 @@ from faregate.providers.base import (
     ChatCall,
     ChatResult,
     Credentials,
+    EmbedCall,
+    EmbedResult,
     StreamEvent,
     UpstreamRequest,
 )
@@ -174,3 +176,37 @@ class OpenAIChat:
         else:
             failure = FailureClass.TRANSIENT
         return UpstreamError(failure, message, status=status, retry_after=retry, body=body)
+
+
+class OpenAIEmbeddings:
+    """`POST /embeddings` of the OpenAI protocol."""
+
+    name = "openai"
+
+    def build_embed_request(
+        self, call: EmbedCall, upstream_model: str, creds: Credentials
+    ) -> UpstreamRequest:
+        body = {**call.body, "model": upstream_model}
+        headers = {"content-type": "application/json", **creds.headers}
+        if creds.api_key:
+            headers["authorization"] = f"Bearer {creds.api_key}"
+        return UpstreamRequest("/embeddings", headers, orjson.dumps(body))
+
+    def parse_embed_response(self, body: bytes, call: EmbedCall) -> EmbedResult:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamError(
+                FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
+            )
+        usage = data.get("usage")
+        prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return EmbedResult(data, Usage(prompt, 0) if isinstance(prompt, int) else None)
+
+    def classify_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+        return _CHAT.classify_error(status, headers, body)
+
+
+_CHAT = OpenAIChat()

@@ -1,0 +1,133 @@
+"""The OpenAI embeddings protocol: `POST /v1/embeddings`.
+
+Vectors are deterministic (seeded by a hash of the input and the model) and unit-length;
+usage is exact: prompt_tokens = the sum of `faregate.tokens.count_text` over the string
+inputs, or the number of token ids for token-array inputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import struct
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from faregate import tokens
+from faregate.sim.faults import (
+    FAULT_HEADER,
+    FaultScriptError,
+    parse_script,
+    pause,
+    resolve_script,
+    select_script,
+    wait_for_disconnect,
+)
+from faregate.sim.openai_common import (
+    check_auth,
+    fault_error_response,
+    invalid_param,
+    json_response,
+    request_headers,
+)
+from faregate.sim.state import STATE
+
+ROUTE = "embeddings"
+DEFAULT_DIMENSIONS = 16
+
+
+def vector(text: str, model: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector for `text`."""
+    raw = b""
+    counter = 0
+    while len(raw) < dimensions * 4:
+        raw += hashlib.sha256(f"{model}\0{counter}\0{text}".encode()).digest()
+        counter += 1
+    values = [
+        (int.from_bytes(raw[i * 4 : i * 4 + 4], "big") / 2**32) * 2 - 1 for i in range(dimensions)
+    ]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [round(v / norm, 6) for v in values]
+
+
+def _inputs(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        if all(isinstance(v, str) for v in value):
+            return list(value)
+        if all(isinstance(v, int) for v in value):
+            return [" ".join(map(str, value))]
+        if all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
+            return [" ".join(map(str, v)) for v in value]
+    return None
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, str):
+        return tokens.count_text(value)
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return len(value)
+    return sum(_count(v) for v in value) if isinstance(value, list) else 0
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    """Handle one embeddings request, faults included."""
+    state = request.app[STATE]
+    state.count_request(ROUTE)
+    if (denied := check_auth(request)) is not None:
+        return denied
+    try:
+        decoded = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        decoded = None
+    body: dict[str, Any] | None = decoded if isinstance(decoded, dict) else None
+    model = body.get("model") if body is not None else None
+    if isinstance(model, str):
+        state.count_model(model)
+    try:
+        script = resolve_script(
+            parse_script(select_script(request.headers.get(FAULT_HEADER), body)), state
+        )
+    except FaultScriptError as exc:
+        return invalid_param(str(exc), None, "invalid_sim_fault")
+    await pause(script.latency_ms if script.latency_ms is not None else state.latency_ms)
+    if script.hang:
+        await wait_for_disconnect(request)
+        return web.Response(status=499)
+    failure = fault_error_response(script, model if isinstance(model, str) else "unknown")
+    if failure is not None:
+        return failure
+    if body is None:
+        return invalid_param("We could not parse the JSON body of your request.", None)
+    if not isinstance(model, str):
+        return invalid_param("you must provide a model parameter", "model")
+    texts = _inputs(body.get("input"))
+    if texts is None:
+        return invalid_param(
+            "'input' must be a string, an array of strings or token arrays.", "input"
+        )
+    dims = body.get("dimensions", DEFAULT_DIMENSIONS)
+    if not isinstance(dims, int) or not 1 <= dims <= 4096:
+        return invalid_param("'dimensions' must be an integer from 1 to 4096.", "dimensions")
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vec = vector(text, model, dims)
+        encoded: Any = (
+            base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if as_base64 else vec
+        )
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    used = _count(body.get("input"))
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": used, "total_tokens": used},
+        },
+        headers=request_headers(),
+    )
