@@ -34,7 +34,9 @@ from faregate.errors import FaregateError, InternalError, NotFound, ServiceUnava
 from faregate.http.request import Message, Request, Scope
 from faregate.http.responses import Response, Send
 from faregate.http.router import Router
+from faregate.metrics import Metrics
 from faregate.pipeline.services import Services
+from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import build_catalog
 from faregate.upstream.client import Upstream
 from faregate.upstream.fetch import Fetcher
@@ -88,6 +90,7 @@ class App:
         self.database_url = self.env.database_url or config.database.url
         self.router = Router()
         self.services: Services | None = None
+        self.metrics = Metrics()
         self.bootstrap_admin_key: str | None = None
         self.sim_url: str | None = None
         self._engine: AsyncEngine | None = None
@@ -122,6 +125,8 @@ class App:
             keys=KeyCache(store, hasher, self.config.auth.key_cache_seconds),
             hasher=hasher,
             catalog=build_catalog(self.config, self.sim_url),
+            balancer=Balancer(self.config.routing, self.metrics),
+            metrics=self.metrics,
             upstream=upstream,
             fetcher=fetcher,
         )
@@ -178,9 +183,15 @@ class App:
         add("/api/v1/chat", ["POST"], compat_chat_handler(svc))
         add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage")
         add("/health", ["GET"], _health)
+        add("/metrics", ["GET"], self._metrics)
         anthropic.mount(self.router, svc)
         gemini.mount(self.router, svc)
         AdminAPI(svc, engine, self.env.admin_key).mount(self.router)
+
+    async def _metrics(self, _: Request) -> Response:
+        return Response(
+            self.metrics.render(), 200, [(b"content-type", self.metrics.content_type.encode())]
+        )
 
     # -- ASGI --------------------------------------------------------------------
 
@@ -234,7 +245,7 @@ class App:
                 return
 
 
-async def _health(req: Request) -> Response:
+async def _health(_: Request) -> Response:
     return Response.json({"status": "ok"})
 
 

@@ -61,6 +61,8 @@ class Provider(_Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     api_key: str | None = Field(default=None, repr=False)
+    api_keys: list[str] = Field(default_factory=list, repr=False)
+    api_keys_env: list[str] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(default=256, ge=1)
@@ -95,6 +97,13 @@ class Provider(_Strict):
         env = self.api_key_env or (VENDORS[self.vendor].key_env if self.vendor else None)
         return os.environ.get(env) if env else None
 
+    def resolve_keys(self) -> list[str]:
+        """Every upstream key of this provider, rotated by the balancer; may be empty (a
+        keyless local server)."""
+        keys = [*self.api_keys, *(os.environ.get(e, "") for e in self.api_keys_env)]
+        single = self.resolve_key()
+        return [k for k in dict.fromkeys([*([single] if single else []), *keys]) if k]
+
 
 class Price(_Strict):
     """Micro-credits per million tokens."""
@@ -104,14 +113,55 @@ class Price(_Strict):
     cached_input: MicroCredits | None = None
 
 
-class Model(_Strict):
-    kind: Literal["chat", "embedding"] = "chat"
+class DeploymentConfig(_Strict):
+    """One upstream that can serve a public model."""
+
     provider: str
     upstream: str | None = None
+    name: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    priority: int = Field(default=0, ge=0)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    timeouts: Timeouts | None = None
+    cost: Price | None = None  # what this upstream costs the operator (for strategy "cost")
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    ttl_seconds: int = Field(default=300, ge=1)
+    price: Price = Field(default_factory=lambda: Price(input=0, output=0))
+
+
+Strategy = Literal["weighted", "least_inflight", "latency", "cost"]
+
+
+class Model(_Strict):
+    kind: Literal["chat", "embedding"] = "chat"
+    provider: str | None = None
+    upstream: str | None = None
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    strategy: Strategy = "weighted"
+    fallbacks: list[str] = Field(default_factory=list)
+    cache: CacheConfig | None = None
     price: Price
     max_output_tokens: int = Field(default=4096, ge=1)
     owned_by: str | None = None
     created: int = 1_700_000_000
+
+    @model_validator(mode="after")
+    def _one_way_to_deploy(self) -> Model:
+        if self.provider is None and not self.deployments:
+            raise ValueError("set provider (one deployment) or a [[...deployments]] list")
+        if self.provider is not None and self.deployments:
+            raise ValueError("set either provider or deployments, not both")
+        return self
+
+    def deployment_configs(self) -> list[DeploymentConfig]:
+        if self.deployments:
+            return list(self.deployments)
+        assert self.provider is not None
+        return [DeploymentConfig(provider=self.provider, upstream=self.upstream)]
 
 
 class Server(_Strict):
@@ -150,6 +200,33 @@ class Compat(_Strict):
     chat_default_temperature: float = Field(default=1.0, ge=0, le=2)
 
 
+class Routing(_Strict):
+    """Retries, circuit breakers and cooldowns of the balancer."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_budget_seconds: PositiveFloat = 30.0
+    wait_for_recovery_seconds: float = Field(default=2.0, ge=0)
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_window_seconds: PositiveFloat = 30.0
+    breaker_cooldown_seconds: PositiveFloat = 10.0
+    rate_limit_cooldown_seconds: PositiveFloat = 5.0
+    max_cooldown_seconds: PositiveFloat = 120.0
+    credential_disable_seconds: PositiveFloat = 600.0
+    quota_disable_seconds: PositiveFloat = 3600.0
+    latency_ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+
+
+class Cache(_Strict):
+    """Where cached responses live: in process by default, Redis when a URL is set."""
+
+    redis_url: str | None = None
+    max_entries: int = Field(default=10_000, ge=1)
+
+
+class Idempotency(_Strict):
+    ttl_seconds: int = Field(default=86_400, ge=60)
+
+
 class Images(_Strict):
     """Remote image URLs in requests, fetched by the gateway for upstreams that need inline data."""
 
@@ -172,20 +249,35 @@ class Config(_Strict):
     auth: Auth = Field(default_factory=Auth)
     compat: Compat = Field(default_factory=Compat)
     images: Images = Field(default_factory=Images)
+    routing: Routing = Field(default_factory=Routing)
+    cache: Cache = Field(default_factory=Cache)
+    idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
     providers: dict[str, Provider] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _models_name_providers(self) -> Config:
+        known = ", ".join(sorted(self.providers)) or "none declared"
         for name, model in self.models.items():
-            if model.provider not in self.providers:
-                known = ", ".join(sorted(self.providers)) or "none declared"
-                raise ValueError(
-                    f"models.{name}.provider: unknown provider {model.provider!r} "
-                    f"(declared providers: {known}); add [providers.{model.provider}] "
-                    "or fix the name"
-                )
+            for i, dep in enumerate(model.deployment_configs()):
+                if dep.provider not in self.providers:
+                    where = f"models.{name}." + (f"deployments.{i}." if model.deployments else "")
+                    raise ValueError(
+                        f"{where}provider: unknown provider {dep.provider!r} "
+                        f"(declared providers: {known}); add [providers.{dep.provider}] "
+                        "or fix the name"
+                    )
+            for fallback in model.fallbacks:
+                target = self.models.get(fallback)
+                if target is None or fallback == name:
+                    raise ValueError(
+                        f"models.{name}.fallbacks: {fallback!r} is not another declared model"
+                    )
+                if target.kind != model.kind:
+                    raise ValueError(
+                        f"models.{name}.fallbacks: {fallback!r} is a {target.kind} model"
+                    )
         return self
 
 

@@ -55,6 +55,7 @@ class FaregateError(Exception):
             self.code = code
         self.param = param
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}
 
 
 class BadRequest(FaregateError):

@@ -87,6 +87,7 @@ def config_toml(
     timeouts: dict[str, float] | None = None,
     billing: dict[str, Any] | None = None,
     max_body_bytes: int | None = None,
+    routing: dict[str, Any] | None = None,
     extra_models: str = "",
 ) -> str:
     t = {"connect": 2, "first_byte": 10, "idle": 10, "total": 60, **(timeouts or {})}
@@ -100,6 +101,8 @@ def config_toml(
         *(f"{k} = {v}" for k, v in b.items()),
         "[auth]",
         "key_cache_seconds = 0",
+        "[routing]",
+        *(f"{k} = {v}" for k, v in (routing or {}).items()),
         "[providers.sim]",
         f'base_url = "{sim_url}/v1"',
         'api_key = "sk-sim"',
@@ -127,6 +130,7 @@ def config_toml(
     for name, provider, upstream, max_out in (
         ("sim-small", "sim", "sim-small", 1000),
         ("sim-large", "sim", "sim-large", 4000),
+        ("sim-faulty", "sim", "sim-faulty", 1000),
         ("gemini-2.5-flash", "sim", "gemini-2.5-flash", 1000),
         ("dead-model", "dead", "dead-model", 100),
         ("claude-sim", "sim-anthropic", "claude-sonnet-4-5", 1000),
@@ -179,6 +183,10 @@ class Gateway:
             "POST", f"/accounts/{acct['id']}/keys", json={"name": "k", "models": models}
         )
         return acct["id"], key["key"]
+
+    def reset_routing(self) -> None:
+        """Forget breakers and cooldowns left by an earlier test."""
+        self.admin("POST", "/routing/reset")
 
     def account_state(self, account_id: str) -> dict[str, Any]:
         return dict(self.admin("GET", f"/accounts/{account_id}"))

@@ -142,6 +142,13 @@ class AdminAPI:
         self.svc.keys.forget(row.pop("key_hash"))
         return row
 
+    async def routing_state(self, req: Request) -> dict[str, Any]:
+        return {"deployments": self.svc.balancer.snapshot()}
+
+    async def routing_reset(self, req: Request) -> dict[str, Any]:
+        self.svc.balancer.reset()
+        return {"reset": True}
+
     def mount(self, router: Router, prefix: str = "/admin/v1") -> None:
         r = self._route
         router.add(f"{prefix}/accounts", ["POST"], r(self.create_account, 201))
@@ -152,3 +159,5 @@ class AdminAPI:
         router.add(f"{prefix}/accounts/{{account_id}}/keys", ["POST"], r(self.create_key, 201))
         router.add(f"{prefix}/accounts/{{account_id}}/keys", ["GET"], r(self.list_keys))
         router.add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))
+        router.add(f"{prefix}/routing", ["GET"], r(self.routing_state))
+        router.add(f"{prefix}/routing/reset", ["POST"], r(self.routing_reset))

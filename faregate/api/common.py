@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -11,7 +11,10 @@ from faregate.billing.pricing import to_usd
 from faregate.billing.store import KeyRecord
 from faregate.errors import ValidationFailed
 from faregate.http.request import Request
+from faregate.pipeline.attempts import trail_header
 from faregate.pipeline.services import Services
+from faregate.routing.balancer import Attempt
+from faregate.routing.catalog import Deployment
 
 
 def api_key_of(req: Request) -> str | None:
@@ -61,3 +64,16 @@ def cost_headers(svc: Services, request_id: str, model: str, cost: int | None) -
         headers["x-balancer-credits-used"] = str(cost)
         headers["x-balancer-cost-usd"] = usd
     return headers
+
+
+class _Routed(Protocol):
+    deployment: Deployment
+    attempts: list[Attempt]
+
+
+def routing_headers(done: _Routed) -> dict[str, str]:
+    """Which deployment served, and every deployment tried with its outcome."""
+    return {
+        "x-faregate-deployment": done.deployment.name,
+        "x-faregate-attempts": trail_header(done.attempts),
+    }

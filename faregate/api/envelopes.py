@@ -9,7 +9,10 @@ from faregate.http.responses import Response
 
 
 def _retry_headers(err: FaregateError) -> dict[str, str]:
-    return {"retry-after": str(err.retry_after)} if err.retry_after is not None else {}
+    """`Retry-After` when the error has one, and any headers the pipeline attached."""
+    if err.retry_after is None:
+        return err.headers
+    return {**err.headers, "retry-after": str(err.retry_after)}
 
 
 def openai_body(err: FaregateError) -> dict[str, object]:

@@ -9,7 +9,13 @@ from typing import Any
 import orjson
 
 from faregate.api.chat_request import normalize_aliases, parse_chat
-from faregate.api.common import authenticate, cost_headers, json_body, request_id
+from faregate.api.common import (
+    authenticate,
+    cost_headers,
+    json_body,
+    request_id,
+    routing_headers,
+)
 from faregate.api.envelopes import openai_body
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
@@ -89,7 +95,9 @@ async def serve_chat(
     extra = {"x-faregate-ignored-fields": ",".join(ignored)} if ignored else {}
     if call.stream:
         stream = await open_stream(svc, key, call)
-        headers = SSE_HEADERS + header_list({**cost_headers(svc, rid, stream.model, None), **extra})
+        headers = SSE_HEADERS + header_list(
+            {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream), **extra}
+        )
         chunks = (c async for c in _openai_events(stream, call, chunk_hook) if c)
         return StreamResponse(chunks, 200, headers)
     done = await complete(svc, key, call)
@@ -107,7 +115,11 @@ async def serve_chat(
         }
     if body_hook is not None:
         body_hook(reply)
-    return Response.json(reply, 200, {**cost_headers(svc, rid, done.model, done.cost), **extra})
+    return Response.json(
+        reply,
+        200,
+        {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done), **extra},
+    )
 
 
 def chat_handler(svc: Services) -> Callable[[Request], Any]:

@@ -21,14 +21,18 @@ def check_model_allowed(key: KeyRecord, model: str) -> None:
         )
 
 
-def hold_amount(entry: ModelEntry, call: ChatCall) -> int:
-    """The worst-case cost: a byte-bounded prompt and every output token allowed, per choice."""
+def hold_amount(chain: list[ModelEntry], call: ChatCall) -> int:
+    """The worst case over every model that may serve (the model and its fallbacks): a
+    byte-bounded prompt and every output token allowed, per choice."""
     body = call.body
-    max_out = min(call.max_output or entry.max_output_tokens, entry.max_output_tokens)
     n = body.get("n")
     choices = n if isinstance(n, int) and n > 1 else 1
     prompt = tokens.prompt_upper_bound(body.get("messages") or [], body.get("tools"))
-    return worst_case(entry.price, prompt, max_out * choices)
+    worst = 0
+    for entry in chain:
+        max_out = min(call.max_output or entry.max_output_tokens, entry.max_output_tokens)
+        worst = max(worst, worst_case(entry.price, prompt, max_out * choices))
+    return worst
 
 
 async def take_hold(
@@ -55,5 +59,6 @@ async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEnt
     """Resolve the model, check the key may use it, and take the hold (402 if it can't)."""
     entry = svc.catalog.get(call.model)
     check_model_allowed(key, call.model)
-    charge = await take_hold(svc, key, call.model, hold_amount(entry, call), call.request_id)
+    amount = hold_amount(svc.catalog.chain(entry), call)
+    charge = await take_hold(svc, key, call.model, amount, call.request_id)
     return entry, charge

@@ -12,8 +12,16 @@ from faregate.billing.pricing import Usage, cost_of
 from faregate.billing.store import KeyRecord, Settlement
 from faregate.errors import FailureClass, FaregateError, UpstreamError
 from faregate.pipeline.admission import admit
+from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.services import Services
-from faregate.providers.base import ChatCall, ChatResult, StreamEvent, UpstreamRequest
+from faregate.providers.base import (
+    ChatCall,
+    ChatResult,
+    Credentials,
+    StreamEvent,
+    UpstreamRequest,
+)
+from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import Deployment, ModelEntry
 from faregate.upstream.client import Reply, Stream
 from faregate.upstream.fetch import inline_remote_images
@@ -26,6 +34,7 @@ class Completed:
     cost: int
     model: str
     deployment: Deployment
+    attempts: list[Attempt]
 
 
 def _estimate(call: ChatCall, completion_text: str) -> Usage:
@@ -66,29 +75,37 @@ async def _settle(charge: Charge, entry: ModelEntry, usage: Usage, note: str | N
     return cost
 
 
-async def _upstream_request(svc: Services, dep: Deployment, call: ChatCall) -> UpstreamRequest:
-    """The wire request for `dep`, with remote images fetched first where it needs them."""
+async def _upstream_request(
+    svc: Services, attempt: Attempt, call: ChatCall
+) -> tuple[UpstreamRequest, Credentials]:
+    """The wire request for the attempt's deployment, with remote images fetched first where
+    its protocol needs them."""
+    dep = attempt.deployment
     if dep.protocol.inline_remote_images:
         call = replace(call, body=await inline_remote_images(svc.fetcher, call.body))
-    return dep.protocol.build_request(call, dep.upstream_model, dep.creds)
+    creds = dep.creds(attempt.key)
+    return dep.protocol.build_request(call, dep.upstream_model, creds), creds
 
 
 async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
-    """A non-streaming chat call, settled before it returns."""
+    """A non-streaming chat call, retried and fallen back as routing allows, settled at the
+    price of the model that served before it returns."""
     entry, charge = await admit(svc, key, call)
     async with charge:
-        dep = entry.deployments[0]
-        request = await _upstream_request(svc, dep, call)
-        try:
-            reply = await svc.upstream.send(dep.creds, request, dep.timeouts)
+
+        async def attempt_once(attempt: Attempt) -> ChatResult:
+            dep = attempt.deployment
+            request, creds = await _upstream_request(svc, attempt, call)
+            reply = await svc.upstream.send(creds, request, dep.timeouts)
             if reply.status >= 400:
                 raise dep.protocol.classify_error(reply.status, reply.headers, reply.body)
-            result = dep.protocol.parse_response(reply.body)
-        except UpstreamError as exc:
-            raise exc.to_client() from None
+            return dep.protocol.parse_response(reply.body)
+
+        result, served, trail = await run_attempts(svc, entry, attempt_once)
         usage = result.usage or _estimate(call, _reply_text(result))
-        cost = await _settle(charge, entry, usage)
-    return Completed(result, usage, cost, entry.name, dep)
+        svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
+        cost = await _settle(charge, served.model, usage)
+    return Completed(result, usage, cost, served.model.name, served.deployment, trail)
 
 
 @dataclass(slots=True)
@@ -98,27 +115,39 @@ class OpenStream:
     events: AsyncGenerator[StreamEvent | FaregateError, None]
     model: str
     deployment: Deployment
+    attempts: list[Attempt]
 
 
 async def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> OpenStream:
-    """Admit, open the upstream stream and read its first chunk before the client sees a byte,
-    so that any failure until then is an ordinary error response with its status code."""
+    """Admit, then open upstream streams until one delivers its first chunk: fallback is only
+    possible before the client sees a byte, and any failure until then is an ordinary error
+    response with its status code."""
     entry, charge = await admit(svc, key, call)
-    dep = entry.deployments[0]
-    try:
-        request = await _upstream_request(svc, dep, call)
-        opened = await svc.upstream.stream(dep.creds, request, dep.timeouts)
+
+    async def attempt_once(attempt: Attempt) -> tuple[Stream, bytes, AsyncIterator[bytes]]:
+        dep = attempt.deployment
+        request, creds = await _upstream_request(svc, attempt, call)
+        opened = await svc.upstream.stream(creds, request, dep.timeouts)
         if isinstance(opened, Reply):
             raise dep.protocol.classify_error(opened.status, opened.headers, opened.body)
         chunks = opened.chunks()
-        first = await anext(chunks, b"")
-    except UpstreamError as exc:
-        await charge.release(f"upstream failed before the first byte: {exc.failure.value}")
-        raise exc.to_client() from None
+        try:
+            first = await anext(chunks, b"")
+        except BaseException:
+            opened.close()
+            raise
+        return opened, first, chunks
+
+    try:
+        (opened, first, chunks), served, trail = await run_attempts(svc, entry, attempt_once)
+    except FaregateError as exc:
+        await charge.release(f"no upstream delivered a first byte: {exc.code}")
+        raise
     except BaseException:
         await charge.release("request failed before the first byte")
         raise
-    return OpenStream(_events(call, entry, charge, opened, first, chunks), entry.name, dep)
+    events = _events(svc, call, served, charge, opened, first, chunks)
+    return OpenStream(events, served.model.name, served.deployment, trail)
 
 
 def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:
@@ -140,8 +169,9 @@ def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:
 
 
 async def _events(
+    svc: Services,
     call: ChatCall,
-    entry: ModelEntry,
+    served: Attempt,
     charge: Charge,
     upstream: Stream,
     first: bytes,
@@ -149,7 +179,8 @@ async def _events(
 ) -> AsyncGenerator[StreamEvent | FaregateError, None]:
     """Forward decoded events as they arrive; settle exactly once however the stream ends:
     from the upstream's usage, else from the text produced (marked estimated)."""
-    decoder = entry.deployments[0].protocol.stream_decoder()
+    entry = served.model
+    decoder = served.deployment.protocol.stream_decoder()
     produced: list[str] = []
     usage: Usage | None = None
     last: dict[str, Any] | None = None
@@ -187,11 +218,13 @@ async def _events(
             raise UpstreamError(FailureClass.TRANSIENT, "the stream ended before it was complete")
     except UpstreamError as exc:
         note = f"the stream broke after the first byte ({exc.failure.value}): {exc.message}"
+        svc.balancer.broke_mid_stream(served, exc)
         yield exc.to_client()
     finally:
         if usage is None or usage.estimated:
             usage = _estimate(call, "".join(produced))
         else:
             note = None
+        svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
         await _settle(charge, entry, usage, note)
         upstream.close()

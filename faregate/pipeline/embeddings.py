@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from faregate import tokens
 from faregate.billing.pricing import Usage, cost_of, worst_case
 from faregate.billing.store import KeyRecord, Settlement
-from faregate.errors import BadRequest, UpstreamError
+from faregate.errors import BadRequest
 from faregate.pipeline.admission import check_model_allowed, take_hold
+from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.services import Services
 from faregate.providers.base import EmbedCall, EmbedResult
+from faregate.routing.balancer import Attempt
 
 
 @dataclass(slots=True)
@@ -29,28 +31,32 @@ def _upper_bound(call: EmbedCall) -> int:
 async def embed(svc: Services, key: KeyRecord, call: EmbedCall) -> Embedded:
     entry = svc.catalog.get(call.model, "embedding")
     check_model_allowed(key, call.model)
-    dep = entry.deployments[0]
-    adapter = dep.embeddings
-    if adapter is None:
+    if any(d.embeddings is None for d in entry.deployments):
         raise BadRequest(
             f"The model '{call.model}' is served over a protocol without embeddings.",
             code="unsupported_feature",
             param="model",
         )
-    amount = worst_case(entry.price, _upper_bound(call), 0)
+    amount = max(worst_case(m.price, _upper_bound(call), 0) for m in svc.catalog.chain(entry))
     async with await take_hold(svc, key, call.model, amount, call.request_id) as charge:
-        request = adapter.build_embed_request(call, dep.upstream_model, dep.creds)
-        try:
-            reply = await svc.upstream.send(dep.creds, request, dep.timeouts)
+
+        async def attempt_once(attempt: Attempt) -> EmbedResult:
+            dep = attempt.deployment
+            adapter = dep.embeddings
+            assert adapter is not None
+            creds = dep.creds(attempt.key)
+            request = adapter.build_embed_request(call, dep.upstream_model, creds)
+            reply = await svc.upstream.send(creds, request, dep.timeouts)
             if reply.status >= 400:
                 raise adapter.classify_error(reply.status, reply.headers, reply.body)
-            result = adapter.parse_embed_response(reply.body, call)
-        except UpstreamError as exc:
-            raise exc.to_client() from None
+            return adapter.parse_embed_response(reply.body, call)
+
+        result, served, _ = await run_attempts(svc, entry, attempt_once)
         usage = result.usage or Usage(
             sum(tokens.count_text(t) for t in call.inputs), 0, estimated=True
         )
-        cost = cost_of(entry.price, usage)
+        svc.balancer.used(served, usage.prompt_tokens, 0)
+        cost = cost_of(served.model.price, usage)
         await charge.settle(
             Settlement(
                 cost=cost,
@@ -60,4 +66,4 @@ async def embed(svc: Services, key: KeyRecord, call: EmbedCall) -> Embedded:
                 note="estimated: the provider reported no usage" if usage.estimated else None,
             )
         )
-    return Embedded(result, usage, cost, entry.name)
+    return Embedded(result, usage, cost, served.model.name)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from faregate.auth.keys import KeyCache, KeyHasher
 from faregate.billing.store import Store
 from faregate.config import Config
+from faregate.metrics import Metrics
+from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import Catalog
 from faregate.upstream.client import Upstream
 from faregate.upstream.fetch import Fetcher
@@ -19,5 +21,7 @@ class Services:
     keys: KeyCache
     hasher: KeyHasher
     catalog: Catalog
+    balancer: Balancer
+    metrics: Metrics
     upstream: Upstream
     fetcher: Fetcher

@@ -1,10 +1,10 @@
-"""The routing catalog: public model names, their prices and the deployments that serve them."""
+"""The routing catalog: public models, their prices, deployments and fallbacks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faregate.config import SIM_PROVIDER, Config, Price, Timeouts
+from faregate.config import SIM_PROVIDER, CacheConfig, Config, Price, Strategy, Timeouts
 from faregate.errors import BadRequest, NotFound
 from faregate.providers.base import ChatProtocol, Credentials, EmbeddingsProtocol
 from faregate.providers.registry import chat_protocol, embeddings_protocol
@@ -12,12 +12,26 @@ from faregate.providers.registry import chat_protocol, embeddings_protocol
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
+    """One upstream (a provider and its model name) behind a public model."""
+
+    id: str  # unique across the catalog: "MODEL:NAME"
+    name: str  # unique within its model: the configured name, else "PROVIDER/UPSTREAM"
     provider: str
     protocol: ChatProtocol
     embeddings: EmbeddingsProtocol | None
-    creds: Credentials
+    base_url: str
+    headers: dict[str, str]
+    keys: tuple[str, ...]
     upstream_model: str
     timeouts: Timeouts
+    weight: float
+    priority: int
+    rpm: int | None
+    tpm: int | None
+    cost: Price
+
+    def creds(self, key: str | None) -> Credentials:
+        return Credentials(self.base_url, key, self.headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +43,9 @@ class ModelEntry:
     owned_by: str
     created: int
     deployments: tuple[Deployment, ...]
+    strategy: Strategy
+    fallbacks: tuple[str, ...]
+    cache: CacheConfig | None
 
 
 class Catalog:
@@ -52,31 +69,64 @@ class Catalog:
             )
         return entry
 
+    def chain(self, entry: ModelEntry) -> list[ModelEntry]:
+        """The model and its fallbacks, depth first, each once."""
+        out: list[ModelEntry] = []
+        pending = [entry.name]
+        while pending:
+            name = pending.pop(0)
+            model = self.models.get(name)
+            if model is None or model in out:
+                continue
+            out.append(model)
+            pending = list(model.fallbacks) + pending
+        return out
+
 
 def build_catalog(config: Config, sim_url: str | None = None) -> Catalog:
     """The catalog for `config`; the simulator provider points at `sim_url` when given."""
     models: dict[str, ModelEntry] = {}
     for name, model in config.models.items():
-        provider = config.providers[model.provider]
-        base = sim_url if (model.provider == SIM_PROVIDER and sim_url) else provider.url
-        key = provider.resolve_key()
-        if model.provider == SIM_PROVIDER and not key:
-            key = "sk-simulator"
-        deployment = Deployment(
-            provider=model.provider,
-            protocol=chat_protocol(provider.wire),
-            embeddings=embeddings_protocol(provider.wire) if model.kind == "embedding" else None,
-            creds=Credentials(base.rstrip("/"), key, dict(provider.headers)),
-            upstream_model=model.upstream or name,
-            timeouts=provider.timeouts,
-        )
+        deployments: list[Deployment] = []
+        for i, dc in enumerate(model.deployment_configs()):
+            provider = config.providers[dc.provider]
+            simulated = dc.provider == SIM_PROVIDER and sim_url is not None
+            keys = provider.resolve_keys() or (["sk-simulator"] if simulated else [])
+            upstream = dc.upstream or model.upstream or name
+            label = dc.name or f"{dc.provider}/{upstream}"
+            if any(d.name == label for d in deployments):
+                label = f"{label}#{i}"
+            deployments.append(
+                Deployment(
+                    id=f"{name}:{label}",
+                    name=label,
+                    provider=dc.provider,
+                    protocol=chat_protocol(provider.wire),
+                    embeddings=(
+                        embeddings_protocol(provider.wire) if model.kind == "embedding" else None
+                    ),
+                    base_url=(sim_url if simulated and sim_url else provider.url).rstrip("/"),
+                    headers=dict(provider.headers),
+                    keys=tuple(keys),
+                    upstream_model=upstream,
+                    timeouts=dc.timeouts or provider.timeouts,
+                    weight=dc.weight,
+                    priority=dc.priority,
+                    rpm=dc.rpm,
+                    tpm=dc.tpm,
+                    cost=dc.cost or model.price,
+                )
+            )
         models[name] = ModelEntry(
             name=name,
             kind=model.kind,
             price=model.price,
             max_output_tokens=model.max_output_tokens,
-            owned_by=model.owned_by or model.provider,
+            owned_by=model.owned_by or deployments[0].provider,
             created=model.created,
-            deployments=(deployment,),
+            deployments=tuple(deployments),
+            strategy=model.strategy,
+            fallbacks=tuple(model.fallbacks),
+            cache=model.cache,
         )
     return Catalog(models)

@@ -22,9 +22,15 @@ def fast_gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate
     stop(gw.proc)
 
 
+@pytest.fixture(autouse=True)
+def _fresh(fast_gw: Gateway, sim: Sim) -> None:
+    fast_gw.reset_routing()
+    sim.reset()
+
+
 def _chat(gw: Gateway, key: str, fault: str | None = None, **body: Any) -> httpx.Response:
     payload: dict[str, Any] = {
-        "model": "sim-small",
+        "model": "sim-faulty",
         "messages": [{"role": "user", "content": "hello"}],
         **body,
     }
@@ -38,32 +44,71 @@ def _chat(gw: Gateway, key: str, fault: str | None = None, **body: Any) -> httpx
     )
 
 
+def _upstream_attempts(sim: Sim, model: str = "sim-faulty") -> int:
+    return int(sim.stats()["by_model"].get(model, 0))
+
+
 @pytest.mark.parametrize(
-    ("fault", "status", "code", "retry_after"),
+    ("fault", "status", "code", "retry_after", "attempts"),
     [
-        ("status=429;retry_after=7", 429, "provider_rate_limited", "7"),
-        ("error_type=insufficient_quota", 503, "no_provider_available", "30"),
-        ("status=500", 502, "provider_error", None),
-        ("status=503", 502, "provider_error", None),
-        ("status=401", 503, "no_provider_available", "30"),
-        ("status=400", 400, "upstream_rejected_request", None),
-        ("hang", 408, "provider_timeout", None),
+        # cooling for longer than the gateway waits: no retry, 503 with the upstream's wait
+        ("status=429;retry_after=7", 503, "no_provider_available", "7", 1),
+        # short cooldowns are waited out and retried, up to max_attempts
+        ("status=429;retry_after=0.2", 503, "no_provider_available", "1", 3),
+        # the upstream account is out of quota: its key is set aside, nothing else serves
+        ("error_type=insufficient_quota", 503, "no_provider_available", "30", 1),
+        ("status=500", 502, "provider_error", None, 3),
+        ("status=503", 502, "provider_error", None, 3),
+        # the upstream refused our key: set aside, nothing else serves
+        ("status=401", 503, "no_provider_available", "30", 1),
+        # the caller's fault is never retried
+        ("status=400", 400, "upstream_rejected_request", None, 1),
+        ("hang", 408, "provider_timeout", None, 3),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
 def test_failures_before_the_first_byte(
-    fast_gw: Gateway, fault: str, status: int, code: str, retry_after: str | None, stream: bool
+    fast_gw: Gateway,
+    sim: Sim,
+    fault: str,
+    status: int,
+    code: str,
+    retry_after: str | None,
+    attempts: int,
+    stream: bool,
 ) -> None:
     account, key = fast_gw.account(1_000_000)
     r = _chat(fast_gw, key, fault, stream=stream)
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == code
     assert r.headers.get("retry-after") == retry_after
+    assert _upstream_attempts(sim) == attempts
+    assert r.headers["x-faregate-attempts"].count("sim-faulty") == attempts
     state = fast_gw.account_state(account)
     assert state["balance"] == 1_000_000 and state["open_holds"] == 0
     kinds = [row["kind"] for row in fast_gw.ledger(account)]
-    assert sorted(kinds) == ["grant", "hold", "release"]
+    assert sorted(kinds) == ["grant", "hold", "release"]  # one hold for all the attempts
     ledger_consistent(fast_gw, account)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_retry_that_succeeds_is_billed_once(fast_gw: Gateway, sim: Sim, stream: bool) -> None:
+    account, key = fast_gw.account(1_000_000)
+    r = _chat(fast_gw, key, f"status=500;fail_times=1;key=once-{stream}", stream=stream)
+    assert r.status_code == 200
+    assert _upstream_attempts(sim) == 2
+    assert r.headers["x-faregate-attempts"].endswith("=ok")
+    assert r.headers["x-faregate-attempts"].count("=transient") == 1
+    kinds = sorted(row["kind"] for row in fast_gw.ledger(account))
+    assert kinds == ["grant", "hold", "settle"]
+    ledger_consistent(fast_gw, account)
+
+
+def test_a_disabled_key_stops_upstream_calls(fast_gw: Gateway, sim: Sim) -> None:
+    _, key = fast_gw.account(1_000_000)
+    assert _chat(fast_gw, key, "status=401").status_code == 503
+    assert _chat(fast_gw, key).status_code == 503  # no usable upstream key: not even tried
+    assert _upstream_attempts(sim) == 1
 
 
 def test_connection_refused_is_503_with_retry_after(fast_gw: Gateway) -> None:
@@ -72,6 +117,7 @@ def test_connection_refused_is_503_with_retry_after(fast_gw: Gateway) -> None:
     assert r.status_code == 503
     assert r.headers["retry-after"]
     assert r.json()["error"]["code"] == "no_provider_available"
+    assert r.headers["x-faregate-attempts"].count("dead-model") == 3
     assert fast_gw.account_state(account)["balance"] == 1_000_000
 
 
@@ -86,11 +132,12 @@ def _sse_events(r: httpx.Response) -> list[Any]:
 
 @pytest.mark.parametrize("fault", ["cut_after=3", "stall_after=3"])
 def test_stream_breaking_after_first_byte_ends_with_error_and_bills_delivered(
-    fast_gw: Gateway, fault: str
+    fast_gw: Gateway, sim: Sim, fault: str
 ) -> None:
     account, key = fast_gw.account(1_000_000)
     r = _chat(fast_gw, key, fault, stream=True)
     assert r.status_code == 200
+    assert _upstream_attempts(sim) == 1  # no fallback once the client has bytes
     events = _sse_events(r)
     assert "[DONE]" not in events
     assert "error" in events[-1]
@@ -106,6 +153,7 @@ def test_stream_breaking_after_first_byte_ends_with_error_and_bills_delivered(
 def test_stream_without_usage_is_estimated_never_zero(fast_gw: Gateway) -> None:
     account, key = fast_gw.account(1_000_000)
     r = _chat(fast_gw, key, "no_usage", stream=True, stream_options={"include_usage": True})
+    assert r.status_code == 200
     events = _sse_events(r)
     assert events[-1] == "[DONE]"
     usage_chunk = events[-2]

@@ -1,0 +1,72 @@
+"""Prometheus metrics: one registry per app, per-deployment counters, latency and breakers."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.upstream_requests = Counter(
+            "faregate_upstream_requests",
+            "Upstream attempts by outcome.",
+            ["model", "deployment", "outcome"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "faregate_upstream_errors",
+            "Failed upstream attempts by failure class.",
+            ["model", "deployment", "failure"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "faregate_upstream_latency_seconds",
+            "Time to the upstream's first byte.",
+            ["model", "deployment"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "faregate_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["model", "deployment"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "faregate_tokens",
+            "Tokens billed, by kind.",
+            ["model", "deployment", "kind"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "faregate_cost_micro_credits",
+            "Micro-credits charged.",
+            ["model"],
+            registry=r,
+        )
+        self.cache = Counter(
+            "faregate_cache_lookups",
+            "Response cache lookups.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.limiter_degraded = Counter(
+            "faregate_limiter_degraded",
+            "Rate-limit checks that fell back to local limits.",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,91 @@
+"""Retries and fallback: try deployments in the balancer's order until one serves.
+
+Bounded in count (`routing.max_attempts`) and in time (`routing.retry_budget_seconds`);
+never repeats what the caller got wrong; when every deployment is cooling down, waits
+up to `routing.wait_for_recovery_seconds` for the first to recover, else answers 503
+with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from faregate.errors import FailureClass, FaregateError, ServiceUnavailable, UpstreamError
+from faregate.pipeline.services import Services
+from faregate.routing.balancer import Attempt
+from faregate.routing.catalog import ModelEntry
+
+T = TypeVar("T")
+
+
+def trail_header(trail: list[Attempt]) -> str:
+    """`deployment=outcome` for every attempt, in order (the `x-faregate-attempts` header)."""
+    return ", ".join(f"{a.deployment.name}={a.outcome}" for a in trail)
+
+
+def _with_trail(err: FaregateError, trail: list[Attempt]) -> FaregateError:
+    if trail:
+        err.headers["x-faregate-attempts"] = trail_header(trail)
+    return err
+
+
+async def run_attempts(
+    svc: Services, entry: ModelEntry, op: Callable[[Attempt], Awaitable[T]]
+) -> tuple[T, Attempt, list[Attempt]]:
+    """Run `op` on deployments until one succeeds: (its result, the attempt, every attempt)."""
+    s = svc.config.routing
+    balancer = svc.balancer
+    chain = svc.catalog.chain(entry)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + s.retry_budget_seconds
+    trail: list[Attempt] = []
+    tried: set[str] = set()
+    last: UpstreamError | None = None
+    while len(trail) < s.max_attempts and loop.time() < deadline:
+        attempt = None
+        for model, dep in balancer.plan(chain, tried):
+            attempt = balancer.begin(model, dep)
+            if attempt is not None:
+                break
+        if attempt is None:
+            wait = balancer.recovers_in(chain)
+            if wait is not None and wait <= min(
+                s.wait_for_recovery_seconds, deadline - loop.time()
+            ):
+                await asyncio.sleep(max(wait, 0.001))
+                continue
+            break
+        trail.append(attempt)
+        tried.add(attempt.deployment.id)
+        try:
+            result = await op(attempt)
+        except UpstreamError as err:
+            balancer.failed(attempt, err)
+            if err.failure is FailureClass.CALLER:
+                raise _with_trail(err.to_client(), trail) from None
+            last = err
+            continue
+        except BaseException:
+            balancer.abandoned(attempt)
+            raise
+        balancer.succeeded(attempt)
+        return result, attempt, trail
+    raise _with_trail(_exhausted(last, balancer.recovers_in(chain)), trail)
+
+
+def _exhausted(last: UpstreamError | None, recovers_in: float | None) -> FaregateError:
+    retry = max(1, math.ceil(recovers_in)) if recovers_in is not None else 30
+    if last is None or last.failure is FailureClass.RATE_LIMIT:
+        # Clients never see an upstream's 429: every deployment is cooling down.
+        return ServiceUnavailable(
+            "No provider is available for this model right now.",
+            code="no_provider_available",
+            retry_after=retry,
+        )
+    err = last.to_client()
+    if err.retry_after is not None:
+        err.retry_after = max(err.retry_after, retry)
+    return err

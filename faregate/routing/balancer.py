@@ -1,0 +1,197 @@
+"""The balancer: which deployment serves next, and what each outcome teaches it."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faregate.config import Routing
+from faregate.errors import FailureClass, UpstreamError
+from faregate.metrics import Metrics
+from faregate.routing.catalog import Deployment, ModelEntry
+from faregate.routing.health import DeploymentHealth, KeyPool
+
+
+@dataclass(slots=True)
+class Attempt:
+    model: ModelEntry
+    deployment: Deployment
+    key: str | None
+    started: float
+    outcome: str = "pending"
+
+
+class Balancer:
+    """Routing state shared by every request of this process (it survives catalog reloads:
+    it is keyed by deployment id and provider)."""
+
+    def __init__(
+        self,
+        settings: Routing,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._health: dict[str, DeploymentHealth] = {}
+        self._keys: dict[str, KeyPool] = {}
+
+    def health(self, dep: Deployment) -> DeploymentHealth:
+        h = self._health.get(dep.id)
+        if h is None:
+            h = self._health[dep.id] = DeploymentHealth(self.settings)
+        return h
+
+    def keys(self, dep: Deployment) -> KeyPool:
+        pool = self._keys.get(dep.provider)
+        if pool is None or pool.keys != dep.keys:
+            pool = self._keys[dep.provider] = KeyPool(dep.keys)
+        return pool
+
+    def reset(self) -> None:
+        """Forget every breaker, cooldown and disabled key (an operator's fresh start)."""
+        self._health.clear()
+        self._keys.clear()
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """The state of every deployment seen so far, for the admin API."""
+        now = self.clock()
+        return {
+            dep_id: {
+                "breaker": h.state.name.lower(),
+                "available": h.available(now),
+                "recovers_in": round(max(h.recovers_at(now) - now, 0.0), 3),
+                "inflight": h.inflight,
+                "latency_ewma_ms": h.ewma_ms,
+                "recent_failures": len(h.failures),
+            }
+            for dep_id, h in self._health.items()
+        }
+
+    # -- choosing --------------------------------------------------------------------
+
+    def _ready(self, dep: Deployment, now: float) -> bool:
+        h = self.health(dep)
+        return (
+            h.available(now) and h.under_caps(now, dep.rpm, dep.tpm) and self.keys(dep).usable(now)
+        )
+
+    def _order(self, model: ModelEntry, deps: list[Deployment]) -> list[Deployment]:
+        """Deployments of one priority tier, best first, by the model's strategy."""
+        strategy = model.strategy
+        if strategy == "least_inflight":
+            return sorted(deps, key=lambda d: (self.health(d).inflight, self.rng.random()))
+        if strategy == "latency":
+            return sorted(deps, key=lambda d: (self.health(d).ewma_ms or 0.0, self.rng.random()))
+        if strategy == "cost":
+            return sorted(deps, key=lambda d: (d.cost.input + d.cost.output, self.rng.random()))
+        # weighted random without replacement: the first pick follows the weights
+        remaining = list(deps)
+        out: list[Deployment] = []
+        while remaining:
+            pick = self.rng.choices(remaining, weights=[d.weight for d in remaining])[0]
+            out.append(pick)
+            remaining.remove(pick)
+        return out
+
+    def plan(self, chain: list[ModelEntry], tried: set[str]) -> list[tuple[ModelEntry, Deployment]]:
+        """Candidates in order: the model's tiers first, then each fallback's; deployments not
+        yet tried in this request before those that were."""
+        now = self.clock()
+        fresh: list[tuple[ModelEntry, Deployment]] = []
+        again: list[tuple[ModelEntry, Deployment]] = []
+        for model in chain:
+            tiers = sorted({d.priority for d in model.deployments})
+            for tier in tiers:
+                ready = [d for d in model.deployments if d.priority == tier and self._ready(d, now)]
+                for dep in self._order(model, ready):
+                    (again if dep.id in tried else fresh).append((model, dep))
+        return fresh + again
+
+    def recovers_in(self, chain: list[ModelEntry]) -> float | None:
+        """Seconds until the first deployment of the chain may be tried again."""
+        now = self.clock()
+        times = [
+            self.health(d).recovers_at(now)
+            for model in chain
+            for d in model.deployments
+            if self.keys(d).usable(now)
+        ]
+        return max(min(times) - now, 0.0) if times else None
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def begin(self, model: ModelEntry, dep: Deployment) -> Attempt | None:
+        """Start an attempt (None when the provider has no usable key left)."""
+        now = self.clock()
+        key = self.keys(dep).pick(now)
+        if key is False:
+            return None
+        self.health(dep).begin(0)
+        return Attempt(model, dep, key if isinstance(key, str) else None, now)
+
+    def used(self, attempt: Attempt, prompt_tokens: int, completion_tokens: int) -> None:
+        """Tokens an attempt consumed: the deployment's TPM cap and the token counters."""
+        self.health(attempt.deployment).minute_tokens += prompt_tokens + completion_tokens
+        labels = (attempt.model.name, attempt.deployment.name)
+        self.metrics.tokens.labels(*labels, "prompt").inc(prompt_tokens)
+        self.metrics.tokens.labels(*labels, "completion").inc(completion_tokens)
+
+    def broke_mid_stream(self, attempt: Attempt, err: UpstreamError) -> None:
+        """A stream that failed after its first byte: no retry, but the breaker counts it."""
+        h = self.health(attempt.deployment)
+        if err.failure not in (FailureClass.CALLER, FailureClass.RATE_LIMIT):
+            h.inflight += 1  # `failed` settles the books of an attempt still in flight
+            h.failed(self.clock())
+        labels = (attempt.model.name, attempt.deployment.name)
+        self.metrics.upstream_errors.labels(*labels, err.failure.value).inc()
+        self.metrics.breaker_state.labels(*labels).set(int(h.state))
+
+    def succeeded(self, attempt: Attempt) -> None:
+        h = self.health(attempt.deployment)
+        latency = self.clock() - attempt.started
+        h.succeeded(latency * 1000)
+        attempt.outcome = "ok"
+        labels = (attempt.model.name, attempt.deployment.name)
+        self.metrics.upstream_requests.labels(*labels, "ok").inc()
+        self.metrics.upstream_latency.labels(*labels).observe(latency)
+        self.metrics.breaker_state.labels(*labels).set(int(h.state))
+
+    def failed(self, attempt: Attempt, err: UpstreamError) -> None:
+        """Learn from a failure: the failure class decides cooldown, breaker or key."""
+        now = self.clock()
+        dep = attempt.deployment
+        h = self.health(dep)
+        s = self.settings
+        match err.failure:
+            case FailureClass.CALLER:
+                h.released()
+            case FailureClass.RATE_LIMIT:
+                h.rate_limited(now, err.retry_after)
+            case FailureClass.CREDENTIAL | FailureClass.QUOTA:
+                h.released()
+                if attempt.key is not None:
+                    hold_off = (
+                        s.credential_disable_seconds
+                        if err.failure is FailureClass.CREDENTIAL
+                        else s.quota_disable_seconds
+                    )
+                    self.keys(dep).disable(attempt.key, now + hold_off)
+            case _:
+                h.failed(now)
+        attempt.outcome = err.failure.value
+        labels = (attempt.model.name, dep.name)
+        self.metrics.upstream_requests.labels(*labels, "error").inc()
+        self.metrics.upstream_errors.labels(*labels, err.failure.value).inc()
+        self.metrics.breaker_state.labels(*labels).set(int(h.state))
+
+    def abandoned(self, attempt: Attempt) -> None:
+        """The request went away mid-attempt: no verdict on the deployment."""
+        self.health(attempt.deployment).released()
+        attempt.outcome = "abandoned"
