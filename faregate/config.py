@@ -65,7 +65,7 @@ class Provider(_Strict):
     api_keys_env: list[str] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_connections: int = Field(default=256, ge=1)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
 
     @model_validator(mode="after")
     def _vendor_defaults(self) -> Provider:
@@ -82,6 +82,14 @@ class Provider(_Strict):
     def url(self) -> str:
         url = self.base_url or VENDORS[self.vendor or ""].base_url
         return url.rstrip("/")
+
+    @property
+    def output_cap_param(self) -> str:
+        """The parameter that caps output: as declared, else OpenAI's own API takes only
+        `max_completion_tokens` on its newer models, and other servers take `max_tokens`."""
+        if self.max_tokens_param is not None:
+            return self.max_tokens_param
+        return "max_completion_tokens" if self.vendor == "openai" else "max_tokens"
 
     @property
     def wire(self) -> Protocol:

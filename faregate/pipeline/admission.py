@@ -6,7 +6,7 @@ from faregate import tokens
 from faregate.billing.charge import Charge
 from faregate.billing.pricing import worst_case
 from faregate.billing.store import KeyRecord
-from faregate.errors import InsufficientBalance, PermissionDenied
+from faregate.errors import BadRequest, InsufficientBalance, PermissionDenied
 from faregate.pipeline.services import Services
 from faregate.providers.base import ChatCall
 from faregate.routing.catalog import ModelEntry
@@ -59,6 +59,13 @@ async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEnt
     """Resolve the model, check the key may use it, and take the hold (402 if it can't)."""
     entry = svc.catalog.get(call.model)
     check_model_allowed(key, call.model)
+    if call.max_output is not None and call.max_output > entry.max_output_tokens:
+        raise BadRequest(
+            f"max_tokens is {call.max_output}, but '{call.model}' produces at most "
+            f"{entry.max_output_tokens} tokens.",
+            code="max_tokens_too_large",
+            param="max_tokens",
+        )
     amount = hold_amount(svc.catalog.chain(entry), call)
     charge = await take_hold(svc, key, call.model, amount, call.request_id)
     return entry, charge

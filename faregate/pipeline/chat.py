@@ -78,9 +78,13 @@ async def _settle(charge: Charge, entry: ModelEntry, usage: Usage, note: str | N
 async def _upstream_request(
     svc: Services, attempt: Attempt, call: ChatCall
 ) -> tuple[UpstreamRequest, Credentials]:
-    """The wire request for the attempt's deployment, with remote images fetched first where
-    its protocol needs them."""
+    """The wire request for the attempt's deployment: output capped at the model's limit,
+    remote images fetched first where its protocol needs them."""
     dep = attempt.deployment
+    limit = attempt.model.max_output_tokens
+    # Every attempt is capped at its model's output limit, so the upstream cannot produce
+    # more than the hold covers.
+    call = replace(call, max_output=min(call.max_output or limit, limit))
     if dep.protocol.inline_remote_images:
         call = replace(call, body=await inline_remote_images(svc.fetcher, call.body))
     creds = dep.creds(attempt.key)

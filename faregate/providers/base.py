@@ -18,6 +18,7 @@ class ChatCall:
     stream: bool
     include_usage: bool
     max_output: int | None
+    """The client's output cap; during an attempt, the cap the upstream must honour."""
     request_id: str
 
 
@@ -59,9 +60,13 @@ class StreamDecoder(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
+    """How to reach one upstream: where, with which key, extra headers, and the name of its
+    output-cap parameter (OpenAI's newer models take only `max_completion_tokens`)."""
+
     base_url: str
     api_key: str | None
     headers: dict[str, str] = field(default_factory=dict)
+    max_tokens_param: str = "max_tokens"
 
 
 class ChatProtocol(Protocol):

@@ -123,6 +123,14 @@ class OpenAIChat:
         modalities = body.pop("response_modalities", None)
         if modalities and [m.lower() for m in modalities] != ["text"]:
             body["modalities"] = [m.lower() for m in modalities]
+        cap = call.max_output
+        if cap is not None:
+            present = [k for k in ("max_completion_tokens", "max_tokens") if k in body]
+            for name in present:
+                if isinstance(body[name], int):
+                    body[name] = min(body[name], cap)
+            if not present:
+                body[creds.max_tokens_param] = cap
         if call.stream:
             options = body.get("stream_options")
             body["stream_options"] = {

@@ -29,9 +29,10 @@ class Deployment:
     rpm: int | None
     tpm: int | None
     cost: Price
+    max_tokens_param: str
 
     def creds(self, key: str | None) -> Credentials:
-        return Credentials(self.base_url, key, self.headers)
+        return Credentials(self.base_url, key, self.headers, self.max_tokens_param)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ def build_catalog(config: Config, sim_url: str | None = None) -> Catalog:
                     rpm=dc.rpm,
                     tpm=dc.tpm,
                     cost=dc.cost or model.price,
+                    max_tokens_param=provider.output_cap_param,
                 )
             )
         models[name] = ModelEntry(

@@ -145,3 +145,23 @@ def test_insufficient_balance_makes_no_upstream_call(gateway: Gateway, sim: Sim)
     assert state["balance"] == 10 and state["open_holds"] == 0
     assert [r["kind"] for r in gateway.ledger(account)] == ["grant"]
     assert sim.stats()["requests"] == before
+
+
+def test_max_tokens_above_the_model_limit(gateway: Gateway, acct: tuple[str, str]) -> None:
+    err = _envelope(_post(gateway, acct[1], {**GOOD, "max_tokens": 5000}), 400)
+    assert err["code"] == "max_tokens_too_large" and err["param"] == "max_tokens"
+    _nothing_held(gateway, acct[0])
+
+
+def test_upstream_output_is_capped_at_the_hold(gateway: Gateway) -> None:
+    """Without max_tokens the model's limit is sent upstream: a reply can never cost more
+    than the hold, so the balance can never go below zero."""
+    account, key = gateway.account(3_000)  # covers the prompt and 1000 output tokens at 2 each
+    r = _post(gateway, key, {**GOOD, "metadata": {"sim_fault": "tokens=5000"}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 1000
+    state = gateway.account_state(account)
+    assert state["balance"] >= 0
+    ledger_consistent(gateway, account)

@@ -127,3 +127,17 @@ def test_classify_error(
     assert err.failure is failure
     assert err.retry_after == retry
     assert err.status == status
+
+
+def test_output_cap_injected_or_lowered() -> None:
+    base = {"model": "m", "messages": []}
+    call = ChatCall("m", dict(base), False, False, 100, "r")
+    sent = orjson.loads(ADAPTER.build_request(call, "m", CREDS).body)
+    assert sent["max_tokens"] == 100
+    creds = Credentials("u", None, {}, "max_completion_tokens")
+    sent = orjson.loads(ADAPTER.build_request(call, "m", creds).body)
+    assert sent["max_completion_tokens"] == 100 and "max_tokens" not in sent
+    call = ChatCall("m", {**base, "max_completion_tokens": 500}, False, False, 100, "r")
+    assert (
+        orjson.loads(ADAPTER.build_request(call, "m", CREDS).body)["max_completion_tokens"] == 100
+    )
