@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from faregate.admin import ops
@@ -30,7 +30,13 @@ from faregate.billing.store import Store
 from faregate.config import Config
 from faregate.db import migrate
 from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlalchemy_url, sqlite_path
-from faregate.errors import FaregateError, InternalError, NotFound, ServiceUnavailable
+from faregate.errors import (
+    FaregateError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+)
 from faregate.http.request import Message, Request, Scope
 from faregate.http.responses import Response, Send
 from faregate.http.router import Router
@@ -44,6 +50,7 @@ from faregate.upstream.fetch import Fetcher
 log = logging.getLogger("faregate")
 
 DEMO_CREDITS = 10_000_000  # ten US dollars at the default rate
+FIRST_RUN_LOCK = 0x6661726568
 
 _STORAGE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -105,11 +112,6 @@ class App:
         store = make_store(self.database_url)
         await store.start()
         self._engine = create_async_engine(sqlalchemy_url(self.database_url))
-        if not self.env.admin_key:
-            async with self._engine.begin() as conn:
-                self.bootstrap_admin_key = await conn.run_sync(
-                    lambda c: ops.bootstrap_admin(c, hasher)
-                )
         if self.config.simulator.enabled:
             from faregate.sim.server import start as start_sim
 
@@ -133,24 +135,33 @@ class App:
         self._mount(svc, self._engine)
         self._reaper = Reaper(store, self.config.billing)
         self._reaper.start()
-        if self.config.simulator.enabled:
-            self.first_run_key = await self._demo_account(hasher)
+        await self._first_run(hasher)
         if self.announce is not None:
             self.announce(self)
 
-    async def _demo_account(self, hasher: KeyHasher) -> str | None:
-        """On the zero-config first run only: a demo account with credits and a key."""
+    async def _first_run(self, hasher: KeyHasher) -> None:
+        """Once per database, last in the start so a failed start loses nothing: an admin key
+        (unless FAREGATE_ADMIN_KEY is set) and, when the simulator serves, a demo account with
+        credits and a key. Serialized across processes, so one worker alone creates them."""
         assert self._engine is not None
+        make_admin = not self.env.admin_key
+        demo = self.config.simulator.enabled
 
-        def act(c: Connection) -> str | None:
-            if ops.list_accounts(c):
-                return None
-            account = ops.create_account(c, "demo")
-            ops.grant(c, account["id"], DEMO_CREDITS, "first-run demo credits")
-            return ops.create_key(c, hasher, account["id"], "demo")[1]
+        def act(c: Connection) -> tuple[str | None, str | None]:
+            if c.dialect.name == "postgresql":
+                c.execute(text(f"SELECT pg_advisory_xact_lock({FIRST_RUN_LOCK})"))
+            else:  # a write statement takes SQLite's write lock before anything is read
+                c.execute(text("DELETE FROM admin_keys WHERE 0 = 1"))
+            admin = ops.bootstrap_admin(c, hasher) if make_admin else None
+            key = None
+            if demo and not ops.list_accounts(c):
+                account = ops.create_account(c, "demo")
+                ops.grant(c, account["id"], DEMO_CREDITS, "first-run demo credits")
+                key = ops.create_key(c, hasher, account["id"], "demo")[1]
+            return admin, key
 
         async with self._engine.begin() as conn:
-            return await conn.run_sync(act)
+            self.bootstrap_admin_key, self.first_run_key = await conn.run_sync(act)
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -209,8 +220,8 @@ class App:
         try:
             if route is None:
                 if other_method:
-                    err = NotFound(f"{scope['method']} is not allowed on {path}.")
-                    err.status, err.code = 405, "method_not_allowed"
+                    err = MethodNotAllowed(f"{scope['method']} is not allowed on {path}.")
+                    err.headers["allow"] = ", ".join(self.router.methods_for(path))
                     raise err
                 raise NotFound(f"No route for {scope['method']} {path}.", code="unknown_route")
             response = await route.handler(Request(scope, receive, params))
@@ -235,6 +246,8 @@ class App:
                     await self.start()
                 except Exception as exc:
                     log.exception("startup failed")
+                    with contextlib.suppress(Exception):
+                        await self.stop()
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

@@ -266,6 +266,16 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _models_name_providers(self) -> Config:
+        longest = max(
+            (p.timeouts.first_byte + p.timeouts.total for p in self.providers.values()),
+            default=0.0,
+        )
+        if self.billing.hold_ttl_seconds <= longest:
+            raise ValueError(
+                f"billing.hold_ttl_seconds: {self.billing.hold_ttl_seconds} s does not outlast the"
+                f" longest request a provider allows ({longest:.0f} s = first_byte + total);"
+                " raise it, or lower the providers' timeouts"
+            )
         known = ", ".join(sorted(self.providers)) or "none declared"
         for name, model in self.models.items():
             for i, dep in enumerate(model.deployment_configs()):
@@ -333,7 +343,10 @@ def _describe(err: Any) -> str:
         return f"{loc}: required key is missing; add it"
     given = err.get("input")
     shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
-    return f"{loc}: {err['msg']}{shown}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not loc:  # a check across keys: the message names the keys itself
+        return message
+    return f"{loc}: {message}{shown}"
 
 
 def _allowed_keys(model: Any, path: tuple[Any, ...]) -> list[str]:

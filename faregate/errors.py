@@ -6,6 +6,7 @@
     ├── InsufficientBalance       402     insufficient_balance
     ├── PermissionDenied          403     permission_error
     ├── NotFound                  404     not_found_error
+    ├── MethodNotAllowed          405     invalid_request_error
     ├── UpstreamTimeout           408     timeout_error
     ├── PayloadTooLarge           413     invalid_request_error
     ├── ValidationFailed          422     invalid_request_error
@@ -86,6 +87,12 @@ class NotFound(FaregateError):
     status = 404
     type = "not_found_error"
     code = "not_found"
+
+
+class MethodNotAllowed(FaregateError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
 
 
 class UpstreamTimeout(FaregateError):
@@ -177,3 +184,11 @@ class UpstreamError(Exception):
                 )
             case _:
                 return UpstreamFailed(f"The provider returned an error: {self.message}")
+
+    def to_client_mid_stream(self) -> FaregateError:
+        """The error event that ends a stream the client has already started receiving."""
+        if self.failure is FailureClass.TIMEOUT:
+            return UpstreamTimeout("The provider stopped sending mid-stream.")
+        return UpstreamFailed(
+            f"The provider's stream broke off: {self.message}", code="stream_interrupted"
+        )

@@ -31,11 +31,15 @@ def openai_error(err: FaregateError) -> Response:
     return Response.json(openai_body(err), err.status, _retry_headers(err))
 
 
+def llmage_body(err: FaregateError) -> dict[str, object]:
+    message = "Insufficient balance" if isinstance(err, InsufficientBalance) else err.message
+    return {"error": message}
+
+
 def llmage_error(err: FaregateError) -> Response:
     """`{"error": "message"}`; that API reports an empty balance as 429."""
     status = 429 if isinstance(err, InsufficientBalance) else err.status
-    message = "Insufficient balance" if isinstance(err, InsufficientBalance) else err.message
-    return Response.json({"error": message}, status, _retry_headers(err))
+    return Response.json(llmage_body(err), status, _retry_headers(err))
 
 
 _ANTHROPIC_TYPES = {

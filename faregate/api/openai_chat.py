@@ -16,7 +16,8 @@ from faregate.api.common import (
     request_id,
     routing_headers,
 )
-from faregate.api.envelopes import openai_body
+from faregate.api.envelopes import llmage_body, openai_body
+from faregate.billing.store import KeyRecord
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
 from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list
@@ -42,7 +43,10 @@ def _with_cost(data: dict[str, Any], cost: int) -> dict[str, Any]:
 
 
 async def _openai_events(
-    stream: OpenStream, call: ChatCall, chunk_hook: ChunkHook | None
+    stream: OpenStream,
+    call: ChatCall,
+    chunk_hook: ChunkHook | None,
+    error_body: Callable[[FaregateError], dict[str, Any]],
 ) -> AsyncIterator[bytes]:
     """Upstream events as OpenAI SSE bytes: forwarded unchanged where possible, the usage chunk
     only when the client asked for it (with its cost), an error event if the stream breaks."""
@@ -50,7 +54,7 @@ async def _openai_events(
     async with aclosing(stream.events) as events:
         async for event in events:
             if isinstance(event, FaregateError):
-                yield _sse(openai_body(event))
+                yield _sse(error_body(event))
                 return
             if event.data is None:
                 done = True
@@ -83,13 +87,16 @@ async def serve_chat(
     req: Request,
     body: dict[str, Any],
     *,
+    key: KeyRecord | None = None,
     body_hook: BodyHook | None = None,
     chunk_hook: ChunkHook | None = None,
+    error_body: Callable[[FaregateError], dict[str, Any]] = openai_body,
 ) -> Response | StreamResponse:
-    """Authenticate, validate, run the chat pipeline and render it in the OpenAI shape; the
-    hooks let compatibility routes adjust the reply."""
+    """Authenticate (unless the route already did), validate, run the chat pipeline and render
+    it in the OpenAI shape; the hooks let compatibility routes adjust the reply."""
     rid = request_id()
-    key = await authenticate(svc, req)
+    if key is None:
+        key = await authenticate(svc, req)
     ignored = normalize_aliases(body)
     call = parse_chat(body, rid)
     extra = {"x-faregate-ignored-fields": ",".join(ignored)} if ignored else {}
@@ -98,7 +105,7 @@ async def serve_chat(
         headers = SSE_HEADERS + header_list(
             {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream), **extra}
         )
-        chunks = (c async for c in _openai_events(stream, call, chunk_hook) if c)
+        chunks = (c async for c in _openai_events(stream, call, chunk_hook, error_body) if c)
         return StreamResponse(chunks, 200, headers)
     done = await complete(svc, key, call)
     reply = done.result.body
@@ -138,7 +145,9 @@ def compat_chat_handler(svc: Services) -> Callable[[Request], Any]:
         body.setdefault("model", compat.chat_default_model)
         body.setdefault("temperature", compat.chat_default_temperature)
         if "max_tokens" not in body and "max_completion_tokens" not in body:
-            body["max_tokens"] = compat.chat_default_max_tokens
+            entry = svc.catalog.models.get(str(body["model"]))
+            limit = entry.max_output_tokens if entry else compat.chat_default_max_tokens
+            body["max_tokens"] = min(compat.chat_default_max_tokens, limit)
         body.setdefault("stream", False)
         return await serve_chat(svc, req, body)
 
@@ -154,6 +163,8 @@ def _llmage_body(reply: dict[str, Any]) -> None:
 
 
 def _llmage_chunk(data: dict[str, Any], rid: str) -> dict[str, Any]:
+    """Each chunk also carries its text as `content`, `finish` ("1" on the final usage chunk,
+    which that API always sends) and the request's `llmusageid`."""
     choices = data.get("choices") or []
     delta = (choices[0].get("delta") or {}) if choices else {}
     return {
@@ -169,17 +180,32 @@ def llmage_chat_handler(svc: Services) -> Callable[[Request], Any]:
     """`POST /llmage/v1/chat/completions`: `prompt` / `sys_prompt` or `messages`."""
 
     async def handle(req: Request) -> Response | StreamResponse:
+        key = await authenticate(svc, req)
         body = await json_body(svc, req)
+        prompt = body.pop("prompt", None)
+        sys_prompt = body.pop("sys_prompt", None)
         if "messages" not in body:
-            prompt = body.pop("prompt", None)
             if not isinstance(prompt, str) or not prompt:
                 raise BadRequest("Missing required parameter: prompt", param="prompt")
             messages = []
-            sys_prompt = body.pop("sys_prompt", None)
             if isinstance(sys_prompt, str) and sys_prompt:
                 messages.append({"role": "system", "content": sys_prompt})
             messages.append({"role": "user", "content": prompt})
             body["messages"] = messages
-        return await serve_chat(svc, req, body, body_hook=_llmage_body, chunk_hook=_llmage_chunk)
+        if body.get("stream") is True:  # that API always ends a stream with its usage
+            options = body.get("stream_options")
+            body["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        return await serve_chat(
+            svc,
+            req,
+            body,
+            key=key,
+            body_hook=_llmage_body,
+            chunk_hook=_llmage_chunk,
+            error_body=llmage_body,
+        )
 
     return handle

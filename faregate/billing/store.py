@@ -19,7 +19,7 @@ class LedgerUnavailable(ServiceUnavailable):
     def wrap(cls, exc: Exception) -> Exception:
         if isinstance(exc, ServiceUnavailable):
             return exc
-        err = cls("The ledger is unavailable; no request was sent upstream.", retry_after=5)
+        err = cls("The ledger is unavailable; retry shortly.", retry_after=5)
         err.__cause__ = exc
         return err
 

@@ -61,6 +61,16 @@ class Router:
         route = table.get(method)
         return route, params, route is None
 
+    def methods_for(self, path: str) -> list[str]:
+        """The methods a path answers (for the `Allow` header of a 405)."""
+        table = self._exact.get(path)
+        if table is None:
+            for pattern, candidate in self._patterns:
+                if pattern.match(path):
+                    table = candidate
+                    break
+        return sorted(table or ())
+
     def protocol_for(self, path: str) -> str:
         """The envelope for a path nothing matched: by its prefix."""
         return "llmage" if path.startswith("/llmage") else "openai"

@@ -223,7 +223,7 @@ async def _events(
     except UpstreamError as exc:
         note = f"the stream broke after the first byte ({exc.failure.value}): {exc.message}"
         svc.balancer.broke_mid_stream(served, exc)
-        yield exc.to_client()
+        yield exc.to_client_mid_stream()
     finally:
         if usage is None or usage.estimated:
             usage = _estimate(call, "".join(produced))

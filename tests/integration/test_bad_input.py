@@ -134,6 +134,7 @@ def test_unknown_route_and_method(gateway: Gateway, acct: tuple[str, str]) -> No
     _envelope(_post(gateway, acct[1], GOOD, "/v1/nothing/here"), 404, "unknown_route")
     r = httpx.get(gateway.url + "/v1/chat/completions", timeout=10)
     _envelope(r, 405, "method_not_allowed")
+    assert r.headers["allow"] == "POST"
 
 
 def test_insufficient_balance_makes_no_upstream_call(gateway: Gateway, sim: Sim) -> None:

@@ -95,9 +95,34 @@ def test_llmage_stream_shape(gateway: Gateway, acct: tuple[str, str]) -> None:
     assert text == "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
 
 
+def test_llmage_stream_always_ends_with_usage(gateway: Gateway, acct: tuple[str, str]) -> None:
+    r = _post(
+        gateway,
+        "/llmage/v1/chat/completions",
+        acct[1],
+        {"model": "sim-small", "prompt": "Who are you?", "stream": True},
+    )
+    chunks = _data_lines(r.text)[:-1]
+    assert chunks[-1]["finish"] == "1"
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_llmage_stream_error_uses_its_shape(gateway: Gateway, acct: tuple[str, str]) -> None:
+    r = _post(
+        gateway,
+        "/llmage/v1/chat/completions",
+        acct[1],
+        {"model": "sim-small", "prompt": "Hi", "stream": True, "user": "sim:cut_after=2"},
+    )
+    last = _data_lines(r.text)[-1]
+    assert isinstance(last["error"], str)
+
+
 def test_llmage_errors_use_its_shape(gateway: Gateway) -> None:
     r = _post(gateway, "/llmage/v1/chat/completions", None, {"prompt": "x", "model": "sim-small"})
     assert r.status_code == 401 and isinstance(r.json()["error"], str)
+    r = _post(gateway, "/llmage/v1/chat/completions", None, {"model": "sim-small"})
+    assert r.status_code == 401  # the key is checked before the body
     _, key = gateway.account(1_000_000)
     r = _post(gateway, "/llmage/v1/chat/completions", key, {"model": "sim-small"})
     assert r.status_code == 400
