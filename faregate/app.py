@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -27,7 +28,7 @@ from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import Store
-from faregate.config import Config
+from faregate.config import Config, ConfigError, Database
 from faregate.db import migrate
 from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlalchemy_url, sqlite_path
 from faregate.errors import (
@@ -74,6 +75,24 @@ class Environment:
         )
 
 
+def database_url(config: Config, env: Environment) -> str:
+    """FAREGATE_DATABASE_URL, else the config file's `database.url`, else SQLite in the home
+    folder (FAREGATE_HOME, `.faregate` by default)."""
+    if env.database_url:
+        url = env.database_url
+    elif "url" in config.database.model_fields_set:
+        url = config.database.url
+    else:
+        url = f"sqlite:///{env.home / 'faregate.db'}"
+    try:
+        return Database(url=url).url
+    except ValidationError:
+        raise ConfigError(
+            f"FAREGATE_DATABASE_URL: {url!r} is not a database URL; use sqlite:///PATH or"
+            " postgresql://USER@HOST:PORT/DB"
+        ) from None
+
+
 def make_store(url: str) -> Store:
     if is_sqlite(url):
         return SqliteStore(sqlite_path(url))
@@ -94,7 +113,7 @@ class App:
         self.announce = announce
         self.first_run_key: str | None = None
         self.env = environment or Environment.from_env()
-        self.database_url = self.env.database_url or config.database.url
+        self.database_url = database_url(config, self.env)
         self.router = Router()
         self.services: Services | None = None
         self.metrics = Metrics()

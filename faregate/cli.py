@@ -15,9 +15,9 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from faregate.admin import ops
-from faregate.app import App, Environment
+from faregate.app import App, Environment, database_url
 from faregate.auth.keys import KeyHasher, load_secret
-from faregate.config import ConfigError, load_config
+from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
 from faregate.db.urls import sqlalchemy_url
 
@@ -48,7 +48,10 @@ def _db_action(config_path: str | None, fn: Callable[[Connection, KeyHasher], T]
     """Run one operator action against the configured database, migrating it first."""
     config = _load(config_path)
     env = Environment.from_env()
-    url = env.database_url or config.database.url
+    try:
+        url = database_url(config, env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     hasher = KeyHasher(load_secret(env.secret_key, env.home))
 
     async def run() -> T:
@@ -86,14 +89,17 @@ def _announce(app: App) -> None:
     lines.append(f"  models: {', '.join(svc.catalog.models)}")
     if app.bootstrap_admin_key:
         lines.append(f"  admin key (shown once, keep it): {app.bootstrap_admin_key}")
-    if app.first_run_key:
+    chat_models = [m.name for m in svc.catalog.models.values() if m.kind == "chat"]
+    if app.first_run_key and chat_models:
+        example = json.dumps(
+            {"model": chat_models[0], "messages": [{"role": "user", "content": "Hi"}]}
+        )
         lines += [
             f"  a demo account with credits and this API key was created: {app.first_run_key}",
             f"  try: curl http://{server.host}:{server.port}/v1/chat/completions \\",
             f"         -H 'Authorization: Bearer {app.first_run_key}' \\",
             "         -H 'Content-Type: application/json' \\",
-            '         -d \'{"model": "gpt-4o-mini", '
-            '"messages": [{"role": "user", "content": "Hi"}]}\'',
+            f"         -d '{example}'",
         ]
     lines.append(
         "  new keys: faregate accounts create NAME --credits N;"
@@ -102,9 +108,25 @@ def _announce(app: App) -> None:
     click.echo("\n".join(lines), err=True)
 
 
+def _listen(config: Config, host: str | None, port: int | None) -> Config:
+    if host is None and port is None:
+        return config
+    server = config.server.model_copy(
+        update={
+            "host": host or config.server.host,
+            "port": config.server.port if port is None else port,
+        }
+    )
+    return config.model_copy(update={"server": server})
+
+
 def app_factory() -> App:
-    """Build the app from FAREGATE_CONFIG (used by uvicorn, once per worker process)."""
-    return App(_load(os.environ.get("FAREGATE_CONFIG") or None), announce=_announce)
+    """Build the app in each worker process (uvicorn calls this), from FAREGATE_CONFIG and
+    the address `faregate serve` put in FAREGATE_LISTEN."""
+    config = _load(os.environ.get("FAREGATE_CONFIG") or None)
+    host, _, port = os.environ.get("FAREGATE_LISTEN", "").rpartition(":")
+    config = _listen(config, host or None, int(port) if port else None)
+    return App(config, announce=_announce)
 
 
 @main.command()
@@ -119,18 +141,11 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
-    config = _load(config_path)
-    if host or port is not None:
-        server = config.server.model_copy(
-            update={
-                "host": host or config.server.host,
-                "port": config.server.port if port is None else port,
-            }
-        )
-        config = config.model_copy(update={"server": server})
+    config = _listen(_load(config_path), host, port)
     if config_path:
         os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)
     if workers > 1:
+        os.environ["FAREGATE_LISTEN"] = f"{config.server.host}:{config.server.port}"
         if config.simulator.enabled:
             raise click.ClickException(
                 "the in-process simulator serves one worker; run `faregate sim` separately"
@@ -279,8 +294,7 @@ def keys_list(account_id: str, config_path: str | None) -> None:
 @click.argument("key_id")
 @CONFIG_OPTION
 def keys_revoke(key_id: str, config_path: str | None) -> None:
-    row = _db_action(config_path, lambda c, _: ops.revoke_key(c, key_id))
-    row.pop("key_hash", None)
+    row, _ = _db_action(config_path, lambda c, _: ops.revoke_key(c, key_id))
     _echo(row)
 
 

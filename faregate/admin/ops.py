@@ -103,8 +103,11 @@ def create_key(
     models: Sequence[str] | None = None,
     expires_at: int | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """A new key for the account: its record and the key itself, shown this once only."""
+    """A new key for the account: its record and the key itself, shown this once only.
+    `models` None allows every model; an empty list is refused (a key that can do nothing)."""
     _account_row(conn, account_id)
+    if models is not None and not list(models):
+        raise AdminError("models must name at least one model (leave it out to allow all)")
     key = generate_key()
     row = {
         "id": new_id("key"),
@@ -122,20 +125,22 @@ def create_key(
 
 
 def list_keys(conn: Connection, account_id: str) -> list[dict[str, Any]]:
+    _account_row(conn, account_id)
     rows = conn.execute(
         select(api_keys).where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at)
     ).mappings()
     return [_key_view(r) for r in rows]
 
 
-def revoke_key(conn: Connection, key_id: str) -> dict[str, Any]:
-    """Revoke a key; returns its record (with the hash, for cache eviction by the caller)."""
+def revoke_key(conn: Connection, key_id: str) -> tuple[dict[str, Any], str]:
+    """Revoke a key: (its record, its hash for the caller to evict from caches)."""
     row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
     if row is None:
         raise AdminError(f"no key {key_id!r}", 404)
     if row["revoked_at"] is None:
         conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=now_ms()))
-    return _plain(conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one())
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one()
+    return _key_view(row), str(row["key_hash"])
 
 
 def ledger_entries(conn: Connection, account_id: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -138,8 +138,8 @@ class AdminAPI:
 
     async def revoke_key(self, req: Request) -> dict[str, Any]:
         key_id = req.params["key_id"]
-        row = await self.run(lambda c: ops.revoke_key(c, key_id))
-        self.svc.keys.forget(row.pop("key_hash"))
+        row, key_hash = await self.run(lambda c: ops.revoke_key(c, key_id))
+        self.svc.keys.forget(key_hash)
         return row
 
     async def routing_state(self, req: Request) -> dict[str, Any]:

@@ -71,7 +71,7 @@ ledger = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
-    Column("kind", String(16), nullable=False),  # grant | hold | settle | release
+    Column("kind", String(16), nullable=False),  # grant | adjust | hold | settle | release
     Column("amount", BigInteger, nullable=False),  # signed change of the balance
     Column("hold_id", String(40), nullable=True),
     Column("key_id", String(40), nullable=True),
