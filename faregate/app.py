@@ -22,6 +22,7 @@ from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.envelopes import render_error
+from faregate.api.idempotency import HEADER, run_idempotent
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
 from faregate.billing.postgres import PostgresStore
@@ -243,7 +244,16 @@ class App:
                     err.headers["allow"] = ", ".join(self.router.methods_for(path))
                     raise err
                 raise NotFound(f"No route for {scope['method']} {path}.", code="unknown_route")
-            response = await route.handler(Request(scope, receive, params))
+            request = Request(scope, receive, params)
+            if (
+                route.protocol != "admin"
+                and scope["method"] == "POST"
+                and HEADER in request.headers
+                and self.services is not None
+            ):
+                response = await run_idempotent(self.services, request, protocol, route.handler)
+            else:
+                response = await route.handler(request)
         except FaregateError as exc:
             response = render_error(protocol, exc)
         except _STORAGE_ERRORS:

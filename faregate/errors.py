@@ -8,6 +8,7 @@
     ├── NotFound                  404     not_found_error
     ├── MethodNotAllowed          405     invalid_request_error
     ├── UpstreamTimeout           408     timeout_error
+    ├── Conflict                  409     invalid_request_error
     ├── PayloadTooLarge           413     invalid_request_error
     ├── ValidationFailed          422     invalid_request_error
     ├── RateLimited               429     rate_limit_error
@@ -93,6 +94,12 @@ class MethodNotAllowed(FaregateError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(FaregateError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class UpstreamTimeout(FaregateError):

@@ -150,14 +150,21 @@ class AdminAPI:
         return {"reset": True}
 
     def mount(self, router: Router, prefix: str = "/admin/v1") -> None:
-        r = self._route
-        router.add(f"{prefix}/accounts", ["POST"], r(self.create_account, 201))
-        router.add(f"{prefix}/accounts", ["GET"], r(self.list_accounts))
-        router.add(f"{prefix}/accounts/{{account_id}}", ["GET"], r(self.get_account))
-        router.add(f"{prefix}/accounts/{{account_id}}/credits", ["POST"], r(self.grant))
-        router.add(f"{prefix}/accounts/{{account_id}}/ledger", ["GET"], r(self.ledger))
-        router.add(f"{prefix}/accounts/{{account_id}}/keys", ["POST"], r(self.create_key, 201))
-        router.add(f"{prefix}/accounts/{{account_id}}/keys", ["GET"], r(self.list_keys))
-        router.add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))
-        router.add(f"{prefix}/routing", ["GET"], r(self.routing_state))
-        router.add(f"{prefix}/routing/reset", ["POST"], r(self.routing_reset))
+        def r(
+            fn: Callable[[Request], Awaitable[Any]], status: int = 200
+        ) -> Callable[[Request], Awaitable[Response]]:
+            return self._route(fn, status)
+
+        def add(path: str, methods: list[str], handler: Any) -> None:
+            router.add(path, methods, handler, "admin")
+
+        add(f"{prefix}/accounts", ["POST"], r(self.create_account, 201))
+        add(f"{prefix}/accounts", ["GET"], r(self.list_accounts))
+        add(f"{prefix}/accounts/{{account_id}}", ["GET"], r(self.get_account))
+        add(f"{prefix}/accounts/{{account_id}}/credits", ["POST"], r(self.grant))
+        add(f"{prefix}/accounts/{{account_id}}/ledger", ["GET"], r(self.ledger))
+        add(f"{prefix}/accounts/{{account_id}}/keys", ["POST"], r(self.create_key, 201))
+        add(f"{prefix}/accounts/{{account_id}}/keys", ["GET"], r(self.list_keys))
+        add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))
+        add(f"{prefix}/routing", ["GET"], r(self.routing_state))
+        add(f"{prefix}/routing/reset", ["POST"], r(self.routing_reset))

@@ -104,6 +104,7 @@ def gemini_error(err: FaregateError) -> Response:
 
 RENDERERS: dict[str, Callable[[FaregateError], Response]] = {
     "openai": openai_error,
+    "admin": openai_error,
     "llmage": llmage_error,
     "anthropic": anthropic_error,
     "gemini": gemini_error,

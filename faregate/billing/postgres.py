@@ -12,9 +12,12 @@ import orjson
 from faregate.billing.store import (
     BalanceView,
     HoldTicket,
+    IdemClaim,
     KeyRecord,
     LedgerUnavailable,
     Settlement,
+    StoredResult,
+    claim_of,
     new_id,
     now_ms,
 )
@@ -219,6 +222,58 @@ class PostgresStore:
                 ticket.account_id,
                 lambda c: _close(c, ticket, "released", 0, ticket.amount, detail),
             )
+        )
+
+    # -- idempotency keys --------------------------------------------------------------
+
+    async def idem_claim(
+        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int
+    ) -> IdemClaim:
+        ts = now_ms()
+
+        async def op(c: asyncpg.Connection) -> IdemClaim:
+            await c.execute(
+                "DELETE FROM idempotency WHERE key_id = $1 AND idem_key = $2 AND expires_at < $3",
+                key_id,
+                idem_key,
+                ts,
+            )
+            inserted = await c.execute(
+                "INSERT INTO idempotency (key_id, idem_key, body_hash, state, created_at,"
+                " expires_at) VALUES ($1, $2, $3, 'running', $4, $5) ON CONFLICT DO NOTHING",
+                key_id,
+                idem_key,
+                body_hash,
+                ts,
+                ts + ttl_ms,
+            )
+            if inserted == "INSERT 0 1":
+                return "claimed"
+            row = await c.fetchrow(
+                "SELECT body_hash, state, status, headers, body FROM idempotency"
+                " WHERE key_id = $1 AND idem_key = $2",
+                key_id,
+                idem_key,
+            )
+            return claim_of(row, body_hash)
+
+        result: IdemClaim = await self._submit(key_id, op)
+        return result
+
+    async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None:
+        await self.pool.execute(
+            "UPDATE idempotency SET state = 'done', status = $1, headers = $2, body = $3"
+            " WHERE key_id = $4 AND idem_key = $5",
+            result.status,
+            orjson.dumps(result.headers).decode(),
+            result.body,
+            key_id,
+            idem_key,
+        )
+
+    async def idem_forget(self, key_id: str, idem_key: str) -> None:
+        await self.pool.execute(
+            "DELETE FROM idempotency WHERE key_id = $1 AND idem_key = $2", key_id, idem_key
         )
 
     # -- crash recovery --------------------------------------------------------------

@@ -14,9 +14,12 @@ import orjson
 from faregate.billing.store import (
     BalanceView,
     HoldTicket,
+    IdemClaim,
     KeyRecord,
     LedgerUnavailable,
     Settlement,
+    StoredResult,
+    claim_of,
     new_id,
     now_ms,
 )
@@ -222,6 +225,52 @@ class SqliteStore:
                     ticket.amount,
                     (None, None, None, None, False, note),
                 )
+            )
+        )
+
+    # -- idempotency keys --------------------------------------------------------------
+
+    async def idem_claim(
+        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int
+    ) -> IdemClaim:
+        ts = now_ms()
+
+        def op(c: sqlite3.Connection) -> IdemClaim:
+            c.execute(
+                "DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND expires_at < ?",
+                (key_id, idem_key, ts),
+            )
+            inserted = c.execute(
+                "INSERT INTO idempotency (key_id, idem_key, body_hash, state, created_at,"
+                " expires_at) VALUES (?, ?, ?, 'running', ?, ?) ON CONFLICT DO NOTHING",
+                (key_id, idem_key, body_hash, ts, ts + ttl_ms),
+            ).rowcount
+            if inserted == 1:
+                return "claimed"
+            row = c.execute(
+                "SELECT body_hash, state, status, headers, body FROM idempotency"
+                " WHERE key_id = ? AND idem_key = ?",
+                (key_id, idem_key),
+            ).fetchone()
+            return claim_of(row, body_hash)
+
+        result: IdemClaim = await self._submit(op)
+        return result
+
+    async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None:
+        headers = orjson.dumps(result.headers).decode()
+        await self._submit(
+            lambda c: c.execute(
+                "UPDATE idempotency SET state = 'done', status = ?, headers = ?, body = ?"
+                " WHERE key_id = ? AND idem_key = ?",
+                (result.status, headers, result.body, key_id, idem_key),
+            )
+        )
+
+    async def idem_forget(self, key_id: str, idem_key: str) -> None:
+        await self._submit(
+            lambda c: c.execute(
+                "DELETE FROM idempotency WHERE key_id = ? AND idem_key = ?", (key_id, idem_key)
             )
         )
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
+
+import orjson
 
 from faregate.errors import ServiceUnavailable
 
@@ -70,6 +72,30 @@ class BalanceView:
     open_holds: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A finished request's reply, kept for replays under its Idempotency-Key."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+IdemClaim = StoredResult | Literal["claimed", "running", "mismatch"]
+
+
+def claim_of(row: Any, body_hash: str) -> IdemClaim:
+    """What an existing idempotency row means for a new request with `body_hash`."""
+    if row is None:  # removed between the insert and the read: let the caller run it
+        return "claimed"
+    if row[0] != body_hash:
+        return "mismatch"
+    if row[1] != "done":
+        return "running"
+    headers = [(str(k), str(v)) for k, v in orjson.loads(row[3])]
+    return StoredResult(int(row[2]), headers, bytes(row[4]))
+
+
 class Store(Protocol):
     """The ledger and key tables as the request path uses them.
 
@@ -111,6 +137,19 @@ class Store(Protocol):
     async def balance(self, account_id: str) -> BalanceView: ...
 
     async def heartbeat(self) -> None: ...
+
+    async def idem_claim(
+        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int
+    ) -> IdemClaim:
+        """Claim an Idempotency-Key for a new run ("claimed"), or report that it is running,
+        was used with another body ("mismatch"), or finished (its stored result)."""
+        ...
+
+    async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None: ...
+
+    async def idem_forget(self, key_id: str, idem_key: str) -> None:
+        """Drop a claim whose run failed in a way worth retrying."""
+        ...
 
     async def reap(self, *, stale_ms: int) -> int:
         """Release holds past their expiry or left by an instance that stopped beating."""

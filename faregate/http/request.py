@@ -12,7 +12,7 @@ Message = dict[str, Any]
 
 
 class Request:
-    __slots__ = ("_headers", "_query", "params", "receive", "scope")
+    __slots__ = ("_body", "_headers", "_query", "params", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Any, params: dict[str, str] | None = None) -> None:
         self.scope = scope
@@ -20,6 +20,7 @@ class Request:
         self.params = params or {}
         self._headers: dict[str, str] | None = None
         self._query: dict[str, str] | None = None
+        self._body: bytes | None = None
 
     @property
     def method(self) -> str:
@@ -51,7 +52,13 @@ class Request:
         return str(client[0]) if client else None
 
     async def body(self, limit: int) -> bytes:
-        """The whole body, refused with 413 as soon as it passes `limit` bytes."""
+        """The whole body, refused with 413 as soon as it passes `limit` bytes (read once,
+        then kept)."""
+        if self._body is None:
+            self._body = await self._read(limit)
+        return self._body
+
+    async def _read(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
