@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import Store
-from faregate.config import Config, ConfigError, Database
+from faregate.config import Config, ConfigError, Database, load_config
 from faregate.db import migrate
 from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlalchemy_url, sqlite_path
 from faregate.errors import (
@@ -43,6 +45,7 @@ from faregate.http.request import Message, Request, Scope
 from faregate.http.responses import Response, Send
 from faregate.http.router import Router
 from faregate.metrics import Metrics
+from faregate.pipeline.cache import make_cache
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import build_catalog
@@ -109,8 +112,10 @@ class App:
         environment: Environment | None = None,
         *,
         announce: Callable[[App], None] | None = None,
+        config_path: str | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.announce = announce
         self.first_run_key: str | None = None
         self.env = environment or Environment.from_env()
@@ -151,13 +156,42 @@ class App:
             metrics=self.metrics,
             upstream=upstream,
             fetcher=fetcher,
+            cache=make_cache(self.config.cache.redis_url, self.config.cache.max_entries),
         )
         self._mount(svc, self._engine)
         self._reaper = Reaper(store, self.config.billing)
         self._reaper.start()
+        self._watch_sighup()
         await self._first_run(hasher)
         if self.announce is not None:
             self.announce(self)
+
+    def reload(self) -> str:
+        """Read the config file again and swap in its catalog (models, deployments, prices,
+        fallbacks); a file that does not validate is refused and the old catalog serves on.
+        Server, database and billing settings take a restart."""
+        svc = self.services
+        if svc is None:
+            raise ConfigError("the gateway has not started")
+        if self.config_path is None:
+            raise ConfigError("the gateway runs without a config file: there is nothing to reload")
+        config = load_config(self.config_path)
+        catalog = build_catalog(config, self.sim_url)
+        self.config = config.model_copy(update={"server": self.config.server})
+        svc.config = self.config
+        svc.catalog = catalog
+        log.warning("reloaded %s: %d models", self.config_path, len(catalog.models))
+        return f"{self.config_path}: {len(catalog.models)} models"
+
+    def _watch_sighup(self) -> None:
+        def on_sighup() -> None:
+            try:
+                self.reload()
+            except ConfigError as exc:
+                log.error("reload refused, the old catalog keeps serving: %s", exc)
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 
     async def _first_run(self, hasher: KeyHasher) -> None:
         """Once per database, last in the start so a failed start loses nothing: an admin key
@@ -189,6 +223,7 @@ class App:
         if self.services is not None:
             await self.services.upstream.close()
             await self.services.fetcher.close()
+            await self.services.cache.close()
             await self.services.store.close()
         if self._engine is not None:
             await self._engine.dispose()
@@ -217,7 +252,7 @@ class App:
         add("/metrics", ["GET"], self._metrics)
         anthropic.mount(self.router, svc)
         gemini.mount(self.router, svc)
-        AdminAPI(svc, engine, self.env.admin_key).mount(self.router)
+        AdminAPI(svc, engine, self.env.admin_key, self.reload).mount(self.router)
 
     async def _metrics(self, _: Request) -> Response:
         return Response(

@@ -126,7 +126,7 @@ def app_factory() -> App:
     config = _load(os.environ.get("FAREGATE_CONFIG") or None)
     host, _, port = os.environ.get("FAREGATE_LISTEN", "").rpartition(":")
     config = _listen(config, host or None, int(port) if port else None)
-    return App(config, announce=_announce)
+    return App(config, announce=_announce, config_path=os.environ.get("FAREGATE_CONFIG") or None)
 
 
 @main.command()
@@ -164,7 +164,7 @@ def serve(
         )
         return
     uvicorn.run(
-        App(config, announce=_announce),
+        App(config, announce=_announce, config_path=config_path),
         host=config.server.host,
         port=config.server.port,
         loop="uvloop",

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from faregate.admin import ops
 from faregate.api.common import json_body
-from faregate.errors import FaregateError, NotFound, Unauthorized, ValidationFailed
+from faregate.config import ConfigError
+from faregate.errors import BadRequest, FaregateError, NotFound, Unauthorized, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response
 from faregate.http.router import Router
@@ -39,10 +40,17 @@ class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AdminAPI:
-    def __init__(self, svc: Services, engine: AsyncEngine, env_admin_key: str | None) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        engine: AsyncEngine,
+        env_admin_key: str | None,
+        reload: Callable[[], str],
+    ) -> None:
         self.svc = svc
         self.engine = engine
         self.env_admin_key = env_admin_key
+        self._reload = reload
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """One operator action, as one transaction."""
@@ -145,6 +153,15 @@ class AdminAPI:
     async def routing_state(self, req: Request) -> dict[str, Any]:
         return {"deployments": self.svc.balancer.snapshot()}
 
+    async def reload(self, req: Request) -> dict[str, Any]:
+        try:
+            return {"reloaded": self._reload()}
+        except ConfigError as exc:
+            raise BadRequest(
+                f"The new configuration was refused; the old one keeps serving. {exc}",
+                code="config_invalid",
+            ) from None
+
     async def routing_reset(self, req: Request) -> dict[str, Any]:
         self.svc.balancer.reset()
         return {"reset": True}
@@ -168,3 +185,4 @@ class AdminAPI:
         add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))
         add(f"{prefix}/routing", ["GET"], r(self.routing_state))
         add(f"{prefix}/routing/reset", ["POST"], r(self.routing_reset))
+        add(f"{prefix}/reload", ["POST"], r(self.reload))

@@ -67,12 +67,18 @@ def cost_headers(svc: Services, request_id: str, model: str, cost: int | None) -
 
 
 class _Routed(Protocol):
-    deployment: Deployment
-    attempts: list[Attempt]
+    @property
+    def deployment(self) -> Deployment | None: ...
+
+    @property
+    def attempts(self) -> list[Attempt]: ...
 
 
 def routing_headers(done: _Routed) -> dict[str, str]:
-    """Which deployment served, and every deployment tried with its outcome."""
+    """Which deployment served and every deployment tried with its outcome, or that the
+    response cache answered."""
+    if done.deployment is None:
+        return {"x-faregate-cache": "hit"}
     return {
         "x-faregate-deployment": done.deployment.name,
         "x-faregate-attempts": trail_header(done.attempts),

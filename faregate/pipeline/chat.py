@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+import orjson
 
 from faregate import tokens
 from faregate.billing.charge import Charge
 from faregate.billing.pricing import Usage, cost_of
 from faregate.billing.store import KeyRecord, Settlement
+from faregate.config import Price
 from faregate.errors import FailureClass, FaregateError, UpstreamError
 from faregate.pipeline.admission import admit
 from faregate.pipeline.attempts import run_attempts
+from faregate.pipeline.cache import cache_key
 from faregate.pipeline.services import Services
 from faregate.providers.base import (
     ChatCall,
@@ -33,8 +37,9 @@ class Completed:
     usage: Usage
     cost: int
     model: str
-    deployment: Deployment
+    deployment: Deployment | None  # None when the response cache answered
     attempts: list[Attempt]
+    cached: bool = False
 
 
 def _estimate(call: ChatCall, completion_text: str) -> Usage:
@@ -59,8 +64,14 @@ def _reply_text(result: ChatResult) -> str:
     return " ".join(parts)
 
 
-async def _settle(charge: Charge, entry: ModelEntry, usage: Usage, note: str | None = None) -> int:
-    cost = cost_of(entry.price, usage)
+async def _settle(
+    charge: Charge,
+    entry: ModelEntry,
+    usage: Usage,
+    note: str | None = None,
+    price: Price | None = None,
+) -> int:
+    cost = cost_of(price or entry.price, usage)
     await charge.settle(
         Settlement(
             cost=cost,
@@ -96,6 +107,17 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
     price of the model that served before it returns."""
     entry, charge = await admit(svc, key, call)
     async with charge:
+        cache = entry.cache if entry.cache is not None and entry.cache.enabled else None
+        ckey = cache_key(key.id, entry.name, call.body) if cache else ""
+        if cache is not None:
+            hit = await svc.cache.get(ckey)
+            svc.metrics.cache.labels(entry.name, "hit" if hit else "miss").inc()
+            if hit is not None:
+                stored = orjson.loads(hit)
+                usage = Usage(**stored["usage"])
+                cost = await _settle(charge, entry, usage, "response cache hit", cache.price)
+                result = ChatResult(stored["body"], usage)
+                return Completed(result, usage, cost, entry.name, None, [], cached=True)
 
         async def attempt_once(attempt: Attempt) -> ChatResult:
             dep = attempt.deployment
@@ -109,6 +131,9 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
         usage = result.usage or _estimate(call, _reply_text(result))
         svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
         cost = await _settle(charge, served.model, usage)
+        if cache is not None and served.model is entry and not usage.estimated:
+            value = {"body": result.body, "usage": asdict(usage)}
+            await svc.cache.set(ckey, orjson.dumps(value), cache.ttl_seconds)
     return Completed(result, usage, cost, served.model.name, served.deployment, trail)
 
 

@@ -8,6 +8,7 @@ from faregate.auth.keys import KeyCache, KeyHasher
 from faregate.billing.store import Store
 from faregate.config import Config
 from faregate.metrics import Metrics
+from faregate.pipeline.cache import ResponseCache
 from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import Catalog
 from faregate.upstream.client import Upstream
@@ -25,3 +26,4 @@ class Services:
     metrics: Metrics
     upstream: Upstream
     fetcher: Fetcher
+    cache: ResponseCache

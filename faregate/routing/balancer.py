@@ -11,7 +11,7 @@ from faregate.config import Routing
 from faregate.errors import FailureClass, UpstreamError
 from faregate.metrics import Metrics
 from faregate.routing.catalog import Deployment, ModelEntry
-from faregate.routing.health import DeploymentHealth, KeyPool
+from faregate.routing.health import BreakerState, DeploymentHealth, KeyPool
 
 
 @dataclass(slots=True)
@@ -110,7 +110,11 @@ class Balancer:
             tiers = sorted({d.priority for d in model.deployments})
             for tier in tiers:
                 ready = [d for d in model.deployments if d.priority == tier and self._ready(d, now)]
-                for dep in self._order(model, ready):
+                # A deployment due for its half-open probe goes first: it recovers as soon as it
+                # can, and a failed probe costs only a retry elsewhere.
+                probes = [d for d in ready if self.health(d).state is BreakerState.HALF_OPEN]
+                rest = [d for d in ready if d not in probes]
+                for dep in probes + self._order(model, rest):
                     (again if dep.id in tried else fresh).append((model, dep))
         return fresh + again
 
