@@ -20,6 +20,7 @@ from faregate.billing.store import (
     claim_of,
     new_id,
     now_ms,
+    overrun,
 )
 
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
@@ -52,6 +53,7 @@ class PostgresStore:
         self._pending: list[tuple[str, Op, asyncio.Future[Any]]] = []
         self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
+        self._started = False
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -60,6 +62,7 @@ class PostgresStore:
         return self._pool
 
     async def start(self) -> None:
+        self._started = True
         self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
         ts = now_ms()
         await self._submit(
@@ -88,6 +91,9 @@ class PostgresStore:
     def _submit(self, account_id: str, op: Op) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        if self._pool is None and self._started:
+            fut.set_exception(LedgerUnavailable("The ledger store is closed.", retry_after=5))
+            return fut
         self._pending.append((account_id, op, fut))
         if not self._flushing:
             self._flushing = True
@@ -318,6 +324,11 @@ async def _close(
     detail: tuple[Any, ...],
 ) -> bool:
     ts = now_ms()
+    if refund < 0:  # the upstream billed past the worst case: collect what the balance allows
+        balance = await c.fetchval(
+            "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", ticket.account_id
+        )
+        cost, refund, detail = overrun(ticket, cost, int(balance), detail)
     if await c.execute(_CLOSE, status, ts, cost, ticket.id) != "UPDATE 1":
         return False
     if refund:

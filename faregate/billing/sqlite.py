@@ -22,6 +22,7 @@ from faregate.billing.store import (
     claim_of,
     new_id,
     now_ms,
+    overrun,
 )
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -93,17 +94,19 @@ class SqliteStore:
 
     def _flush(self) -> None:
         batch, self._pending, self._scheduled = self._pending, [], False
-        conn = self.conn
         results: list[Any] = []
+        conn = self._conn
         try:
+            if conn is None:
+                raise sqlite3.ProgrammingError("the ledger store is closed")
             conn.execute("BEGIN IMMEDIATE")
             for op, _ in batch:
                 results.append(op(conn))
             conn.execute("COMMIT")
         except Exception as exc:  # the whole batch fails closed
             exc = LedgerUnavailable.wrap(exc)
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error, AttributeError):
+                if conn is not None and conn.in_transaction:
                     conn.execute("ROLLBACK")
             for _, fut in batch:
                 if not fut.done():
@@ -317,6 +320,9 @@ def _close(
     detail: tuple[Any, ...],
 ) -> bool:
     ts = now_ms()
+    if refund < 0:  # the upstream billed past the worst case: collect what the balance allows
+        row = c.execute("SELECT balance FROM accounts WHERE id = ?", (ticket.account_id,))
+        cost, refund, detail = overrun(ticket, cost, int(row.fetchone()[0]), detail)
     if c.execute(_CLOSE, (status, ts, cost, ticket.id)).rowcount != 1:
         return False
     if refund:

@@ -96,6 +96,19 @@ def claim_of(row: Any, body_hash: str) -> IdemClaim:
     return StoredResult(int(row[2]), headers, bytes(row[4]))
 
 
+def overrun(
+    ticket: HoldTicket, cost: int, balance: int, detail: tuple[Any, ...]
+) -> tuple[int, int, tuple[Any, ...]]:
+    """A cost above the hold: take the excess from the balance as far as it goes, never below
+    zero; what could not be collected is written in the note. (cost, refund, detail)."""
+    excess = cost - ticket.amount
+    collected = min(excess, max(balance, 0))
+    note = f"cost {cost} exceeded the hold of {ticket.amount}"
+    if collected < excess:
+        note += f"; {excess - collected} could not be collected"
+    return ticket.amount + collected, -collected, (*detail[:-1], note)
+
+
 class Store(Protocol):
     """The ledger and key tables as the request path uses them.
 
