@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from faregate.admin import ops
 from faregate.api import anthropic, gemini
@@ -24,7 +23,7 @@ from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.envelopes import render_error
-from faregate.api.idempotency import HEADER, run_idempotent
+from faregate.api.front import FrontDoor
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
 from faregate.billing.postgres import PostgresStore
@@ -33,17 +32,15 @@ from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import Store
 from faregate.config import Config, ConfigError, Database, load_config
 from faregate.db import migrate
-from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlalchemy_url, sqlite_path
+from faregate.db.engine import AdminDB
+from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlite_path
 from faregate.errors import (
-    FaregateError,
-    InternalError,
-    MethodNotAllowed,
-    NotFound,
     ServiceUnavailable,
 )
 from faregate.http.request import Message, Request, Scope
 from faregate.http.responses import Response, Send
 from faregate.http.router import Router
+from faregate.limits.base import Unlimited
 from faregate.metrics import Metrics
 from faregate.pipeline.cache import make_cache
 from faregate.pipeline.services import Services
@@ -51,6 +48,7 @@ from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import build_catalog
 from faregate.upstream.client import Upstream
 from faregate.upstream.fetch import Fetcher
+from faregate.usage.writer import UsageWriter
 
 log = logging.getLogger("faregate")
 
@@ -125,9 +123,10 @@ class App:
         self.metrics = Metrics()
         self.bootstrap_admin_key: str | None = None
         self.sim_url: str | None = None
-        self._engine: AsyncEngine | None = None
+        self._db: AdminDB | None = None
         self._reaper: Reaper | None = None
         self._sim_runner: Any = None
+        self._front: FrontDoor | None = None
 
     # -- lifespan ----------------------------------------------------------------
 
@@ -136,7 +135,7 @@ class App:
         hasher = KeyHasher(load_secret(self.env.secret_key, self.env.home))
         store = make_store(self.database_url)
         await store.start()
-        self._engine = create_async_engine(sqlalchemy_url(self.database_url))
+        self._db = AdminDB(self.database_url)
         if self.config.simulator.enabled:
             from faregate.sim.server import start as start_sim
 
@@ -157,8 +156,12 @@ class App:
             upstream=upstream,
             fetcher=fetcher,
             cache=make_cache(self.config.cache.redis_url, self.config.cache.max_entries),
+            limiter=Unlimited(),
+            usage=UsageWriter(store),
         )
-        self._mount(svc, self._engine)
+        await svc.usage.start()
+        self._mount(svc, self._db)
+        self._front = FrontDoor(self.router, svc)
         self._reaper = Reaper(store, self.config.billing)
         self._reaper.start()
         self._watch_sighup()
@@ -197,7 +200,7 @@ class App:
         """Once per database, last in the start so a failed start loses nothing: an admin key
         (unless FAREGATE_ADMIN_KEY is set) and, when the simulator serves, a demo account with
         credits and a key. Serialized across processes, so one worker alone creates them."""
-        assert self._engine is not None
+        assert self._db is not None
         make_admin = not self.env.admin_key
         demo = self.config.simulator.enabled
 
@@ -214,8 +217,7 @@ class App:
                 key = ops.create_key(c, hasher, account["id"], "demo")[1]
             return admin, key
 
-        async with self._engine.begin() as conn:
-            self.bootstrap_admin_key, self.first_run_key = await conn.run_sync(act)
+        self.bootstrap_admin_key, self.first_run_key = await self._db.run(act)
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -224,13 +226,15 @@ class App:
             await self.services.upstream.close()
             await self.services.fetcher.close()
             await self.services.cache.close()
+            await self.services.usage.close()
+            await self.services.limiter.close()
             await self.services.store.close()
-        if self._engine is not None:
-            await self._engine.dispose()
+        if self._db is not None:
+            await self._db.dispose()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
 
-    def _mount(self, svc: Services, engine: AsyncEngine) -> None:
+    def _mount(self, svc: Services, db: AdminDB) -> None:
         add = self.router.add
         chat, models, model, balance = (
             chat_handler(svc),
@@ -240,19 +244,19 @@ class App:
         )
         embeddings = embeddings_handler(svc)
         for base in ("/v1", "/api/v1"):
-            add(f"{base}/chat/completions", ["POST"], chat)
-            add(f"{base}/embeddings", ["POST"], embeddings)
+            add(f"{base}/chat/completions", ["POST"], chat, kind="chat")
+            add(f"{base}/embeddings", ["POST"], embeddings, kind="embeddings")
             add(f"{base}/models", ["GET"], models)
             add(f"{base}/models/{{model:path}}", ["GET"], model)
             add(f"{base}/client/balance", ["GET"], balance)
         add("/api/client/balance", ["GET"], balance)
-        add("/api/v1/chat", ["POST"], compat_chat_handler(svc))
-        add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage")
+        add("/api/v1/chat", ["POST"], compat_chat_handler(svc), kind="chat")
+        add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage", "chat")
         add("/health", ["GET"], _health)
         add("/metrics", ["GET"], self._metrics)
         anthropic.mount(self.router, svc)
         gemini.mount(self.router, svc)
-        AdminAPI(svc, engine, self.env.admin_key, self.reload).mount(self.router)
+        AdminAPI(svc, db, self.env.admin_key, self.reload).mount(self.router)
 
     async def _metrics(self, _: Request) -> Response:
         return Response(
@@ -269,38 +273,11 @@ class App:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Any, send: Send) -> None:
-        path = scope["path"]
-        route, params, other_method = self.router.match(scope["method"], path)
-        protocol = route.protocol if route else self.router.protocol_for(path)
-        try:
-            if route is None:
-                if other_method:
-                    err = MethodNotAllowed(f"{scope['method']} is not allowed on {path}.")
-                    err.headers["allow"] = ", ".join(self.router.methods_for(path))
-                    raise err
-                raise NotFound(f"No route for {scope['method']} {path}.", code="unknown_route")
-            request = Request(scope, receive, params)
-            if (
-                route.protocol != "admin"
-                and scope["method"] == "POST"
-                and HEADER in request.headers
-                and self.services is not None
-            ):
-                response = await run_idempotent(self.services, request, protocol, route.handler)
-            else:
-                response = await route.handler(request)
-        except FaregateError as exc:
-            response = render_error(protocol, exc)
-        except _STORAGE_ERRORS:
-            log.exception("storage failure on %s", path)
-            response = render_error(
-                protocol,
-                ServiceUnavailable("The gateway's database is unavailable.", retry_after=5),
-            )
-        except Exception:
-            log.exception("unhandled error on %s", path)
-            response = render_error(protocol, InternalError("An internal error occurred."))
-        await response(send, receive)
+        if self._front is None:
+            err = ServiceUnavailable("The gateway is starting.", retry_after=1)
+            await render_error("openai", err)(send, receive)
+            return
+        await self._front(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Send) -> None:
         while True:

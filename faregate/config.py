@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -176,6 +177,15 @@ class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    trusted_proxies: list[str] = Field(default_factory=list)  # CIDRs whose X-Forwarded-For counts
+    cors: bool = True  # answer browser preflights; keys can still be limited to origins
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, ranges: list[str]) -> list[str]:
+        for value in ranges:
+            ipaddress.ip_network(value, strict=False)
+        return ranges
 
 
 class Database(_Strict):

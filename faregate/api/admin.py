@@ -8,11 +8,11 @@ from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from faregate.admin import ops
 from faregate.api.common import json_body
 from faregate.config import ConfigError
+from faregate.db.engine import AdminDB
 from faregate.errors import BadRequest, FaregateError, NotFound, Unauthorized, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response
@@ -43,20 +43,19 @@ class AdminAPI:
     def __init__(
         self,
         svc: Services,
-        engine: AsyncEngine,
+        db: AdminDB,
         env_admin_key: str | None,
         reload: Callable[[], str],
     ) -> None:
         self.svc = svc
-        self.engine = engine
+        self.db = db
         self.env_admin_key = env_admin_key
         self._reload = reload
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """One operator action, as one transaction."""
         try:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(fn)
+            return await self.db.run(fn)
         except ops.AdminError as exc:
             err = NotFound(exc.message) if exc.status == 404 else FaregateError(exc.message)
             if exc.status != 404:

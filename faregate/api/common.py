@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any, Protocol
 
 import orjson
@@ -13,6 +12,7 @@ from faregate.errors import ValidationFailed
 from faregate.http.request import Request
 from faregate.pipeline.attempts import trail_header
 from faregate.pipeline.services import Services
+from faregate.pipeline.trace import request_id as trace_request_id
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import Deployment
 
@@ -29,7 +29,10 @@ def api_key_of(req: Request) -> str | None:
 
 
 async def authenticate(svc: Services, req: Request) -> KeyRecord:
-    return await svc.keys.authenticate(api_key_of(req))
+    """The caller's key (checked once per request, then kept on the request)."""
+    if req.key is None:
+        req.key = await svc.keys.authenticate(api_key_of(req))
+    return req.key
 
 
 async def json_body(svc: Services, req: Request) -> dict[str, Any]:
@@ -47,7 +50,8 @@ async def json_body(svc: Services, req: Request) -> dict[str, Any]:
 
 
 def request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """The id of the request being served (the same in every header, log row and body)."""
+    return trace_request_id()
 
 
 def cost_headers(svc: Services, request_id: str, model: str, cost: int | None) -> dict[str, str]:

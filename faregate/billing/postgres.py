@@ -10,6 +10,8 @@ import asyncpg
 import orjson
 
 from faregate.billing.store import (
+    KEY_COLUMNS,
+    USAGE_COLUMNS,
     BalanceView,
     HoldTicket,
     IdemClaim,
@@ -18,6 +20,7 @@ from faregate.billing.store import (
     Settlement,
     StoredResult,
     claim_of,
+    key_record,
     new_id,
     now_ms,
     overrun,
@@ -133,14 +136,11 @@ class PostgresStore:
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
         row = await self.pool.fetchrow(
-            "SELECT id, account_id, allowed_models, expires_at, revoked_at"
-            " FROM api_keys WHERE key_hash = $1",
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+            " WHERE k.key_hash = $1",
             key_hash,
         )
-        if row is None:
-            return None
-        models = frozenset(orjson.loads(row[2])) if row[2] else None
-        return KeyRecord(row[0], row[1], models, row[3], row[4] is not None)
+        return None if row is None else key_record(row)
 
     async def balance(self, account_id: str) -> BalanceView:
         row = await self.pool.fetchrow(
@@ -229,6 +229,12 @@ class PostgresStore:
                 lambda c: _close(c, ticket, "released", 0, ticket.amount, detail),
             )
         )
+
+    # -- usage log -------------------------------------------------------------------
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.copy_records_to_table("usage_log", records=rows, columns=USAGE_COLUMNS)
 
     # -- idempotency keys --------------------------------------------------------------
 

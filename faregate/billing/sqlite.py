@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 
 from faregate.billing.store import (
+    KEY_COLUMNS,
+    USAGE_COLUMNS,
     BalanceView,
     HoldTicket,
     IdemClaim,
@@ -20,6 +22,7 @@ from faregate.billing.store import (
     Settlement,
     StoredResult,
     claim_of,
+    key_record,
     new_id,
     now_ms,
     overrun,
@@ -120,14 +123,11 @@ class SqliteStore:
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
         row = self.conn.execute(
-            "SELECT id, account_id, allowed_models, expires_at, revoked_at"
-            " FROM api_keys WHERE key_hash = ?",
+            f"SELECT {KEY_COLUMNS} FROM api_keys k JOIN accounts a ON a.id = k.account_id"
+            " WHERE k.key_hash = ?",
             (key_hash,),
         ).fetchone()
-        if row is None:
-            return None
-        models = frozenset(orjson.loads(row[2])) if row[2] else None
-        return KeyRecord(row[0], row[1], models, row[3], row[4] is not None)
+        return None if row is None else key_record(row)
 
     async def balance(self, account_id: str) -> BalanceView:
         row = self.conn.execute(
@@ -230,6 +230,15 @@ class SqliteStore:
                 )
             )
         )
+
+    # -- usage log -------------------------------------------------------------------
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        sql = (
+            f"INSERT INTO usage_log ({', '.join(USAGE_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+        )
+        await self._submit(lambda c: c.executemany(sql, rows))
 
     # -- idempotency keys --------------------------------------------------------------
 

@@ -36,11 +36,63 @@ def new_id(prefix: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
+    """An API key as the request path sees it, with its account's governance settings."""
+
     id: str
     account_id: str
     allowed_models: frozenset[str] | None
     expires_at: int | None
     revoked: bool
+    plan: str | None = None  # the account's plan
+    account_limits: dict[str, Any] | None = None  # overrides of the plan, per route class
+    key_limits: dict[str, Any] | None = None  # overrides of the plan and the account's
+    restrictions: dict[str, Any] | None = None  # ips, origins, time windows
+    key_spend: tuple[int, str] | None = None  # (limit, period)
+    account_spend: tuple[int, str] | None = None
+
+
+USAGE_COLUMNS = (
+    "at",
+    "request_id",
+    "key_id",
+    "account_id",
+    "route",
+    "model",
+    "deployment",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "latency_ms",
+    "status",
+    "cached",
+    "estimated",
+)
+
+KEY_COLUMNS = (
+    "k.id, k.account_id, k.allowed_models, k.expires_at, k.revoked_at, a.plan, a.limits,"
+    " k.limits, k.restrictions, k.spend_limit, k.spend_period, a.spend_limit, a.spend_period"
+)
+"""The columns `key_record` reads, from `api_keys k JOIN accounts a`."""
+
+
+def key_record(row: Any) -> KeyRecord:
+    def parsed(value: Any) -> Any:
+        return orjson.loads(value) if value else None
+
+    models = parsed(row[2])
+    return KeyRecord(
+        id=row[0],
+        account_id=row[1],
+        allowed_models=frozenset(models) if models else None,
+        expires_at=row[3],
+        revoked=row[4] is not None,
+        plan=row[5],
+        account_limits=parsed(row[6]),
+        key_limits=parsed(row[7]),
+        restrictions=parsed(row[8]),
+        key_spend=(int(row[9]), str(row[10])) if row[9] is not None else None,
+        account_spend=(int(row[11]), str(row[12])) if row[11] is not None else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +211,10 @@ class Store(Protocol):
         ...
 
     async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None: ...
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append usage-log rows (`USAGE_COLUMNS` order) in one transaction."""
+        ...
 
     async def idem_forget(self, key_id: str, idem_key: str) -> None:
         """Drop a claim whose run failed in a way worth retrying."""

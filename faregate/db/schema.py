@@ -28,6 +28,10 @@ accounts = Table(
     Column("name", Text, nullable=False),
     Column("balance", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", BigInteger, nullable=False),
+    Column("plan", String(64), nullable=True),
+    Column("limits", Text, nullable=True),  # JSON: overrides of the plan's limits
+    Column("spend_limit", BigInteger, nullable=True),
+    Column("spend_period", String(10), nullable=True),  # daily | weekly | monthly
 )
 
 api_keys = Table(
@@ -42,6 +46,11 @@ api_keys = Table(
     Column("expires_at", BigInteger, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("limits", Text, nullable=True),  # JSON: overrides of the plan's limits
+    Column("restrictions", Text, nullable=True),  # JSON: ips, origins, time windows
+    Column("spend_limit", BigInteger, nullable=True),
+    Column("spend_period", String(10), nullable=True),
+    Column("user_id", String(40), nullable=True),
     Index("ix_api_keys_account", "account_id"),
 )
 
@@ -60,6 +69,7 @@ holds = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("closed_at", BigInteger, nullable=True),
     Column("cost", BigInteger, nullable=True),
+    Column("spend_windows", Text, nullable=True),  # JSON: the spend windows the hold counts in
     Index("ix_holds_open", "status", "expires_at"),
     Index("ix_holds_instance", "instance_id", "status"),
     Index("ix_holds_account", "account_id", "status"),
@@ -119,4 +129,110 @@ idempotency = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_idempotency_expires", "expires_at"),
+)
+
+spend_windows = Table(
+    "spend_windows",
+    metadata,
+    Column("scope", String(10), primary_key=True),  # key | account
+    Column("scope_id", String(40), primary_key=True),
+    Column("period", String(16), primary_key=True),
+    Column("spent", BigInteger, nullable=False, server_default=text("0")),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled_at", BigInteger, nullable=True),
+)
+
+account_members = Table(
+    "account_members",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),  # owner | member
+    Column("created_at", BigInteger, nullable=False),
+)
+
+redemption_codes = Table(
+    "redemption_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("max_uses", Integer, nullable=False),
+    Column("uses", Integer, nullable=False, server_default=text("0")),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+redemptions = Table(
+    "redemptions",
+    metadata,
+    Column("code_id", String(40), ForeignKey("redemption_codes.id"), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(80), nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_at", "at"),
+)
+
+usage_log = Table(
+    "usage_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", BigInteger, nullable=False),
+    Column("request_id", String(40), nullable=False),
+    Column("key_id", String(40), nullable=True),
+    Column("account_id", String(40), nullable=True),
+    Column("route", String(16), nullable=False),
+    Column("model", Text, nullable=True),
+    Column("deployment", Text, nullable=True),
+    Column("prompt_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("completion_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("cost", BigInteger, nullable=False, server_default=text("0")),
+    Column("latency_ms", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("cached", Boolean, nullable=False, server_default=text("false")),
+    Column("estimated", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_usage_at", "at"),
+    Index("ix_usage_account_at", "account_id", "at"),
+    Index("ix_usage_key_at", "key_id", "at"),
+    Index("ix_usage_model_at", "model", "at"),
+)
+
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("account_id", String(40), primary_key=True),
+    Column("key_id", String(40), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost", BigInteger, nullable=False),
+    Index("ix_usage_daily_account", "account_id", "day"),
+    Index("ix_usage_daily_key", "key_id", "day"),
 )

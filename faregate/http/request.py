@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+from faregate.billing.store import KeyRecord
 from faregate.errors import PayloadTooLarge
 
 Scope = dict[str, Any]
@@ -12,7 +13,7 @@ Message = dict[str, Any]
 
 
 class Request:
-    __slots__ = ("_body", "_headers", "_query", "params", "receive", "scope")
+    __slots__ = ("_body", "_headers", "_query", "key", "params", "receive", "scope")
 
     def __init__(self, scope: Scope, receive: Any, params: dict[str, str] | None = None) -> None:
         self.scope = scope
@@ -21,6 +22,7 @@ class Request:
         self._headers: dict[str, str] | None = None
         self._query: dict[str, str] | None = None
         self._body: bytes | None = None
+        self.key: KeyRecord | None = None  # set once the caller is authenticated
 
     @property
     def method(self) -> str:

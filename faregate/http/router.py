@@ -18,6 +18,7 @@ class Route:
     methods: frozenset[str]
     handler: Handler
     protocol: str  # which error envelope this route answers in
+    kind: str | None  # the route class (chat, embeddings, ...) of a metered client route
 
 
 class Router:
@@ -26,10 +27,17 @@ class Router:
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
 
     def add(
-        self, path: str, methods: list[str], handler: Handler, protocol: str = "openai"
+        self,
+        path: str,
+        methods: list[str],
+        handler: Handler,
+        protocol: str = "openai",
+        kind: str | None = None,
     ) -> None:
-        """Register `handler`; `{name}` segments match one path segment, `{name:path}` the rest."""
-        route = Route(path, frozenset(methods), handler, protocol)
+        """Register `handler`; `{name}` segments match one path segment, `{name:path}` the rest.
+        A `kind` (route class) makes it a metered client route: authenticated, restricted,
+        rate-limited and logged by the app before the handler runs."""
+        route = Route(path, frozenset(methods), handler, protocol, kind)
         if "{" not in path:
             table = self._exact.setdefault(path, {})
         else:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from faregate.errors import FailureClass, FaregateError, ServiceUnavailable, UpstreamError
 from faregate.pipeline.services import Services
+from faregate.pipeline.trace import current as current_trace
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import ModelEntry
 
@@ -72,6 +73,9 @@ async def run_attempts(
             balancer.abandoned(attempt)
             raise
         balancer.succeeded(attempt)
+        trace = current_trace.get()
+        if trace is not None:
+            trace.model, trace.deployment = attempt.model.name, attempt.deployment.name
         return result, attempt, trail
     raise _with_trail(_exhausted(last, balancer.recovers_in(chain)), trail)
 

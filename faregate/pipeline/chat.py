@@ -18,6 +18,7 @@ from faregate.pipeline.admission import admit
 from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.cache import cache_key
 from faregate.pipeline.services import Services
+from faregate.pipeline.trace import current as current_trace
 from faregate.providers.base import (
     ChatCall,
     ChatResult,
@@ -72,6 +73,13 @@ async def _settle(
     price: Price | None = None,
 ) -> int:
     cost = cost_of(price or entry.price, usage)
+    trace = current_trace.get()
+    if trace is not None:
+        trace.prompt_tokens = usage.prompt_tokens
+        trace.completion_tokens = usage.completion_tokens
+        trace.cost = cost
+        trace.estimated = usage.estimated
+        trace.cached = price is not None
     await charge.settle(
         Settlement(
             cost=cost,
@@ -113,6 +121,9 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
             hit = await svc.cache.get(ckey)
             svc.metrics.cache.labels(entry.name, "hit" if hit else "miss").inc()
             if hit is not None:
+                trace = current_trace.get()
+                if trace is not None:
+                    trace.model = entry.name
                 stored = orjson.loads(hit)
                 usage = Usage(**stored["usage"])
                 cost = await _settle(charge, entry, usage, "response cache hit", cache.price)

@@ -11,6 +11,7 @@ from faregate.errors import BadRequest
 from faregate.pipeline.admission import check_model_allowed, take_hold
 from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.services import Services
+from faregate.pipeline.trace import current as current_trace
 from faregate.providers.base import EmbedCall, EmbedResult
 from faregate.routing.balancer import Attempt
 
@@ -57,6 +58,13 @@ async def embed(svc: Services, key: KeyRecord, call: EmbedCall) -> Embedded:
         )
         svc.balancer.used(served, usage.prompt_tokens, 0)
         cost = cost_of(served.model.price, usage)
+        trace = current_trace.get()
+        if trace is not None:
+            trace.prompt_tokens, trace.cost, trace.estimated = (
+                usage.prompt_tokens,
+                cost,
+                usage.estimated,
+            )
         await charge.settle(
             Settlement(
                 cost=cost,

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from faregate.auth.keys import KeyCache, KeyHasher
 from faregate.billing.store import Store
 from faregate.config import Config
+from faregate.limits.base import Limiter
 from faregate.metrics import Metrics
 from faregate.pipeline.cache import ResponseCache
 from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import Catalog
 from faregate.upstream.client import Upstream
 from faregate.upstream.fetch import Fetcher
+from faregate.usage.base import UsageSink
 
 
 @dataclass(slots=True)
@@ -27,3 +29,5 @@ class Services:
     upstream: Upstream
     fetcher: Fetcher
     cache: ResponseCache
+    limiter: Limiter
+    usage: UsageSink
