@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select, update
 
+from faregate.auth import restrictions
 from faregate.auth.keys import ADMIN_PREFIX, KeyHasher, display_prefix, generate_key
+from faregate.billing.spend import PERIODS
 from faregate.billing.store import new_id, now_ms
 from faregate.db.schema import accounts, admin_keys, api_keys, holds, ledger
 
@@ -35,7 +37,10 @@ def _account_row(conn: Connection, account_id: str) -> dict[str, Any]:
     row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
     if row is None:
         raise AdminError(f"no account {account_id!r}", 404)
-    return _plain(row)
+    data = _plain(row)
+    if data.get("limits"):
+        data["limits"] = orjson.loads(data["limits"])
+    return data
 
 
 def create_account(conn: Connection, name: str) -> dict[str, Any]:
@@ -89,8 +94,9 @@ def grant(conn: Connection, account_id: str, amount: int, note: str | None = Non
 def _key_view(row: Any) -> dict[str, Any]:
     data = _plain(row)
     data.pop("key_hash", None)
-    models = data.get("allowed_models")
-    data["allowed_models"] = orjson.loads(models) if models else None
+    for name in ("allowed_models", "limits", "restrictions"):
+        value = data.get(name)
+        data[name] = orjson.loads(value) if value else None
     return data
 
 
@@ -170,3 +176,72 @@ def bootstrap_admin(conn: Connection, hasher: KeyHasher) -> str | None:
 def is_admin(conn: Connection, key_hash: str) -> bool:
     found = conn.execute(select(admin_keys.c.id).where(admin_keys.c.key_hash == key_hash)).first()
     return found is not None
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _check_spend(fields: dict[str, Any]) -> None:
+    limit, period = fields.get("spend_limit"), fields.get("spend_period")
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise AdminError("spend_limit must be a whole number of micro-credits, 0 or more")
+    if period is not None and period not in PERIODS:
+        raise AdminError(f"spend_period must be one of {', '.join(PERIODS)}")
+    if ("spend_limit" in fields) != ("spend_period" in fields) and limit is not None:
+        raise AdminError("set spend_limit and spend_period together")
+
+
+def _check_limits(limits: Any) -> None:
+    if limits is None:
+        return
+    if not isinstance(limits, dict) or not all(
+        isinstance(v, dict) and all(isinstance(n, int) and n >= 0 for n in v.values())
+        for v in limits.values()
+    ):
+        raise AdminError('limits must look like {"chat": {"rpm": 100, "tpm": 50000}}')
+
+
+def update_account(conn: Connection, account_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Change an account's plan, limit overrides or spend limit (None clears a field)."""
+    _account_row(conn, account_id)
+    _check_spend(fields)
+    _check_limits(fields.get("limits"))
+    values = {k: v for k, v in fields.items() if k in ("plan", "spend_limit", "spend_period")}
+    if "limits" in fields:
+        values["limits"] = _json_or_none(fields["limits"])
+    if values:
+        conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
+    return get_account(conn, account_id)
+
+
+def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Change a key's models, restrictions, limit overrides, spend limit or expiry; returns
+    (its record, its hash for the caller to evict from caches)."""
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+    if row is None:
+        raise AdminError(f"no key {key_id!r}", 404)
+    _check_spend(fields)
+    _check_limits(fields.get("limits"))
+    values: dict[str, Any] = {
+        k: v
+        for k, v in fields.items()
+        if k in ("name", "spend_limit", "spend_period", "expires_at")
+    }
+    if "restrictions" in fields:
+        try:
+            restrictions.validate(fields["restrictions"] or {})
+        except restrictions.RestrictionError as exc:
+            raise AdminError(f"restrictions: {exc}") from None
+        values["restrictions"] = _json_or_none(fields["restrictions"] or None)
+    if "limits" in fields:
+        values["limits"] = _json_or_none(fields["limits"])
+    if "models" in fields:
+        models = fields["models"]
+        if models is not None and not models:
+            raise AdminError("models must name at least one model (null allows all)")
+        values["allowed_models"] = _json_or_none(models)
+    if values:
+        conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+    row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one()
+    return _key_view(row), str(row["key_hash"])

@@ -39,6 +39,12 @@ class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: int | None = None  # epoch milliseconds
 
 
+_ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period"})
+_KEY_FIELDS = frozenset(
+    {"name", "models", "limits", "restrictions", "spend_limit", "spend_period", "expires_at"}
+)
+
+
 class AdminAPI:
     def __init__(
         self,
@@ -149,6 +155,29 @@ class AdminAPI:
         self.svc.keys.forget(key_hash)
         return row
 
+    async def patch_account(self, req: Request) -> dict[str, Any]:
+        fields = await self._fields(req, _ACCOUNT_FIELDS)
+        account_id = req.params["account_id"]
+        account = await self.run(lambda c: ops.update_account(c, account_id, fields))
+        self.svc.keys.forget()  # the account's keys carry its settings
+        return account
+
+    async def patch_key(self, req: Request) -> dict[str, Any]:
+        fields = await self._fields(req, _KEY_FIELDS)
+        key_id = req.params["key_id"]
+        row, key_hash = await self.run(lambda c: ops.update_key(c, key_id, fields))
+        self.svc.keys.forget(key_hash)
+        return row
+
+    async def _fields(self, req: Request, allowed: frozenset[str]) -> dict[str, Any]:
+        data = await json_body(self.svc, req)
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValidationFailed(
+                f"Unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}."
+            )
+        return data
+
     async def routing_state(self, req: Request) -> dict[str, Any]:
         return {"deployments": self.svc.balancer.snapshot()}
 
@@ -182,6 +211,8 @@ class AdminAPI:
         add(f"{prefix}/accounts/{{account_id}}/keys", ["POST"], r(self.create_key, 201))
         add(f"{prefix}/accounts/{{account_id}}/keys", ["GET"], r(self.list_keys))
         add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))
+        add(f"{prefix}/accounts/{{account_id}}", ["PATCH"], r(self.patch_account))
+        add(f"{prefix}/keys/{{key_id}}", ["PATCH"], r(self.patch_key))
         add(f"{prefix}/routing", ["GET"], r(self.routing_state))
         add(f"{prefix}/routing/reset", ["POST"], r(self.routing_reset))
         add(f"{prefix}/reload", ["POST"], r(self.reload))

@@ -18,12 +18,16 @@ from faregate.billing.store import (
     KeyRecord,
     LedgerUnavailable,
     Settlement,
+    SpendLimited,
+    SpendWindow,
     StoredResult,
     claim_of,
     key_record,
     new_id,
     now_ms,
     overrun,
+    spend_of,
+    spend_refusal,
 )
 
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
@@ -31,7 +35,18 @@ Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 _HOLD_DEBIT = "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1"
 _HOLD_ROW = (
     "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at) VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9)"
+    " instance_id, created_at, expires_at, spend_windows)"
+    " VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10)"
+)
+_SPEND_ROW = (
+    "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES ($1, $2, $3, 0)"
+    " ON CONFLICT DO NOTHING"
+)
+_SPENT = (
+    "SELECT spent FROM spend_windows WHERE scope = $1 AND scope_id = $2 AND period = $3 FOR UPDATE"
+)
+_SPEND_ADD = (
+    "UPDATE spend_windows SET spent = spent + $1 WHERE scope = $2 AND scope_id = $3 AND period = $4"
 )
 _CLOSE = "UPDATE holds SET status = $1, closed_at = $2, cost = $3 WHERE id = $4 AND status = 'open'"
 _CREDIT = "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
@@ -164,13 +179,24 @@ class PostgresStore:
         model: str,
         request_id: str,
         ttl_ms: int,
+        spend: tuple[SpendWindow, ...] = (),
     ) -> HoldTicket | None:
-        ticket = HoldTicket(new_id("hold"), account_id, key_id, amount, model)
+        ticket = HoldTicket(
+            new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend)
+        )
         ts = now_ms()
+        windows = orjson.dumps(ticket.spend).decode() if spend else None
 
-        async def op(c: asyncpg.Connection) -> bool:
+        async def op(c: asyncpg.Connection) -> bool | SpendLimited:
+            for w in spend:  # lock the windows, then check them all before writing anything
+                await c.execute(_SPEND_ROW, *w.ref)
+                spent = int(await c.fetchval(_SPENT, *w.ref))
+                if spent + amount > w.limit:
+                    return spend_refusal(w, amount, spent)
             if await c.execute(_HOLD_DEBIT, amount, account_id) != "UPDATE 1":
                 return False
+            for w in spend:
+                await c.execute(_SPEND_ADD, amount, *w.ref)
             await c.execute(
                 _HOLD_ROW,
                 ticket.id,
@@ -182,6 +208,7 @@ class PostgresStore:
                 self.instance_id,
                 ts,
                 ts + ttl_ms,
+                windows,
             )
             await c.execute(
                 _LEDGER,
@@ -202,7 +229,10 @@ class PostgresStore:
             )
             return True
 
-        return ticket if await self._submit(account_id, op) else None
+        outcome = await self._submit(account_id, op)
+        if isinstance(outcome, SpendLimited):
+            raise outcome
+        return ticket if outcome else None
 
     async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
         s = settlement
@@ -302,7 +332,8 @@ class PostgresStore:
     async def reap(self, *, stale_ms: int) -> int:
         ts = now_ms()
         rows = await self.pool.fetch(
-            "SELECT id, account_id, key_id, amount, model FROM holds WHERE status = 'open'"
+            "SELECT id, account_id, key_id, amount, model, spend_windows FROM holds"
+            " WHERE status = 'open'"
             " AND (expires_at < $1 OR (instance_id != $2 AND instance_id NOT IN"
             " (SELECT id FROM instances WHERE heartbeat_at >= $3)))",
             ts,
@@ -311,7 +342,7 @@ class PostgresStore:
         )
         released = 0
         for row in rows:
-            ticket = HoldTicket(row[0], row[1], row[2], int(row[3]), row[4] or "")
+            ticket = HoldTicket(row[0], row[1], row[2], int(row[3]), row[4] or "", spend_of(row[5]))
             released += await self.release(ticket, "reaped: hold expired or its process died")
         await self.pool.execute(
             "DELETE FROM instances WHERE heartbeat_at < $1 AND id != $2",
@@ -339,6 +370,8 @@ async def _close(
         return False
     if refund:
         await c.execute(_CREDIT, refund, ticket.account_id)
+        for ref in ticket.spend:  # what is given back no longer counts as spent
+            await c.execute(_SPEND_ADD, -refund, *ref)
     kind = "settle" if status == "settled" else "release"
     await c.execute(
         _LEDGER,

@@ -20,12 +20,16 @@ from faregate.billing.store import (
     KeyRecord,
     LedgerUnavailable,
     Settlement,
+    SpendLimited,
+    SpendWindow,
     StoredResult,
     claim_of,
     key_record,
     new_id,
     now_ms,
     overrun,
+    spend_of,
+    spend_refusal,
 )
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -33,7 +37,16 @@ Op = Callable[[sqlite3.Connection], Any]
 _HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
 _HOLD_ROW = (
     "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?)"
+    " instance_id, created_at, expires_at, spend_windows)"
+    " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)"
+)
+_SPEND_ROW = (
+    "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES (?, ?, ?, 0)"
+    " ON CONFLICT DO NOTHING"
+)
+_SPENT = "SELECT spent FROM spend_windows WHERE scope = ? AND scope_id = ? AND period = ?"
+_SPEND_ADD = (
+    "UPDATE spend_windows SET spent = spent + ? WHERE scope = ? AND scope_id = ? AND period = ?"
 )
 _CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND status = 'open'"
 _CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
@@ -151,13 +164,24 @@ class SqliteStore:
         model: str,
         request_id: str,
         ttl_ms: int,
+        spend: tuple[SpendWindow, ...] = (),
     ) -> HoldTicket | None:
-        ticket = HoldTicket(new_id("hold"), account_id, key_id, amount, model)
+        ticket = HoldTicket(
+            new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend)
+        )
         ts = now_ms()
+        windows = orjson.dumps(ticket.spend).decode() if spend else None
 
-        def op(c: sqlite3.Connection) -> bool:
+        def op(c: sqlite3.Connection) -> bool | SpendLimited:
+            for w in spend:  # the batch runs alone (BEGIN IMMEDIATE): read, then write
+                c.execute(_SPEND_ROW, w.ref)
+                spent = int(c.execute(_SPENT, w.ref).fetchone()[0])
+                if spent + amount > w.limit:
+                    return spend_refusal(w, amount, spent)
             if c.execute(_HOLD_DEBIT, (amount, account_id, amount)).rowcount != 1:
                 return False
+            for w in spend:
+                c.execute(_SPEND_ADD, (amount, *w.ref))
             c.execute(
                 _HOLD_ROW,
                 (
@@ -170,6 +194,7 @@ class SqliteStore:
                     self.instance_id,
                     ts,
                     ts + ttl_ms,
+                    windows,
                 ),
             )
             c.execute(
@@ -193,7 +218,10 @@ class SqliteStore:
             )
             return True
 
-        return ticket if await self._submit(op) else None
+        outcome = await self._submit(op)
+        if isinstance(outcome, SpendLimited):
+            raise outcome
+        return ticket if outcome else None
 
     async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
         s = settlement
@@ -302,14 +330,15 @@ class SqliteStore:
     async def reap(self, *, stale_ms: int) -> int:
         ts = now_ms()
         rows = self.conn.execute(
-            "SELECT id, account_id, key_id, amount, model FROM holds WHERE status = 'open'"
+            "SELECT id, account_id, key_id, amount, model, spend_windows FROM holds"
+            " WHERE status = 'open'"
             " AND (expires_at < ? OR (instance_id != ? AND instance_id NOT IN"
             " (SELECT id FROM instances WHERE heartbeat_at >= ?)))",
             (ts, self.instance_id, ts - stale_ms),
         ).fetchall()
         released = 0
         for row in rows:
-            ticket = HoldTicket(row[0], row[1], row[2], int(row[3]), row[4] or "")
+            ticket = HoldTicket(row[0], row[1], row[2], int(row[3]), row[4] or "", spend_of(row[5]))
             released += await self.release(ticket, "reaped: hold expired or its process died")
         await self._submit(
             lambda c: c.execute(
@@ -336,6 +365,8 @@ def _close(
         return False
     if refund:
         c.execute(_CREDIT, (refund, ticket.account_id))
+        for ref in ticket.spend:  # what is given back no longer counts as spent
+            c.execute(_SPEND_ADD, (-refund, *ref))
     kind = "settle" if status == "settled" else "release"
     c.execute(
         _LEDGER,

@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from faregate.errors import ServiceUnavailable
+from faregate.errors import InsufficientBalance, ServiceUnavailable
 
 
 class LedgerUnavailable(ServiceUnavailable):
@@ -104,6 +104,40 @@ class HoldTicket:
     key_id: str | None
     amount: int
     model: str
+    spend: tuple[tuple[str, str, str], ...] = ()  # (scope, scope id, period) windows it counts in
+
+
+@dataclass(frozen=True, slots=True)
+class SpendWindow:
+    """A spend limit in force for one period: the hold must fit under `limit`."""
+
+    scope: str  # key | account
+    scope_id: str
+    period: str  # e.g. D2026-11-21, W2026-47, M2026-11 (UTC)
+    limit: int
+
+    @property
+    def ref(self) -> tuple[str, str, str]:
+        return (self.scope, self.scope_id, self.period)
+
+
+class SpendLimited(InsufficientBalance):
+    """402 like an empty balance, but for a spending limit (a different code and message)."""
+
+    code = "spending_limit_reached"
+
+
+def spend_refusal(window: SpendWindow, amount: int, spent: int) -> SpendLimited:
+    what = "API key" if window.scope == "key" else "account"
+    return SpendLimited(
+        f"Spending limit reached: this {what} may spend {window.limit} micro-credits in "
+        f"{window.period[1:]}; {spent} are spent or held and this request may cost up to {amount}."
+    )
+
+
+def spend_of(value: Any) -> tuple[tuple[str, str, str], ...]:
+    """The spend windows stored with a hold row."""
+    return tuple((str(a), str(b), str(c)) for a, b, c in orjson.loads(value)) if value else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +221,10 @@ class Store(Protocol):
         model: str,
         request_id: str,
         ttl_ms: int,
+        spend: tuple[SpendWindow, ...] = (),
     ) -> HoldTicket | None:
-        """Debit `amount` if the balance covers it; None when it does not."""
+        """Debit `amount` if the balance covers it and it fits every spend window; None when
+        the balance does not cover it, `SpendLimited` raised when a window is full."""
         ...
 
     async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:

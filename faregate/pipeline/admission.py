@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from faregate import tokens
+from faregate.billing import spend
 from faregate.billing.charge import Charge
 from faregate.billing.pricing import worst_case
 from faregate.billing.store import KeyRecord
@@ -46,6 +47,7 @@ async def take_hold(
         model=model,
         request_id=request_id,
         ttl_ms=svc.config.billing.hold_ttl_seconds * 1000,
+        spend=spend.windows(key),
     )
     if ticket is None:
         raise InsufficientBalance(
