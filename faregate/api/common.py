@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 import orjson
@@ -12,6 +13,7 @@ from faregate.errors import ValidationFailed
 from faregate.http.request import Request
 from faregate.pipeline.attempts import trail_header
 from faregate.pipeline.services import Services
+from faregate.pipeline.trace import current as current_trace
 from faregate.pipeline.trace import request_id as trace_request_id
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import Deployment
@@ -86,4 +88,29 @@ def routing_headers(done: _Routed) -> dict[str, str]:
     return {
         "x-faregate-deployment": done.deployment.name,
         "x-faregate-attempts": trail_header(done.attempts),
+    }
+
+
+METADATA_HEADERS = ("x-balancer-metadata", "x-faregate-metadata")
+
+
+def wants_metadata(req: Request) -> bool:
+    """Whether the client opted in to the `_balancer` response metadata."""
+    return any(req.headers.get(h, "").lower() in ("1", "true", "yes") for h in METADATA_HEADERS)
+
+
+def balancer_metadata(
+    svc: Services, model: str, cost: int, usage: Any, cached: bool
+) -> dict[str, Any]:
+    """The opt-in response metadata: what the request cost and which model served it."""
+    trace = current_trace.get()
+    latency = int((time.monotonic() - trace.started) * 1000) if trace is not None else 0
+    return {
+        "credits_used": cost,
+        "cost_usd": float(to_usd(cost, svc.config.billing.micro_credits_per_usd)),
+        "model_used": model,
+        "input_tokens": getattr(usage, "prompt_tokens", 0),
+        "output_tokens": getattr(usage, "completion_tokens", 0),
+        "latency_ms": latency,
+        "cached": cached,
     }

@@ -11,10 +11,12 @@ import orjson
 from faregate.api.chat_request import normalize_aliases, parse_chat
 from faregate.api.common import (
     authenticate,
+    balancer_metadata,
     cost_headers,
     json_body,
     request_id,
     routing_headers,
+    wants_metadata,
 )
 from faregate.api.envelopes import llmage_body, openai_body
 from faregate.billing.store import KeyRecord
@@ -47,6 +49,7 @@ async def _openai_events(
     call: ChatCall,
     chunk_hook: ChunkHook | None,
     error_body: Callable[[FaregateError], dict[str, Any]],
+    metadata: Callable[[StreamEvent], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Upstream events as OpenAI SSE bytes: forwarded unchanged where possible, the usage chunk
     only when the client asked for it (with its cost), an error event if the stream breaks."""
@@ -60,6 +63,10 @@ async def _openai_events(
                 done = True
                 yield DONE
                 continue
+            if metadata is not None and event.cost is not None and call.include_usage:
+                assert event.data is not None
+                event.data = {**event.data, "_balancer": metadata(event)}
+                event.raw = None
             yield _render_chunk(event, call, chunk_hook)
     if not done:
         yield DONE
@@ -105,7 +112,14 @@ async def serve_chat(
         headers = SSE_HEADERS + header_list(
             {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream), **extra}
         )
-        chunks = (c async for c in _openai_events(stream, call, chunk_hook, error_body) if c)
+        meta = None
+        if wants_metadata(req):
+
+            def meta(event: StreamEvent) -> dict[str, Any]:
+                return balancer_metadata(svc, stream.model, event.cost or 0, event.usage, False)
+
+        events = _openai_events(stream, call, chunk_hook, error_body, meta)
+        chunks = (c async for c in events if c)
         return StreamResponse(chunks, 200, headers)
     done = await complete(svc, key, call)
     reply = done.result.body
@@ -122,6 +136,11 @@ async def serve_chat(
         }
     if body_hook is not None:
         body_hook(reply)
+    if wants_metadata(req):
+        reply = {
+            "data": reply,
+            "_balancer": balancer_metadata(svc, done.model, done.cost, done.usage, done.cached),
+        }
     return Response.json(
         reply,
         200,

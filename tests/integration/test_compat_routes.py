@@ -169,3 +169,35 @@ def test_gemini_aliases_and_ignored_camel_case(gateway: Gateway, acct: tuple[str
     # thinkingLevel became reasoning effort upstream: the simulator reports reasoning tokens.
     assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] > 0
     ledger_consistent(gateway, acct[0])
+
+
+def test_opt_in_balancer_metadata(gateway: Gateway, acct: tuple[str, str]) -> None:
+    body = {"model": "sim-small", "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {"authorization": f"Bearer {acct[1]}", "x-balancer-metadata": "true"}
+    r = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+    wrapped = r.json()
+    meta = wrapped["_balancer"]
+    usage = wrapped["data"]["usage"]
+    assert meta["credits_used"] == usage["cost"] == int(r.headers["x-faregate-cost"])
+    assert meta["model_used"] == "sim-small"
+    assert (meta["input_tokens"], meta["output_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    assert meta["cached"] is False and meta["latency_ms"] >= 0
+    assert meta["cost_usd"] == pytest.approx(meta["credits_used"] / 1_000_000)
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={**body, "stream": True, "stream_options": {"include_usage": True}},
+        headers=headers,
+        timeout=10,
+    )
+    last = _data_lines(r.text)[-2]
+    assert last["_balancer"]["credits_used"] == last["usage"]["cost"]
+    plain = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {acct[1]}"},
+        timeout=10,
+    ).json()
+    assert "_balancer" not in plain and "data" not in plain
