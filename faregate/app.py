@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, text
 
 from faregate.admin import ops
-from faregate.api import anthropic, gemini
+from faregate.api import admin_governance, anthropic, gemini
+from faregate.api import usage as usage_api
 from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.embeddings import embeddings_handler
@@ -40,7 +41,9 @@ from faregate.errors import (
 from faregate.http.request import Message, Request, Scope
 from faregate.http.responses import Response, Send
 from faregate.http.router import Router
-from faregate.limits.base import Unlimited
+from faregate.limits.base import Limiter
+from faregate.limits.config import LimitsConfigError
+from faregate.limits.factory import make_limiter
 from faregate.metrics import Metrics
 from faregate.pipeline.cache import make_cache
 from faregate.pipeline.services import Services
@@ -48,6 +51,7 @@ from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import build_catalog
 from faregate.upstream.client import Upstream
 from faregate.upstream.fetch import Fetcher
+from faregate.usage.rollup import rollup_loop
 from faregate.usage.writer import UsageWriter
 
 log = logging.getLogger("faregate")
@@ -127,6 +131,7 @@ class App:
         self._reaper: Reaper | None = None
         self._sim_runner: Any = None
         self._front: FrontDoor | None = None
+        self._rollup: asyncio.Task[None] | None = None
 
     # -- lifespan ----------------------------------------------------------------
 
@@ -156,7 +161,7 @@ class App:
             upstream=upstream,
             fetcher=fetcher,
             cache=make_cache(self.config.cache.redis_url, self.config.cache.max_entries),
-            limiter=Unlimited(),
+            limiter=self._limiter(),
             usage=UsageWriter(store),
         )
         await svc.usage.start()
@@ -164,10 +169,23 @@ class App:
         self._front = FrontDoor(self.router, svc)
         self._reaper = Reaper(store, self.config.billing)
         self._reaper.start()
+        self._rollup = asyncio.get_running_loop().create_task(
+            rollup_loop(
+                self._db,
+                self.config.usage.rollup_interval_seconds,
+                self.config.usage.retention_days,
+            )
+        )
         self._watch_sighup()
         await self._first_run(hasher)
         if self.announce is not None:
             self.announce(self)
+
+    def _limiter(self) -> Limiter:
+        try:
+            return make_limiter(self.config.limits, self.config.plans, self.metrics)
+        except LimitsConfigError as exc:
+            raise ConfigError(f"limits: {exc}") from None
 
     def reload(self) -> str:
         """Read the config file again and swap in its catalog (models, deployments, prices,
@@ -220,6 +238,11 @@ class App:
         self.bootstrap_admin_key, self.first_run_key = await self._db.run(act)
 
     async def stop(self) -> None:
+        if self._rollup is not None:
+            self._rollup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rollup
+            self._rollup = None
         if self._reaper is not None:
             await self._reaper.stop()
         if self.services is not None:
@@ -256,7 +279,10 @@ class App:
         add("/metrics", ["GET"], self._metrics)
         anthropic.mount(self.router, svc)
         gemini.mount(self.router, svc)
-        AdminAPI(svc, db, self.env.admin_key, self.reload).mount(self.router)
+        admin_api = AdminAPI(svc, db, self.env.admin_key, self.reload)
+        admin_api.mount(self.router)
+        admin_governance.mount(admin_api, self.router)
+        usage_api.mount_client(self.router, svc, db)
 
     async def _metrics(self, _: Request) -> Response:
         return Response(

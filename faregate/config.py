@@ -11,6 +11,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from faregate.limits.config import Limits, Plan, check_plans
+from faregate.usage.config import UsageConfig
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 MicroCredits = Annotated[int, Field(ge=0, strict=True)]
 
@@ -271,6 +274,9 @@ class Config(_Strict):
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
+    limits: Limits = Field(default_factory=Limits)
+    plans: dict[str, Plan] = Field(default_factory=dict)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
     providers: dict[str, Provider] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)
 
@@ -306,6 +312,7 @@ class Config(_Strict):
                     raise ValueError(
                         f"models.{name}.fallbacks: {fallback!r} is a {target.kind} model"
                     )
+        check_plans(self.limits, self.plans)
         return self
 
 

@@ -196,7 +196,8 @@ def _check_limits(limits: Any) -> None:
     if limits is None:
         return
     if not isinstance(limits, dict) or not all(
-        isinstance(v, dict) and all(isinstance(n, int) and n >= 0 for n in v.values())
+        isinstance(v, dict)
+        and all(n is None or (isinstance(n, int) and n >= 0) for n in v.values())
         for v in limits.values()
     ):
         raise AdminError('limits must look like {"chat": {"rpm": 100, "tpm": 50000}}')

@@ -17,6 +17,7 @@ from faregate.errors import BadRequest, FaregateError, NotFound, Unauthorized, V
 from faregate.http.request import Request
 from faregate.http.responses import Response
 from faregate.http.router import Router
+from faregate.limits.config import LimitsConfigError, check_overrides
 from faregate.pipeline.services import Services
 
 T = TypeVar("T")
@@ -156,18 +157,30 @@ class AdminAPI:
         return row
 
     async def patch_account(self, req: Request) -> dict[str, Any]:
-        fields = await self._fields(req, _ACCOUNT_FIELDS)
+        fields = self._limits_checked(await self._fields(req, _ACCOUNT_FIELDS))
+        plan = fields.get("plan")
+        if plan is not None and plan not in self.svc.config.plans:
+            known = ", ".join(sorted(self.svc.config.plans)) or "none configured"
+            raise ValidationFailed(f"Unknown plan {plan!r}; plans: {known}.", param="plan")
         account_id = req.params["account_id"]
         account = await self.run(lambda c: ops.update_account(c, account_id, fields))
         self.svc.keys.forget()  # the account's keys carry its settings
         return account
 
     async def patch_key(self, req: Request) -> dict[str, Any]:
-        fields = await self._fields(req, _KEY_FIELDS)
+        fields = self._limits_checked(await self._fields(req, _KEY_FIELDS))
         key_id = req.params["key_id"]
         row, key_hash = await self.run(lambda c: ops.update_key(c, key_id, fields))
         self.svc.keys.forget(key_hash)
         return row
+
+    def _limits_checked(self, fields: dict[str, Any]) -> dict[str, Any]:
+        if fields.get("limits") is not None:
+            try:
+                fields["limits"] = check_overrides(fields["limits"])
+            except LimitsConfigError as exc:
+                raise ValidationFailed(f"limits: {exc}", param="limits") from None
+        return fields
 
     async def _fields(self, req: Request, allowed: frozenset[str]) -> dict[str, Any]:
         data = await json_body(self.svc, req)
