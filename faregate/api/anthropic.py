@@ -108,5 +108,5 @@ def count_tokens_handler(svc: Services) -> Callable[[Request], Any]:
 
 def mount(router: Router, svc: Services) -> None:
     """Register the Anthropic-native routes."""
-    router.add("/v1/messages", ["POST"], messages_handler(svc), "anthropic")
+    router.add("/v1/messages", ["POST"], messages_handler(svc), "anthropic", "chat")
     router.add("/v1/messages/count_tokens", ["POST"], count_tokens_handler(svc), "anthropic")

@@ -8,8 +8,8 @@ the hub's OpenAI usage counts every prompt token in `prompt_tokens`):
     completion_tokens = output_tokens          (thinking included, as Anthropic bills it)
     reasoning_tokens  = output_tokens_details.thinking_tokens when reported, else 0
 
-`prompt_tokens_details.cache_creation_tokens` keeps the cache writes so that an Anthropic
-client can be given its own three numbers back.
+The cache writes also go to `prompt_tokens_details.cache_write_tokens` (the OpenAI SDK's
+name for them), so that an Anthropic client can be given its own three numbers back.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def hub_usage(usage: Any) -> dict[str, Any] | None:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read, "cache_creation_tokens": write},
+        "prompt_tokens_details": {"cached_tokens": read, "cache_write_tokens": write},
         "completion_tokens_details": {"reasoning_tokens": min(thinking, completion)},
     }
 

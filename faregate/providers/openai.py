@@ -56,6 +56,62 @@ def _retry_after(headers: dict[str, str]) -> float | None:
     return None
 
 
+def _effort_for_budget(budget: int) -> str | None:
+    if budget <= 0:
+        return None
+    return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+
+
+_MESSAGE_ONLY_IN_HUB = ("thinking_blocks", "is_error")
+
+
+def _plain_part(part: Any) -> Any:
+    if isinstance(part, dict) and "cache_control" in part:
+        return {k: v for k, v in part.items() if k != "cache_control"}
+    return part
+
+
+def _plain_message(message: Any) -> Any:
+    if not isinstance(message, dict):
+        return message
+    out = {k: v for k, v in message.items() if k not in _MESSAGE_ONLY_IN_HUB}
+    content = out.get("content")
+    if isinstance(content, list):
+        out["content"] = [_plain_part(p) for p in content]
+    return out
+
+
+def _without_hub_fields(source: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the hub body without what only the gateway's other protocols understand:
+    Anthropic thinking blocks, cache-control marks and tool-error flags are dropped, and a
+    thinking budget becomes the nearest reasoning effort (up to 2048 tokens low, up to 8192
+    medium, above high). `top_k` and Gemini's `extra_content` stay: OpenAI-compatible servers
+    (vLLM, Gemini's own OpenAI endpoint) take them."""
+    body = dict(source)
+    budget = body.pop("thinking_budget", None)
+    if isinstance(budget, int) and "reasoning_effort" not in body:
+        effort = _effort_for_budget(budget)
+        if effort:
+            body["reasoning_effort"] = effort
+    messages = body.get("messages")
+    if isinstance(messages, list) and any(
+        isinstance(m, dict)
+        and (
+            any(k in m for k in _MESSAGE_ONLY_IN_HUB)
+            or (
+                isinstance(m.get("content"), list)
+                and any(isinstance(p, dict) and "cache_control" in p for p in m["content"])
+            )
+        )
+        for m in messages
+    ):
+        body["messages"] = [_plain_message(m) for m in messages]
+    tools = body.get("tools")
+    if isinstance(tools, list) and any(isinstance(t, dict) and "cache_control" in t for t in tools):
+        body["tools"] = [_plain_part(t) for t in tools]
+    return body
+
+
 class _Decoder:
     __slots__ = ("_sse",)
 
@@ -113,7 +169,7 @@ class OpenAIChat:
     def build_request(
         self, call: ChatCall, upstream_model: str, creds: Credentials
     ) -> UpstreamRequest:
-        body = dict(call.body)
+        body = _without_hub_fields(call.body)
         body["model"] = upstream_model
         level = body.pop("thinking_level", None)
         if isinstance(level, str) and "reasoning_effort" not in body:

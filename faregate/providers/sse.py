@@ -13,9 +13,15 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[tuple[str, bytes, bytes]]:
         """Complete events as (event, data, the raw event bytes including its blank line)."""
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:
+            # A CR at the very end may be the first half of a CRLF split across chunks.
+            held = buf.endswith(b"\r")
+            if held:
+                buf = buf[:-1]
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            held = False
         out: list[tuple[str, bytes, bytes]] = []
         start = 0
         while True:
@@ -34,5 +40,5 @@ class SSEDecoder:
                     event = line[6:].strip().decode()
             if data or event:
                 out.append((event, b"\n".join(data), block + b"\n\n"))
-        self._buf = buf[start:]
+        self._buf = buf[start:] + (b"\r" if held else b"")
         return out

@@ -1,9 +1,269 @@
-"""The Anthropic upstream protocol of the simulator."""
+"""The Anthropic Messages protocol of the simulator: `POST /v1/messages` and `count_tokens`.
+
+Requests need a key in `x-api-key` or `Authorization: Bearer` (401 without one;
+`sk-sim-invalid` is always refused) and an `anthropic-version` header (400 without it);
+bodies are validated as the real API does (`anthropic_request.py`) and every error has
+Anthropic's shape, `{"type": "error", "error": {"type", "message"}, "request_id"}`.
+
+Replies are deterministic (`anthropic_reply.py`) and usage is exact:
+
+* the prompt count P = `faregate.tokens.count_messages(flat, tools)`, where `flat` is the
+  system text as a system message, then every message with its text blocks, tool_use blocks
+  (name and JSON input), tool_result contents and thinking texts as text and each image or
+  document as an image, and `tools` is the request's raw `tools` array;
+  `count_tokens` answers `{"input_tokens": P}`;
+* input_tokens = P - cache_read_input_tokens; cache_read_input_tokens = the `cached_tokens=N`
+  directive (capped at P), else 0; cache_creation_input_tokens = 0;
+* output_tokens = the thinking tokens (16 by default when thinking is enabled, the
+  `reasoning_tokens=N` directive overrides, capped at the budget; reported again as
+  `output_tokens_details.thinking_tokens`) + `count_text` of the text, or of each tool
+  call's name and JSON input. `tokens=N` fixes the text before stop sequences and max_tokens
+  cut it; a reply cut by max_tokens stops with "max_tokens".
+
+Faults are the OpenAI simulator's scripts (`faults.py`), carried in the `x-sim-fault` header
+or in `metadata.user_id` starting with `sim:`. Error types map to Anthropic's statuses:
+invalid_request_error 400, authentication_error/invalid_api_key 401, billing_error 402,
+permission_error 403, not_found_error 404, request_too_large 413, rate_limit_error/
+rate_limit_exceeded 429 (Retry-After 1 unless given), api_error/server_error 500,
+timeout_error 504, overloaded/overloaded_error 529; insufficient_quota is Anthropic's
+400 "credit balance is too low". `no_usage` leaves the usage out of `message_delta`; for
+stall_after/cut_after, the text, thinking, signature and tool-input deltas count.
+"""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+import orjson
 from aiohttp import web
+
+from faregate.sim.anthropic_reply import (
+    Reply,
+    generate,
+    message_payload,
+    stream_events,
+    usage_of,
+)
+from faregate.sim.anthropic_request import Invalid, MessagesRequest, parse_messages_request
+from faregate.sim.faults import (
+    FAULT_HEADER,
+    USER_PREFIX,
+    ChunkWriter,
+    FaultScript,
+    FaultScriptError,
+    StreamStopped,
+    parse_script,
+    pause,
+    resolve_script,
+    retry_headers,
+    select_script,
+    send_partial_body,
+    wait_for_disconnect,
+)
+from faregate.sim.openai_common import INVALID_KEY
+from faregate.sim.state import STATE
+
+ROUTE = "/v1/messages"
+COUNT_ROUTE = "/v1/messages/count_tokens"
+
+_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded": 529,
+    "overloaded_error": 529,
+    "insufficient_quota": 400,
+    "context_length_exceeded": 400,
+}
+_STATUS_ERRORS = {
+    400: ("invalid_request_error", "Invalid request (simulated by faregate sim)."),
+    401: ("authentication_error", "invalid x-api-key"),
+    402: ("billing_error", "Your account has a billing problem."),
+    403: ("permission_error", "Your API key does not have permission to use this resource."),
+    404: ("not_found_error", "model: not found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit."),
+    500: ("api_error", "Internal server error"),
+    504: ("timeout_error", "Request timed out"),
+    529: ("overloaded_error", "Overloaded"),
+}
+_SPECIAL_MESSAGES = {
+    "insufficient_quota": "Your credit balance is too low to access the Anthropic API. Please "
+    "go to Plans & Billing to upgrade or purchase credits.",
+    "context_length_exceeded": "prompt is too long: 250000 tokens > 200000 maximum",
+}
 
 
 def add_routes(app: web.Application) -> None:
     """Register the Anthropic routes."""
+    app.router.add_post(ROUTE, messages)
+    app.router.add_post(COUNT_ROUTE, count_tokens)
+
+
+def _headers(**extra: str) -> dict[str, str]:
+    return {
+        "request-id": "req_" + uuid.uuid4().hex[:24],
+        "anthropic-ratelimit-requests-limit": "4000",
+        "anthropic-ratelimit-requests-remaining": "3999",
+        "anthropic-ratelimit-tokens-limit": "400000",
+        "anthropic-ratelimit-tokens-remaining": "400000",
+        **extra,
+    }
+
+
+def error_response(
+    status: int, message: str, kind: str = "invalid_request_error", **headers: str
+) -> web.Response:
+    """An error in Anthropic's envelope."""
+    head = _headers(**headers)
+    body = {
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": head["request-id"],
+    }
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=head
+    )
+
+
+def _check_headers(request: web.BaseRequest) -> web.Response | None:
+    key = request.headers.get("x-api-key", "").strip()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if not key and scheme.lower() == "bearer":
+        key = token.strip()
+    if not key:
+        return error_response(401, "x-api-key header is required", "authentication_error")
+    if key == INVALID_KEY:
+        return error_response(401, "invalid x-api-key", "authentication_error")
+    if not request.headers.get("anthropic-version"):
+        return error_response(400, "anthropic-version: header is required")
+    return None
+
+
+def fault_error(script: FaultScript) -> web.Response | None:
+    """The scripted error in Anthropic's shape, or None."""
+    status = script.status
+    if status is None and script.error_type is not None:
+        status = _TYPE_STATUS.get(script.error_type, 500)
+    if status is None:
+        return None
+    default = "api_error" if status >= 500 else "invalid_request_error"
+    kind, message = _STATUS_ERRORS.get(status, (default, "Simulated error."))
+    if script.error_type in _SPECIAL_MESSAGES:
+        message = _SPECIAL_MESSAGES[script.error_type]
+    elif script.error_type is not None and script.error_type not in _TYPE_STATUS:
+        kind = script.error_type
+    retry = script.retry_after
+    if status == 429 and retry is None:
+        retry = 1.0
+    headers = retry_headers(retry)
+    if status == 429:
+        headers["anthropic-ratelimit-requests-remaining"] = "0"
+    return error_response(status, message, kind, **headers)
+
+
+async def _read(
+    request: web.Request, route: str
+) -> tuple[dict[str, Any], FaultScript] | web.Response:
+    """Count, check headers, parse the body and play the scripted delays and errors."""
+    state = request.app[STATE]
+    state.count_request(route)
+    if (refused := _check_headers(request)) is not None:
+        return refused
+    try:
+        decoded = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        decoded = None
+    body: dict[str, Any] | None = decoded if isinstance(decoded, dict) else None
+    if body is not None and isinstance(body.get("model"), str):
+        state.count_model(body["model"])
+    metadata = body.get("metadata") if body is not None else None
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    carrier = {"user": user} if isinstance(user, str) and user.startswith(USER_PREFIX) else None
+    try:
+        script = parse_script(select_script(request.headers.get(FAULT_HEADER), carrier))
+    except FaultScriptError as exc:
+        return error_response(400, str(exc))
+    script = resolve_script(script, state)
+    await pause(script.latency_ms if script.latency_ms is not None else state.latency_ms)
+    if script.hang:
+        await wait_for_disconnect(request)
+        return web.Response(status=499)
+    if (failure := fault_error(script)) is not None:
+        return failure
+    if body is None:
+        return error_response(400, "The request body is not valid JSON.")
+    return body, script
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/messages/count_tokens`: the simulator's exact prompt count."""
+    read = await _read(request, COUNT_ROUTE)
+    if isinstance(read, web.Response):
+        return read
+    try:
+        req = parse_messages_request(read[0], counting=True)
+    except Invalid as exc:
+        return error_response(400, str(exc))
+    return web.Response(
+        body=orjson.dumps({"input_tokens": req.input_tokens}),
+        content_type="application/json",
+        headers=_headers(),
+    )
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/messages`, faults included."""
+    read = await _read(request, ROUTE)
+    if isinstance(read, web.Response):
+        return read
+    body, script = read
+    try:
+        req = parse_messages_request(body)
+    except Invalid as exc:
+        return error_response(400, str(exc))
+    reply = generate(req, script)
+    usage = usage_of(req, reply, script)
+    message_id = "msg_" + uuid.uuid4().hex[:24]
+    state = request.app[STATE]
+    delay = script.chunk_delay_ms if script.chunk_delay_ms is not None else state.chunk_delay_ms
+    if req.stream:
+        return await _stream(request, message_id, req, reply, usage, script, delay)
+    payload = orjson.dumps(message_payload(message_id, req, reply, usage))
+    if script.cut_after is not None or script.stall_after is not None:
+        response = web.StreamResponse(headers={"Content-Type": "application/json", **_headers()})
+        return await send_partial_body(request, response, payload, script)
+    return web.Response(body=payload, content_type="application/json", headers=_headers())
+
+
+async def _stream(
+    request: web.Request,
+    message_id: str,
+    req: MessagesRequest,
+    reply: Reply,
+    usage: dict[str, Any],
+    script: FaultScript,
+    delay: float,
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers()}
+    )
+    await response.prepare(request)
+    writer = ChunkWriter(request, response, script, delay)
+    try:
+        for data, content in stream_events(message_id, req, reply, usage, not script.no_usage):
+            await writer.send(data, content=content)
+    except StreamStopped:
+        return response
+    await response.write_eof()
+    return response

@@ -141,3 +141,34 @@ def test_output_cap_injected_or_lowered() -> None:
     assert (
         orjson.loads(ADAPTER.build_request(call, "m", CREDS).body)["max_completion_tokens"] == 100
     )
+
+
+def test_hub_only_fields_do_not_reach_openai() -> None:
+    body = {
+        "model": "m",
+        "thinking_budget": 5000,
+        "messages": [
+            {
+                "role": "assistant",
+                "content": "x",
+                "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}],
+            },
+            {"role": "tool", "tool_call_id": "c", "content": "oops", "is_error": True},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}],
+            },
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}
+        ],
+        "top_k": 5,
+    }
+    sent = orjson.loads(ADAPTER.build_request(_call(body), "m", CREDS).body)
+    assert sent["reasoning_effort"] == "medium" and "thinking_budget" not in sent
+    assert "thinking_blocks" not in sent["messages"][0]
+    assert "is_error" not in sent["messages"][1]
+    assert sent["messages"][2]["content"] == [{"type": "text", "text": "hi"}]
+    assert sent["tools"] == [{"type": "function", "function": {"name": "f"}}]
+    assert sent["top_k"] == 5
+    assert "thinking_blocks" in body["messages"][0]  # the hub body itself is untouched
