@@ -133,7 +133,7 @@ def config_toml(
         ("sim-faulty", "sim", "sim-faulty", 1000),
         ("gemini-2.5-flash", "sim", "gemini-2.5-flash", 1000),
         ("dead-model", "dead", "dead-model", 100),
-        ("claude-sim", "sim-anthropic", "claude-sonnet-4-5", 4000),
+        ("claude-sim", "sim-anthropic", "claude-sonnet-4-5", 1000),
         ("gemini-sim", "sim-gemini", "gemini-2.5-pro", 1000),
     ):
         lines += [
