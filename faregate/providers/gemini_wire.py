@@ -116,6 +116,7 @@ def _signature(call: dict[str, Any]) -> str | None:
 
 def _model_parts(message: dict[str, Any], i: int, names: dict[str, str]) -> list[dict[str, Any]]:
     parts = content_parts(message.get("content"), f"messages[{i}].content")
+    parts = [p for p in parts if p.get("text") != ""]  # Gemini refuses empty text parts
     calls = message.get("tool_calls") or []
     legacy = message.get("function_call")
     if isinstance(legacy, dict):
