@@ -20,7 +20,8 @@ else `thinking_level`, else `reasoning_effort`:
 A level's budget is capped at max_tokens - 1 (thinking counts against max_tokens); an explicit
 budget that does not fit, or max_tokens <= 1024 with thinking, is a 400.
 
-JSON output: `json_object` adds a system instruction to answer with one JSON object only.
+JSON output: `json_object` is a forced answer tool whose input schema is any object (with
+thinking, where no tool can be forced, a system instruction asks for one JSON object).
 `json_schema` adds a tool named `json_response` whose input schema is the JSON schema (the
 root must be an object) and forces it (`tool_choice: tool`, or `any` when the caller's tools
 may be called instead); the reply's `json_response` call comes back as the message text with

@@ -49,7 +49,8 @@ def build_body(call: ChatCall, upstream_model: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens}
     tools, tool_choice = convert_tools(body, thinking=budget is not None)
     fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object" and budget is not None:
+        # With thinking no tool can be forced: ask for JSON in words instead.
         system.append({"type": "text", "text": JSON_OBJECT_INSTRUCTION})
     if system:
         plain = len(system) == 1 and set(system[0]) == {"type", "text"}
@@ -153,7 +154,11 @@ def convert_tools(
         if choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
     fmt = body.get("response_format")
-    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") in ("text", "json_object")):
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        if thinking:
+            return tools, choice  # asked for in the system prompt instead
+        fmt = {"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
         return tools, choice
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
         raise invalid(

@@ -199,8 +199,19 @@ def test_tool_choice_without_tools() -> None:
     assert refused({"tool_choice": "required"}).param == "tool_choice"
 
 
-def test_json_object_adds_a_system_instruction() -> None:
+def test_json_object_is_a_forced_answer_tool() -> None:
     body = sent({"response_format": {"type": "json_object"}})
+    assert body["tools"][0]["name"] == "json_response"
+    assert body["tools"][0]["input_schema"] == {"type": "object"}
+    assert body["tool_choice"]["type"] == "tool"
+    assert "system" not in body
+
+
+def test_json_object_with_thinking_is_asked_in_words() -> None:
+    body = sent(
+        {"response_format": {"type": "json_object"}, "thinking_budget": 1024},
+        max_output=4000,
+    )
     assert body["system"] == JSON_OBJECT_INSTRUCTION
     assert "tools" not in body
 
