@@ -11,7 +11,8 @@ class Lease(Protocol):
     """An admitted request's place under its limits."""
 
     headers: dict[str, str]
-    """The `X-RateLimit-*` headers for the response."""
+    """The `X-RateLimit-*` headers for the response (names in lower case, as ASGI sends them;
+    empty when no limit applies to the route class)."""
 
     def release(self) -> None:
         """Give back the concurrency slot (idempotent); called when the response has ended."""
@@ -19,6 +20,11 @@ class Lease(Protocol):
 
 
 class Limiter(Protocol):
+    """Counts per API key id and route class, under the limits of the key's account's plan
+    and its overrides. `faregate.limits.factory.make_limiter` picks one: `Unlimited`,
+    `LocalLimiter` (one replica), or `FallbackLimiter` (`RedisLimiter`, shared by replicas,
+    with the local limiter while Redis fails)."""
+
     async def acquire(self, key: KeyRecord, route: str) -> Lease:
         """Admit one request of route class `route` for `key`, or raise `RateLimited` (429,
         with `Retry-After`, its headers, and a message naming the limit that was hit)."""

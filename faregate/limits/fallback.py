@@ -1,12 +1,4 @@
-"""Redis first, local limits while Redis fails: a limiter that never hangs on its store.
-
-Each check goes to Redis within `limits.redis_timeout_seconds`. A Redis error or a timeout
-logs one warning per outage, counts `faregate_limiter_degraded_total` for every check that
-falls back, and serves the check from the local limiter (each replica takes `1/replicas` of
-every limit). For `redis_retry_seconds` after a failure checks go straight to the local
-limiter; then one check probes Redis again, and when it answers the shared limits apply again.
-The local windows start empty at an outage.
-"""
+"""Redis first, local limits while Redis fails: a limiter that never hangs on its store."""
 
 from __future__ import annotations
 
@@ -26,6 +18,13 @@ log = logging.getLogger("faregate.limits")
 
 
 class FallbackLimiter:
+    """Each check goes to Redis within `limits.redis_timeout_seconds`. A Redis error or a
+    timeout logs one warning per outage, counts `faregate_limiter_degraded_total` for every
+    check that falls back, and serves the check from the local limiter (each replica takes
+    `1/replicas` of every limit). For `redis_retry_seconds` after a failure checks go straight
+    to the local limiter; then one check probes Redis again, and when it answers the shared
+    limits apply again. The local windows start empty at an outage."""
+
     def __init__(
         self,
         primary: Limiter,
@@ -59,7 +58,7 @@ class FallbackLimiter:
         self._retry_at = self.clock() + self.backoff
         if not self.degraded:
             self.degraded = True
-            reason = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc!r}"
+            reason = "timed out" if isinstance(exc, TimeoutError) else f"failed ({exc})"
             log.warning(
                 "rate-limit store %s; enforcing local limits (1/%d of each) until it answers",
                 reason,

@@ -1,12 +1,9 @@
-"""The Lua scripts of the Redis limiter: each check-and-count is one atomic round trip.
-
-Times are the Redis server's (`TIME`, in ms), so every replica counts on one clock. Keys of one
-API key id share a hash tag. Numbers are written with `%d`: Lua 5.1 prints big numbers in
-`%.14g`, which would round millisecond timestamps.
-"""
+"""The Lua scripts of the Redis limiter: each check-and-count is one atomic round trip."""
 
 from __future__ import annotations
 
+# Times are the Redis server's (`TIME`, in ms), so every replica counts on one clock. Numbers
+# are written with `%d`: Lua 5.1 prints numbers as `%.14g`, which could round timestamps.
 _COMMON = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

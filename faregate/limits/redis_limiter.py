@@ -70,15 +70,16 @@ class RedisLimiter:
         self.plans = plans
         url = limits.redis_url or "redis://127.0.0.1:6379/0"
         timeout = limits.redis_timeout_seconds
-        # A burst waits (within the timeout) for one of a bounded set of connections.
-        self.redis = client or redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
+        # A burst waits (within the timeout) for one of a bounded set of connections; a
+        # command that fails on a connection Redis dropped (a restart) is tried once more.
+        self.redis = client or redis.Redis.from_pool(
+            redis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=limits.redis_max_connections,
                 timeout=timeout,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
+                retry=Retry(NoBackoff(), 1),
             )
         )
         self._acquire = self.redis.register_script(lua.ACQUIRE)

@@ -50,7 +50,8 @@ def day_end(now: float) -> int:
 def headers(limits: RouteLimits, usage: Usage) -> dict[str, str]:
     """Requests: the tightest of rpm and rpd (fewest remaining; on a tie the later reset).
     Reset is the UTC epoch second when Remaining next rises: the oldest request leaving the
-    60 s window, or the next UTC midnight. Tokens: the tpm window, reset likewise."""
+    60 s window, or the next UTC midnight. Tokens: the tpm window, reset likewise (now when
+    the window holds no tokens)."""
     out: dict[str, str] = {}
     candidates: list[tuple[int, int, int]] = []  # (remaining, reset, limit)
     if limits.rpm is not None:
@@ -66,10 +67,10 @@ def headers(limits: RouteLimits, usage: Usage) -> dict[str, str]:
         out["x-ratelimit-remaining-requests"] = str(remaining)
         out["x-ratelimit-reset-requests"] = str(reset)
     if limits.tpm is not None:
-        oldest = usage.tokens_oldest if usage.tokens_used else usage.now
+        full = usage.tokens_oldest + WINDOW if usage.tokens_used else usage.now
         out["x-ratelimit-limit-tokens"] = str(limits.tpm)
         out["x-ratelimit-remaining-tokens"] = str(max(0, limits.tpm - usage.tokens_used))
-        out["x-ratelimit-reset-tokens"] = str(math.ceil(oldest + WINDOW))
+        out["x-ratelimit-reset-tokens"] = str(math.ceil(full))
     return out
 
 
