@@ -147,6 +147,7 @@ class AnthropicMessages:
                 FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
             )
         message, finish = hub_message(data.get("content"), data.get("stop_reason"))
+        message.setdefault("refusal", None)
         choice: dict[str, Any] = {
             "index": 0,
             "message": message,

@@ -139,6 +139,7 @@ def parse_generate_response(body: bytes) -> ChatResult:
         message: dict[str, Any] = {
             "role": "assistant",
             "content": "".join(parts.text) if parts.text else None,
+            "refusal": None,
         }
         if parts.reasoning:
             message["reasoning_content"] = "".join(parts.reasoning)

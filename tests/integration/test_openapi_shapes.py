@@ -1,0 +1,150 @@
+"""OpenAI-compatible responses, whatever protocol served them, validate against the official
+OpenAI OpenAPI schemas (../shared/specs/openai-openapi.yaml)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+import yaml
+from harness import PRICES, ROOT, Gateway, Sim, start_gateway, stop
+
+SPEC = ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+MODELS = ("m-openai", "m-anthropic", "m-gemini")
+
+
+def _nullable(node: Any) -> Any:
+    """OpenAPI's `nullable: true` as JSON Schema: null becomes one more allowed type."""
+    if isinstance(node, list):
+        return [_nullable(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable") is True:
+        if isinstance(out.get("enum"), list) and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+        if isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        elif "type" not in out:
+            out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+@pytest.fixture(scope="module")
+def components() -> dict[str, Any]:
+    spec = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)
+    return {"components": _nullable(spec["components"])}
+
+
+def _validate(components: dict[str, Any], name: str, instance: Any) -> None:
+    schema = {"$ref": f"#/components/schemas/{name}", **components}
+    jsonschema.Draft202012Validator(schema).validate(instance)
+
+
+@pytest.fixture(scope="module")
+def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
+    extra = "".join(
+        f'\n[models."{name}"]\nprovider = "{provider}"\nmax_output_tokens = 8000\n'
+        f"price = {{ {price} }}\n"
+        for name, provider in (
+            ("m-openai", "sim"),
+            ("m-anthropic", "sim-anthropic"),
+            ("m-gemini", "sim-gemini"),
+        )
+    )
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("shapes"), extra_models=extra)
+    yield g
+    stop(g.proc)
+
+
+@pytest.fixture(scope="module")
+def key(gw: Gateway) -> str:
+    return gw.account(100_000_000)[1]
+
+
+def _post(gw: Gateway, key: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    r = httpx.post(gw.url + path, json=body, headers={"authorization": f"Bearer {key}"}, timeout=20)
+    assert r.status_code == 200, r.text
+    return r
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("variant", ["text", "tools", "json"])
+def test_chat_completion(
+    gw: Gateway, key: str, components: dict[str, Any], model: str, variant: str
+) -> None:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+    }
+    if variant == "tools":
+        body["tools"] = TOOLS
+    if variant == "json":
+        body["response_format"] = {"type": "json_object"}
+    _validate(
+        components,
+        "CreateChatCompletionResponse",
+        _post(gw, key, "/v1/chat/completions", body).json(),
+    )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_chat_completion_chunks(
+    gw: Gateway, key: str, components: dict[str, Any], model: str
+) -> None:
+    body = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "tools": TOOLS,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    }
+    text = _post(gw, key, "/v1/chat/completions", body).text
+    chunks = [
+        json.loads(line[6:])
+        for line in text.split("\n")
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
+    assert len(chunks) > 2
+    for chunk in chunks:
+        _validate(components, "CreateChatCompletionStreamResponse", chunk)
+
+
+@pytest.mark.parametrize("model", ["embed-sim"])
+def test_embeddings(gw: Gateway, key: str, components: dict[str, Any], model: str) -> None:
+    body = {"model": model, "input": ["a", "b"], "encoding_format": "float"}
+    _validate(components, "CreateEmbeddingResponse", _post(gw, key, "/v1/embeddings", body).json())
+
+
+def test_models(gw: Gateway, key: str, components: dict[str, Any]) -> None:
+    headers = {"authorization": f"Bearer {key}"}
+    listing = httpx.get(gw.url + "/v1/models", headers=headers, timeout=10).json()
+    _validate(components, "ListModelsResponse", listing)
+    one = httpx.get(gw.url + "/v1/models/m-gemini", headers=headers, timeout=10).json()
+    _validate(components, "Model", one)
+
+
+def test_spec_is_beside_the_project() -> None:
+    assert SPEC.exists(), f"{SPEC} is missing"
+    assert Path(SPEC).stat().st_size > 1_000_000
