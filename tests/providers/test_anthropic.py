@@ -383,6 +383,7 @@ def test_parse_text_response_and_usage() -> None:
     assert choice["message"] == {
         "role": "assistant",
         "content": "Hello! The sea covers about 71% of the Earth.",
+        "refusal": None,
     }
     assert choice["finish_reason"] == "stop"
     assert choice["stop_sequence"] == "\n\nHuman:"
