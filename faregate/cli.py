@@ -19,6 +19,7 @@ from faregate.app import App, Environment, database_url
 from faregate.auth.keys import KeyHasher, load_secret
 from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
+from faregate.limits.config import any_limits
 from faregate.db.urls import sqlalchemy_url
 
 T = TypeVar("T")
@@ -145,6 +146,11 @@ def serve(
     if config_path:
         os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)
     if workers > 1:
+        if any_limits(config.limits, config.plans) and not config.limits.redis_url:
+            raise click.ClickException(
+                f"{workers} workers without limits.redis_url would each admit the whole of"
+                " every rate limit; set limits.redis_url so they share counters"
+            )
         os.environ["FAREGATE_LISTEN"] = f"{config.server.host}:{config.server.port}"
         if config.simulator.enabled:
             raise click.ClickException(

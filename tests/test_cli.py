@@ -77,3 +77,17 @@ def test_check_config(cli: CliRunner, tmp_path: Path) -> None:
     result = cli.invoke(main, ["check-config", str(bad)])
     assert result.exit_code != 0
     assert "bad.toml" in result.output and "server.port" in result.output
+
+
+def test_workers_without_redis_are_refused_when_limits_apply(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    config = tmp_path / "limited.toml"
+    config.write_text(
+        '[providers.p]\nvendor = "openai"\n[models.m]\nprovider = "p"\n'
+        "price = { input = 1, output = 2 }\n"
+        '[limits]\ndefault_plan = "free"\n[plans.free.chat]\nrpm = 10\n'
+    )
+    result = cli.invoke(main, ["serve", "--config", str(config), "--workers", "2"])
+    assert result.exit_code != 0
+    assert "limits.redis_url" in result.output
