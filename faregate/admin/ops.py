@@ -17,6 +17,7 @@ from faregate.auth.keys import ADMIN_PREFIX, KeyHasher, display_prefix, generate
 from faregate.billing.spend import PERIODS
 from faregate.billing.store import new_id, now_ms
 from faregate.db.schema import accounts, admin_keys, api_keys, holds, ledger
+from faregate.limits.config import LimitsConfigError, check_overrides
 
 
 class AdminError(Exception):
@@ -192,25 +193,23 @@ def _check_spend(fields: dict[str, Any]) -> None:
         raise AdminError("set spend_limit and spend_period together")
 
 
-def _check_limits(limits: Any) -> None:
+def _check_limits(limits: Any) -> Any:
     if limits is None:
-        return
-    if not isinstance(limits, dict) or not all(
-        isinstance(v, dict)
-        and all(n is None or (isinstance(n, int) and n >= 0) for n in v.values())
-        for v in limits.values()
-    ):
-        raise AdminError('limits must look like {"chat": {"rpm": 100, "tpm": 50000}}')
+        return None
+    try:
+        return check_overrides(limits)
+    except LimitsConfigError as exc:
+        raise AdminError(f"limits: {exc}") from None
 
 
 def update_account(conn: Connection, account_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Change an account's plan, limit overrides or spend limit (None clears a field)."""
     _account_row(conn, account_id)
     _check_spend(fields)
-    _check_limits(fields.get("limits"))
+    limits = _check_limits(fields.get("limits"))
     values = {k: v for k, v in fields.items() if k in ("plan", "spend_limit", "spend_period")}
     if "limits" in fields:
-        values["limits"] = _json_or_none(fields["limits"])
+        values["limits"] = _json_or_none(limits)
     if values:
         conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
     return get_account(conn, account_id)
@@ -223,7 +222,7 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
     if row is None:
         raise AdminError(f"no key {key_id!r}", 404)
     _check_spend(fields)
-    _check_limits(fields.get("limits"))
+    limits = _check_limits(fields.get("limits"))
     values: dict[str, Any] = {
         k: v
         for k, v in fields.items()
@@ -236,7 +235,7 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
             raise AdminError(f"restrictions: {exc}") from None
         values["restrictions"] = _json_or_none(fields["restrictions"] or None)
     if "limits" in fields:
-        values["limits"] = _json_or_none(fields["limits"])
+        values["limits"] = _json_or_none(limits)
     if "models" in fields:
         models = fields["models"]
         if models is not None and not models:
