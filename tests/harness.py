@@ -247,3 +247,18 @@ def ledger_consistent(gw: Gateway, account_id: str) -> None:
             holds.setdefault(r["hold_id"], []).append(r["kind"])
     for kinds in holds.values():
         assert sorted(kinds) in (["hold", "release"], ["hold", "settle"]), kinds
+
+
+def protocol_models() -> str:
+    """Extra config: one model per upstream protocol (m-openai, m-anthropic, m-gemini), each
+    with room for reasoning (8000 output tokens)."""
+    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
+    return "".join(
+        f'\n[models."{name}"]\nprovider = "{provider}"\nmax_output_tokens = 8000\n'
+        f"price = {{ {price} }}\n"
+        for name, provider in (
+            ("m-openai", "sim"),
+            ("m-anthropic", "sim-anthropic"),
+            ("m-gemini", "sim-gemini"),
+        )
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import PRICES, Gateway, Sim, ledger_consistent, start_gateway, stop
+from harness import Gateway, Sim, ledger_consistent, protocol_models, start_gateway, stop
 
 UPSTREAMS = {"openai": "m-openai", "anthropic": "m-anthropic", "gemini": "m-gemini"}
 CLIENTS = ("openai", "anthropic", "gemini")
@@ -40,17 +40,7 @@ RESULTS: dict[tuple[str, str, str], str] = {}
 
 @pytest.fixture(scope="module")
 def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
-    extra = "".join(
-        f'\n[models."{name}"]\nprovider = "{provider}"\nmax_output_tokens = 8000\n'
-        f"price = {{ {price} }}\n"
-        for name, provider in (
-            ("m-openai", "sim"),
-            ("m-anthropic", "sim-anthropic"),
-            ("m-gemini", "sim-gemini"),
-        )
-    )
-    g = start_gateway(sim.url, tmp_path_factory.mktemp("matrix"), extra_models=extra)
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("matrix"), extra_models=protocol_models())
     yield g
     stop(g.proc)
     report = os.environ.get("FAREGATE_MATRIX_REPORT")

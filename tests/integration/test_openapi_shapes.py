@@ -12,7 +12,7 @@ import httpx
 import jsonschema
 import pytest
 import yaml
-from harness import PRICES, ROOT, Gateway, Sim, start_gateway, stop
+from harness import ROOT, Gateway, Sim, protocol_models, start_gateway, stop
 
 SPEC = ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
 MODELS = ("m-openai", "m-anthropic", "m-gemini")
@@ -48,17 +48,7 @@ def _validate(components: dict[str, Any], name: str, instance: Any) -> None:
 
 @pytest.fixture(scope="module")
 def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
-    extra = "".join(
-        f'\n[models."{name}"]\nprovider = "{provider}"\nmax_output_tokens = 8000\n'
-        f"price = {{ {price} }}\n"
-        for name, provider in (
-            ("m-openai", "sim"),
-            ("m-anthropic", "sim-anthropic"),
-            ("m-gemini", "sim-gemini"),
-        )
-    )
-    g = start_gateway(sim.url, tmp_path_factory.mktemp("shapes"), extra_models=extra)
+    g = start_gateway(sim.url, tmp_path_factory.mktemp("shapes"), extra_models=protocol_models())
     yield g
     stop(g.proc)
 
