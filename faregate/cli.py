@@ -19,8 +19,8 @@ from faregate.app import App, Environment, database_url
 from faregate.auth.keys import KeyHasher, load_secret
 from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
-from faregate.limits.config import any_limits
 from faregate.db.urls import sqlalchemy_url
+from faregate.limits.config import any_limits
 
 T = TypeVar("T")
 

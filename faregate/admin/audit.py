@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import Connection, select, text
 
+from faregate.auth.keys import display_prefix
 from faregate.billing.store import now_ms
 from faregate.db.schema import audit_log
 
@@ -26,6 +28,15 @@ class AuditFilters:
     target: str | None = None
     since: int | None = None
     until: int | None = None
+
+
+def admin_actor(authorization: str, env_admin_key: str | None) -> str:
+    """Who acts, from an authorized admin request's `Authorization` header: `admin:env` for
+    FAREGATE_ADMIN_KEY, else `admin:` and the key's display prefix (`admin_keys.prefix`)."""
+    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    if env_admin_key and hmac.compare_digest(token, env_admin_key):
+        return "admin:env"
+    return f"admin:{display_prefix(token)}"
 
 
 def write_lock(conn: Connection) -> None:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import msgspec
 from sqlalchemy import Connection
 
-from faregate.admin import ops
+from faregate.admin import audit, ops
 from faregate.api.common import json_body
 from faregate.config import ConfigError
 from faregate.db.engine import AdminDB
@@ -71,6 +71,18 @@ class AdminAPI:
                 err.code = "admin_action_refused"
             raise err from None
 
+    async def _audited(
+        self,
+        req: Request,
+        fn: Callable[[Connection], T],
+        action: str,
+        target: str | Callable[[T], str | None] | None,
+        detail: dict[str, Any] | None = None,
+    ) -> T:
+        """`fn` and its audit row, in one transaction."""
+        actor = audit.admin_actor(req.headers.get("authorization", ""), self.env_admin_key)
+        return await self.run(audit.audited(fn, actor, action, target, detail))
+
     async def _authorize(self, req: Request) -> None:
         auth = req.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
@@ -109,7 +121,8 @@ class AdminAPI:
                 ops.grant(conn, account["id"], body.credits, "initial credits")
             return ops.get_account(conn, account["id"])
 
-        return await self.run(act)
+        detail = {"name": body.name, "credits": body.credits}
+        return await self._audited(req, act, "account.create", lambda a: a["id"], detail)
 
     async def list_accounts(self, req: Request) -> dict[str, Any]:
         return {"object": "list", "data": await self.run(ops.list_accounts)}
@@ -121,7 +134,13 @@ class AdminAPI:
     async def grant(self, req: Request) -> dict[str, Any]:
         body = await self._body(req, _Grant)
         account_id = req.params["account_id"]
-        balance = await self.run(lambda c: ops.grant(c, account_id, body.amount, body.note))
+        balance = await self._audited(
+            req,
+            lambda c: ops.grant(c, account_id, body.amount, body.note),
+            "credits.grant",
+            account_id,
+            {"amount": body.amount, "note": body.note},
+        )
         return {"account_id": account_id, "balance": balance}
 
     async def ledger(self, req: Request) -> dict[str, Any]:
@@ -134,7 +153,8 @@ class AdminAPI:
     async def create_key(self, req: Request) -> dict[str, Any]:
         body = await self._body(req, _NewKey)
         account_id = req.params["account_id"]
-        record, key = await self.run(
+        record, key = await self._audited(
+            req,
             lambda c: ops.create_key(
                 c,
                 self.svc.hasher,
@@ -142,7 +162,10 @@ class AdminAPI:
                 body.name,
                 models=body.models,
                 expires_at=body.expires_at,
-            )
+            ),
+            "key.create",
+            lambda r: r[0]["id"],
+            {"account_id": account_id, "name": body.name, "models": body.models},
         )
         return {**record, "key": key}
 
@@ -152,7 +175,9 @@ class AdminAPI:
 
     async def revoke_key(self, req: Request) -> dict[str, Any]:
         key_id = req.params["key_id"]
-        row, key_hash = await self.run(lambda c: ops.revoke_key(c, key_id))
+        row, key_hash = await self._audited(
+            req, lambda c: ops.revoke_key(c, key_id), "key.revoke", key_id
+        )
         self.svc.keys.forget(key_hash)
         return row
 
@@ -163,14 +188,22 @@ class AdminAPI:
             known = ", ".join(sorted(self.svc.config.plans)) or "none configured"
             raise ValidationFailed(f"Unknown plan {plan!r}; plans: {known}.", param="plan")
         account_id = req.params["account_id"]
-        account = await self.run(lambda c: ops.update_account(c, account_id, fields))
+        account = await self._audited(
+            req,
+            lambda c: ops.update_account(c, account_id, fields),
+            "account.update",
+            account_id,
+            fields,
+        )
         self.svc.keys.forget()  # the account's keys carry its settings
         return account
 
     async def patch_key(self, req: Request) -> dict[str, Any]:
         fields = self._limits_checked(await self._fields(req, _KEY_FIELDS))
         key_id = req.params["key_id"]
-        row, key_hash = await self.run(lambda c: ops.update_key(c, key_id, fields))
+        row, key_hash = await self._audited(
+            req, lambda c: ops.update_key(c, key_id, fields), "key.update", key_id, fields
+        )
         self.svc.keys.forget(key_hash)
         return row
 
@@ -196,15 +229,18 @@ class AdminAPI:
 
     async def reload(self, req: Request) -> dict[str, Any]:
         try:
-            return {"reloaded": self._reload()}
+            reloaded = self._reload()
         except ConfigError as exc:
             raise BadRequest(
                 f"The new configuration was refused; the old one keeps serving. {exc}",
                 code="config_invalid",
             ) from None
+        await self._audited(req, lambda c: None, "config.reload", None, {"reloaded": reloaded})
+        return {"reloaded": reloaded}
 
     async def routing_reset(self, req: Request) -> dict[str, Any]:
         self.svc.balancer.reset()
+        await self._audited(req, lambda c: None, "routing.reset", None)
         return {"reset": True}
 
     def mount(self, router: Router, prefix: str = "/admin/v1") -> None:

@@ -1,11 +1,10 @@
 """Admin routes of governance: users and members, redemption codes, the audit log, usage.
 
-Every action that changes something writes its audit row in its own transaction.
+Every action that changes something writes its audit row in the transaction of the action.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,13 +15,10 @@ from faregate.admin import audit, codes, users
 from faregate.admin.ops import AdminError
 from faregate.api.admin import AdminAPI
 from faregate.api.usage import date_range, limit_of, refusal, report, usage_query
-from faregate.auth.keys import display_prefix
 from faregate.errors import BadRequest
 from faregate.http.request import Request
 from faregate.http.router import Router
 from faregate.usage import queries, rollup
-
-CHUNK = 100_000  # usage_log ids per rollup transaction
 
 
 class _NewUser(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,14 +46,8 @@ class _Redeem(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def actor_of(admin: AdminAPI, req: Request) -> str:
-    """Who is acting, for the audit log: `admin:env` (FAREGATE_ADMIN_KEY) or `admin:` and the
-    display prefix of the admin key (as stored in `admin_keys.prefix`). Call after
-    `_authorize`."""
-    auth = req.headers.get("authorization", "")
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    if admin.env_admin_key and hmac.compare_digest(token, admin.env_admin_key):
-        return "admin:env"
-    return f"admin:{display_prefix(token)}"
+    """Who is acting, for the audit log (see `audit.admin_actor`); call after `_authorize`."""
+    return audit.admin_actor(req.headers.get("authorization", ""), admin.env_admin_key)
 
 
 def _int(req: Request, name: str) -> int | None:
@@ -258,14 +248,14 @@ class Governance:
         """Fold every committed usage row into usage_daily now (the background task does it
         every `rollup_interval_seconds`), in chunks; the first carries the audit row."""
         upto = await self.admin.run(rollup.safe_max_id)
-        actor, total = actor_of(self.admin, req), 0
+        actor, total, chunk = actor_of(self.admin, req), 0, rollup.chunk_rows(self.admin.db)
         while True:
-            step: Callable[[Connection], int] = lambda c: rollup.rollup(c, upto, CHUNK)  # noqa: E731
+            step: Callable[[Connection], int] = lambda c: rollup.rollup(c, upto, chunk)  # noqa: E731
             if total == 0:
                 step = audit.audited(step, actor, "usage.rollup", None, {"upto_id": upto})
             moved = await self.admin.run(step)
             total += moved
-            if moved < CHUNK:
+            if moved < chunk:
                 break
         return {"rolled_up": total, "watermark": await self.admin.run(rollup.watermark)}
 

@@ -1,5 +1,4 @@
-"""Client routes of the usage log and of redemption codes: a key's own usage, and redeeming a
-code for the key's account (`/api/client/...`, `/v1/client/...`, `/api/v1/client/...`)."""
+"""Client routes: a key's own usage, and redeeming a code for the key's account."""
 
 from __future__ import annotations
 
@@ -168,6 +167,7 @@ class ClientUsage:
 
 
 def mount_client(router: Router, svc: Services, db: AdminDB) -> None:
+    """`GET .../usage` and `POST .../redeem` under `/api/client`, `/v1/client`, `/api/v1/client`."""
     api = ClientUsage(svc, db)
     for base in ("/api/client", "/v1/client", "/api/v1/client"):
         router.add(f"{base}/usage", ["GET"], api.usage)

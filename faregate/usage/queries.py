@@ -75,27 +75,32 @@ def summary(conn: Connection, q: UsageQuery) -> dict[str, Any]:
         "last": q.last.isoformat(),
         "start": day_start_ms(q.first),
         "end": day_start_ms(q.last) + DAY_MS,
-        # The watermark as a literal lets the planner see how few rows are past it; the
-        # subquery keeps the statement consistent if a rollup commits in between.
-        "w": watermark(conn),
         "n": WATERMARK,
     }
+    # The tail (rows past the watermark) is taken by primary key alone, then filtered: with
+    # the watermark written as a literal, both planners see how few rows that is, rather than
+    # walking an account's or a key's whole range in its (account, at) or (key, at) index.
+    # The subquery keeps the statement consistent if a rollup commits in between.
     sums = ", ".join(f"SUM({c})" for c in TOTALS)
     sql = (
-        f"SELECT g, {sums} FROM ("
+        "WITH tail AS MATERIALIZED (SELECT at, key_id, account_id, model, status,"
+        " prompt_tokens, completion_tokens, cost FROM usage_log"
+        f" WHERE id > {int(watermark(conn))} AND id > COALESCE((SELECT value"
+        " FROM usage_rollup_state WHERE name = :n), 0))"
+        f" SELECT g, {sums} FROM ("
         f" SELECT {daily_group} AS g, {', '.join(TOTALS)} FROM usage_daily"
         f" WHERE day >= :first AND day <= :last{where}"
         " UNION ALL"
         f" SELECT {tail_group} AS g, 1, CASE WHEN status >= 400 THEN 1 ELSE 0 END,"
-        " prompt_tokens, completion_tokens, cost FROM usage_log"
-        " WHERE id > :w AND id > COALESCE((SELECT value FROM usage_rollup_state"
-        f" WHERE name = :n), 0) AND at >= :start AND at < :end{where}"
+        " prompt_tokens, completion_tokens, cost FROM tail"
+        f" WHERE at >= :start AND at < :end{where}"
         ") u GROUP BY g ORDER BY g"
     )
     data = []
     totals = dict.fromkeys(TOTALS, 0)
     for row in conn.execute(text(sql), params):
-        item: dict[str, Any] = {q.group_by if q.group_by != "key" else "key_id": row[0]}
+        # A request refused before its model was known has no model: shown as null.
+        item: dict[str, Any] = {q.group_by if q.group_by != "key" else "key_id": row[0] or None}
         for name, value in zip(TOTALS, row[1:], strict=True):
             item[name] = int(value or 0)
             totals[name] += item[name]
