@@ -138,6 +138,10 @@ def _decorate(
     present = {name for name, _ in response.headers}
     if trace is not None and b"x-request-id" not in present:
         extra.append((b"x-request-id", trace.request_id.encode()))
+    if trace is not None and isinstance(response, Response) and b"x-faregate-cost" not in present:
+        # Every whole reply of a metered route says what it cost, refusals included (nothing).
+        cost = str(trace.cost).encode()
+        extra += [(b"x-faregate-cost", cost), (b"x-balancer-credits-used", cost)]
     if lease is not None:
         extra += [(k.encode(), v.encode()) for k, v in lease.headers.items()]
     if origin:

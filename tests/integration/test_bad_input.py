@@ -166,3 +166,10 @@ def test_upstream_output_is_capped_at_the_hold(gateway: Gateway) -> None:
     state = gateway.account_state(account)
     assert state["balance"] >= 0
     ledger_consistent(gateway, account)
+
+
+def test_refusals_say_they_cost_nothing(gateway: Gateway, acct: tuple[str, str]) -> None:
+    r = _post(gateway, acct[1], {**GOOD, "model": "no-such-model"})
+    assert r.status_code == 404
+    assert r.headers["x-faregate-cost"] == "0"
+    assert r.headers["x-request-id"].startswith("req_")
