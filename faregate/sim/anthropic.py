@@ -38,31 +38,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from faregate.sim.anthropic_reply import (
-    Reply,
-    generate,
-    message_payload,
-    stream_events,
-    usage_of,
-)
-from faregate.sim.anthropic_request import Invalid, MessagesRequest, parse_messages_request
-from faregate.sim.faults import (
-    FAULT_HEADER,
-    USER_PREFIX,
-    ChunkWriter,
-    FaultScript,
-    FaultScriptError,
-    StreamStopped,
-    parse_script,
-    pause,
-    resolve_script,
-    retry_headers,
-    select_script,
-    send_partial_body,
-    wait_for_disconnect,
-)
+from faregate.sim.anthropic_reply import generate, message_payload, stream_events, usage_of
+from faregate.sim.anthropic_request import Invalid, parse_messages_request
+from faregate.sim.delivery import play_stream, send_json
+from faregate.sim.faults import USER_PREFIX, FaultScript, retry_headers
 from faregate.sim.openai_common import INVALID_KEY
-from faregate.sim.state import STATE
+from faregate.sim.prologue import Dialect, prologue
 
 ROUTE = "/v1/messages"
 COUNT_ROUTE = "/v1/messages/count_tokens"
@@ -172,47 +153,29 @@ def fault_error(script: FaultScript) -> web.Response | None:
     return error_response(status, message, kind, **headers)
 
 
-async def _read(
-    request: web.Request, route: str
-) -> tuple[dict[str, Any], FaultScript] | web.Response:
-    """Count, check headers, parse the body and play the scripted delays and errors."""
-    state = request.app[STATE]
-    state.count_request(route)
-    if (refused := _check_headers(request)) is not None:
-        return refused
-    try:
-        decoded = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        decoded = None
-    body: dict[str, Any] | None = decoded if isinstance(decoded, dict) else None
-    if body is not None and isinstance(body.get("model"), str):
-        state.count_model(body["model"])
+def _script_carrier(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A fault script rides in `metadata.user_id` when that starts with `sim:`."""
     metadata = body.get("metadata") if body is not None else None
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
-    carrier = {"user": user} if isinstance(user, str) and user.startswith(USER_PREFIX) else None
-    try:
-        script = parse_script(select_script(request.headers.get(FAULT_HEADER), carrier))
-    except FaultScriptError as exc:
-        return error_response(400, str(exc))
-    script = resolve_script(script, state)
-    await pause(script.latency_ms if script.latency_ms is not None else state.latency_ms)
-    if script.hang:
-        await wait_for_disconnect(request)
-        return web.Response(status=499)
-    if (failure := fault_error(script)) is not None:
-        return failure
-    if body is None:
-        return error_response(400, "The request body is not valid JSON.")
-    return body, script
+    return {"user": user} if isinstance(user, str) and user.startswith(USER_PREFIX) else None
+
+
+DIALECT = Dialect(
+    check_auth=_check_headers,
+    script_carrier=_script_carrier,
+    bad_script=lambda message: error_response(400, message),
+    fault_error=lambda script, _model: fault_error(script),
+    bad_json=lambda: error_response(400, "The request body is not valid JSON."),
+)
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """`POST /v1/messages/count_tokens`: the simulator's exact prompt count."""
-    read = await _read(request, COUNT_ROUTE)
-    if isinstance(read, web.Response):
-        return read
+    admitted = await prologue(request, COUNT_ROUTE, DIALECT)
+    if isinstance(admitted, web.Response):
+        return admitted
     try:
-        req = parse_messages_request(read[0], counting=True)
+        req = parse_messages_request(admitted.body, counting=True)
     except Invalid as exc:
         return error_response(400, str(exc))
     return web.Response(
@@ -224,46 +187,20 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     """`POST /v1/messages`, faults included."""
-    read = await _read(request, ROUTE)
-    if isinstance(read, web.Response):
-        return read
-    body, script = read
+    admitted = await prologue(request, ROUTE, DIALECT)
+    if isinstance(admitted, web.Response):
+        return admitted
+    script = admitted.script
     try:
-        req = parse_messages_request(body)
+        req = parse_messages_request(admitted.body)
     except Invalid as exc:
         return error_response(400, str(exc))
     reply = generate(req, script)
     usage = usage_of(req, reply, script)
     message_id = "msg_" + uuid.uuid4().hex[:24]
-    state = request.app[STATE]
-    delay = script.chunk_delay_ms if script.chunk_delay_ms is not None else state.chunk_delay_ms
     if req.stream:
-        return await _stream(request, message_id, req, reply, usage, script, delay)
+        headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers()}
+        events = stream_events(message_id, req, reply, usage, not script.no_usage)
+        return await play_stream(request, script, headers, events)
     payload = orjson.dumps(message_payload(message_id, req, reply, usage))
-    if script.cut_after is not None or script.stall_after is not None:
-        response = web.StreamResponse(headers={"Content-Type": "application/json", **_headers()})
-        return await send_partial_body(request, response, payload, script)
-    return web.Response(body=payload, content_type="application/json", headers=_headers())
-
-
-async def _stream(
-    request: web.Request,
-    message_id: str,
-    req: MessagesRequest,
-    reply: Reply,
-    usage: dict[str, Any],
-    script: FaultScript,
-    delay: float,
-) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers()}
-    )
-    await response.prepare(request)
-    writer = ChunkWriter(request, response, script, delay)
-    try:
-        for data, content in stream_events(message_id, req, reply, usage, not script.no_usage):
-            await writer.send(data, content=content)
-    except StreamStopped:
-        return response
-    await response.write_eof()
-    return response
+    return await send_json(request, script, payload, _headers())

@@ -23,30 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from faregate.sim.faults import (
-    FAULT_HEADER,
-    ChunkWriter,
-    FaultScript,
-    FaultScriptError,
-    StreamStopped,
-    parse_script,
-    pause,
-    resolve_script,
-    select_script,
-    send_partial_body,
-    wait_for_disconnect,
-)
+from faregate.sim.delivery import play_stream, send_json
+from faregate.sim.faults import FaultScript
 from faregate.sim.gemini_common import (
+    DIALECT,
     EMBED_DIMENSIONS,
     JSON_TYPE,
     PREFIX,
-    check_key,
-    fault_error,
     get_model,
     google_error,
     invalid,
@@ -67,34 +56,9 @@ from faregate.sim.gemini_request import (
     parse_generate,
     prompt_tokens,
 )
+from faregate.sim.prologue import prologue
 from faregate.sim.state import STATE
 from faregate.tokens import count_text
-
-
-async def _prologue(
-    request: web.Request, route: str
-) -> tuple[dict[str, Any] | None, FaultScript] | web.Response:
-    """Count, authenticate, read the body and play the pre-response faults."""
-    state = request.app[STATE]
-    state.count_request(route)
-    if (denied := check_key(request)) is not None:
-        return denied
-    try:
-        decoded = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        decoded = None
-    body = decoded if isinstance(decoded, dict) else None
-    labels = body.get("labels") if body is not None else None
-    try:
-        text = select_script(request.headers.get(FAULT_HEADER), {"metadata": labels})
-        script = resolve_script(parse_script(text), state)
-    except FaultScriptError as exc:
-        return invalid(str(exc))
-    await pause(script.latency_ms if script.latency_ms is not None else state.latency_ms)
-    if script.hang:
-        await wait_for_disconnect(request)
-        return web.Response(status=499)
-    return body, script
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -104,18 +68,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if handler is None:
         request.app[STATE].count_request(PREFIX)
         return google_error(404, f"Method not found: {method or request.path}.")
-    started = await _prologue(request, f"{PREFIX}:{method}")
-    if isinstance(started, web.StreamResponse):
-        return started
-    body, script = started
-    request.app[STATE].count_model(model)
-    failure = fault_error(script, model)
-    if failure is not None:
-        return failure
-    if body is None:
-        return invalid("Invalid JSON payload received. Expected an object.")
+    admitted = await prologue(request, f"{PREFIX}:{method}", DIALECT, url_model=model)
+    if isinstance(admitted, web.Response):
+        return admitted
     try:
-        return await handler(request, model, body, script)
+        return await handler(request, model, admitted.body, admitted.script)
     except Invalid as exc:
         return invalid(str(exc))
 
@@ -123,65 +80,55 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 async def _reply(
     request: web.Request, payload: dict[str, Any], script: FaultScript
 ) -> web.StreamResponse:
-    if script.cut_after is not None or script.stall_after is not None:
-        response = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
-        return await send_partial_body(request, response, orjson.dumps(payload), script)
-    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+    return await send_json(request, script, orjson.dumps(payload), partial_type=JSON_TYPE)
+
+
+def _generated(
+    model: str, body: dict[str, Any], script: FaultScript
+) -> tuple[Generate, list[Candidate], dict[str, Any]]:
+    """The validated request, its candidates and their usage metadata."""
+    req = parse_generate(model, body, script)
+    candidates = generate(req, script)
+    return req, candidates, usage_metadata(req, candidates, script)
 
 
 async def generate_content(
     request: web.Request, model: str, body: dict[str, Any], script: FaultScript
 ) -> web.StreamResponse:
-    req = parse_generate(model, body, script)
-    candidates = generate(req, script)
-    usage = usage_metadata(req, candidates, script)
+    req, candidates, usage = _generated(model, body, script)
     return await _reply(request, response_payload(req, candidates, usage, response_id()), script)
 
 
 async def stream_generate_content(
     request: web.Request, model: str, body: dict[str, Any], script: FaultScript
 ) -> web.StreamResponse:
-    req = parse_generate(model, body, script)
-    candidates = generate(req, script)
-    usage = usage_metadata(req, candidates, script)
+    req, candidates, usage = _generated(model, body, script)
     sse = request.query.get("alt") == "sse"
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream" if sse else JSON_TYPE}
-    )
-    await response.prepare(request)
-    delay = script.chunk_delay_ms
-    state = request.app[STATE]
-    writer = ChunkWriter(
-        request, response, script, state.chunk_delay_ms if delay is None else delay
-    )
-    try:
-        await _stream(writer, req, candidates, usage, script, sse)
-    except StreamStopped:
-        return response
-    await response.write_eof()
-    return response
+    headers = {"Content-Type": "text/event-stream" if sse else JSON_TYPE}
+    frames = _frames(req, candidates, usage, script, sse)
+    return await play_stream(request, script, headers, frames)
 
 
-async def _stream(
-    writer: ChunkWriter,
+def _frames(
     req: Generate,
     candidates: list[Candidate],
     usage: dict[str, Any],
     script: FaultScript,
     sse: bool,
-) -> None:
+) -> Iterator[tuple[bytes, bool]]:
+    """(frame bytes, whether it counts as a content chunk): SSE events, or the elements
+    of one JSON array; the chunks with output count, except the first."""
     rid = response_id()
     running = {"promptTokenCount": req.prompt_tokens, "totalTokenCount": req.prompt_tokens}
     count = 0
 
-    async def send(payload: dict[str, Any], content: bool) -> None:
+    def frame(payload: dict[str, Any]) -> bytes:
         nonlocal count
         payload = {**payload, "modelVersion": req.model, "responseId": rid}
         data = orjson.dumps(payload)
         separator = b"[" if count == 0 else b",\r\n"
-        frame = b"data: " + data + b"\r\n\r\n" if sse else separator + data
         count += 1
-        await writer.send(frame, content=content)
+        return b"data: " + data + b"\r\n\r\n" if sse else separator + data
 
     pieces = [stream_pieces(c) for c in candidates]
     for step in range(max(len(p) for p in pieces)):
@@ -191,7 +138,8 @@ async def _stream(
                 chunk: dict[str, Any] = {"candidates": [entry]}
                 if not script.no_usage:
                     chunk["usageMetadata"] = running
-                await send(chunk, count > 0)
+                content = count > 0
+                yield frame(chunk), content
     final = []
     for cand in candidates:
         entry = {"finishReason": cand.finish, "index": cand.index}
@@ -201,9 +149,9 @@ async def _stream(
     last: dict[str, Any] = {"candidates": final}
     if not script.no_usage:
         last["usageMetadata"] = usage
-    await send(last, False)
+    yield frame(last), False
     if not sse:
-        await writer.send(b"]", content=False)
+        yield b"]", False
 
 
 async def count_tokens(

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from faregate.sim.faults import FaultScript, retry_headers
 from faregate.sim.openai_common import INVALID_KEY
+from faregate.sim.prologue import Dialect
 
 PREFIX = "/v1beta/models"
 GEMINI_INVALID_KEY = "sim-gemini-invalid"
@@ -134,6 +135,16 @@ def fault_error(script: FaultScript, model: str) -> web.Response | None:
         if daily:
             message += " Quota exceeded for metric: generate_content_requests per day, limit: 0"
     return google_error(status, message, details=details or None, headers=headers)
+
+
+DIALECT = Dialect(
+    check_auth=check_key,
+    script_carrier=lambda body: {"metadata": body.get("labels") if body is not None else None},
+    bad_script=invalid,
+    fault_error=fault_error,
+    bad_json=lambda: invalid("Invalid JSON payload received. Expected an object."),
+)
+"""The prologue of a Gemini route: the key, Google errors, a fault script in `labels`."""
 
 
 def model_card(name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from faregate.sim.faults import FaultScript, retry_headers
+from faregate.sim.prologue import Dialect
 
 INVALID_KEY = "sk-sim-invalid"
 """An API key the simulator always rejects, to simulate credential failures."""
@@ -155,6 +156,18 @@ def fault_error_response(script: FaultScript, model: str) -> web.Response | None
     if status == 429:
         headers.update(request_headers(remaining_requests=0))
     return error_response(status, message, error_type, param=param, code=code, headers=headers)
+
+
+def openai_dialect(bad_json_message: str) -> Dialect:
+    """The prologue of an OpenAI endpoint: Bearer auth, the fault script anywhere in the body,
+    OpenAI errors, and `bad_json_message` for a body that is not a JSON object."""
+    return Dialect(
+        check_auth=check_auth,
+        script_carrier=lambda body: body,
+        bad_script=lambda message: invalid_param(message, None, "invalid_sim_fault"),
+        fault_error=fault_error_response,
+        bad_json=lambda: invalid_param(bad_json_message, None),
+    )
 
 
 def model_object(model: str) -> dict[str, Any]:

@@ -13,30 +13,21 @@ import math
 import struct
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from faregate import tokens
-from faregate.sim.faults import (
-    FAULT_HEADER,
-    FaultScriptError,
-    parse_script,
-    pause,
-    resolve_script,
-    select_script,
-    wait_for_disconnect,
-)
 from faregate.sim.openai_common import (
-    check_auth,
-    fault_error_response,
     invalid_param,
     json_response,
+    openai_dialect,
     request_headers,
 )
-from faregate.sim.state import STATE
+from faregate.sim.prologue import prologue
 
 ROUTE = "embeddings"
 DEFAULT_DIMENSIONS = 16
+
+DIALECT = openai_dialect("We could not parse the JSON body of your request.")
 
 
 def vector(text: str, model: str, dimensions: int) -> list[float]:
@@ -76,33 +67,11 @@ def _count(value: Any) -> int:
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
     """Handle one embeddings request, faults included."""
-    state = request.app[STATE]
-    state.count_request(ROUTE)
-    if (denied := check_auth(request)) is not None:
-        return denied
-    try:
-        decoded = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        decoded = None
-    body: dict[str, Any] | None = decoded if isinstance(decoded, dict) else None
-    model = body.get("model") if body is not None else None
-    if isinstance(model, str):
-        state.count_model(model)
-    try:
-        script = resolve_script(
-            parse_script(select_script(request.headers.get(FAULT_HEADER), body)), state
-        )
-    except FaultScriptError as exc:
-        return invalid_param(str(exc), None, "invalid_sim_fault")
-    await pause(script.latency_ms if script.latency_ms is not None else state.latency_ms)
-    if script.hang:
-        await wait_for_disconnect(request)
-        return web.Response(status=499)
-    failure = fault_error_response(script, model if isinstance(model, str) else "unknown")
-    if failure is not None:
-        return failure
-    if body is None:
-        return invalid_param("We could not parse the JSON body of your request.", None)
+    admitted = await prologue(request, ROUTE, DIALECT)
+    if isinstance(admitted, web.Response):
+        return admitted
+    body = admitted.body
+    model = body.get("model")
     if not isinstance(model, str):
         return invalid_param("you must provide a model parameter", "model")
     texts = _inputs(body.get("input"))
