@@ -91,14 +91,20 @@ class Balancer:
             return sorted(deps, key=lambda d: (self.health(d).ewma_ms or 0.0, self.rng.random()))
         if strategy == "cost":
             return sorted(deps, key=lambda d: (d.cost.input + d.cost.output, self.rng.random()))
-        # weighted random without replacement: the first pick follows the weights
-        remaining = list(deps)
-        out: list[Deployment] = []
-        while remaining:
-            pick = self.rng.choices(remaining, weights=[d.weight for d in remaining])[0]
-            out.append(pick)
-            remaining.remove(pick)
-        return out
+        # The first pick follows the weights; the rest (only ever used for retries) follow in
+        # order of weight. One draw per request, however many deployments.
+        if len(deps) < 2:
+            return list(deps)
+        total = sum(d.weight for d in deps)
+        point = self.rng.random() * total
+        first = deps[-1]
+        for dep in deps:
+            point -= dep.weight
+            if point < 0:
+                first = dep
+                break
+        rest = sorted((d for d in deps if d is not first), key=lambda d: -d.weight)
+        return [first, *rest]
 
     def plan(self, chain: list[ModelEntry], tried: set[str]) -> list[tuple[ModelEntry, Deployment]]:
         """Candidates in order: the model's tiers first, then each fallback's; deployments not
