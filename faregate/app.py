@@ -188,17 +188,19 @@ class App:
             raise ConfigError(f"limits: {exc}") from None
 
     def reload(self) -> str:
-        """Read the config file again and swap in its catalog (models, deployments, prices,
-        fallbacks); a file that does not validate is refused and the old catalog serves on.
-        Server, database and billing settings take a restart."""
+        """Read the config file again and swap in its catalog: providers and models (their
+        deployments, prices, fallbacks and caches). A file that does not validate is refused
+        and the old catalog serves on. Every other section takes a restart."""
         svc = self.services
         if svc is None:
             raise ConfigError("the gateway has not started")
         if self.config_path is None:
             raise ConfigError("the gateway runs without a config file: there is nothing to reload")
-        config = load_config(self.config_path)
-        catalog = build_catalog(config, self.sim_url)
-        self.config = config.model_copy(update={"server": self.config.server})
+        fresh = load_config(self.config_path)
+        catalog = build_catalog(fresh, self.sim_url)
+        self.config = self.config.model_copy(
+            update={"providers": fresh.providers, "models": fresh.models}
+        )
         svc.config = self.config
         svc.catalog = catalog
         log.warning("reloaded %s: %d models", self.config_path, len(catalog.models))

@@ -143,6 +143,8 @@ def serve(
     import uvicorn
 
     config = _listen(_load(config_path), host, port)
+    env = Environment.from_env()
+    load_secret(env.secret_key, env.home)  # created here, once, before any worker needs it
     if config_path:
         os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)
     if workers > 1:

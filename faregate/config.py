@@ -282,10 +282,10 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _models_name_providers(self) -> Config:
-        longest = max(
-            (p.timeouts.first_byte + p.timeouts.total for p in self.providers.values()),
-            default=0.0,
-        )
+        timeouts = [p.timeouts for p in self.providers.values()] + [
+            d.timeouts for m in self.models.values() for d in m.deployments if d.timeouts
+        ]
+        longest = max((t.first_byte + t.total for t in timeouts), default=0.0)
         if self.billing.hold_ttl_seconds <= longest:
             raise ValueError(
                 f"billing.hold_ttl_seconds: {self.billing.hold_ttl_seconds} s does not outlast the"
@@ -310,7 +310,8 @@ class Config(_Strict):
                     )
                 if target.kind != model.kind:
                     raise ValueError(
-                        f"models.{name}.fallbacks: {fallback!r} is a {target.kind} model"
+                        f"models.{name}.fallbacks: {fallback!r} serves {target.kind} requests,"
+                        f" {name!r} serves {model.kind} requests"
                     )
         check_plans(self.limits, self.plans)
         return self

@@ -44,6 +44,9 @@ def _content_parts(content: Any) -> Iterable[tuple[str, str]]:
                 yield "image", ""
             elif kind == "input_audio":
                 yield "audio", ""
+            elif kind in ("file", "input_file", "document"):
+                # A document's tokens are bounded by its bytes (base64 or text alike).
+                yield "text", str(part.get("file") or part.get("source") or part)
 
 
 def _message_text(message: dict[str, Any]) -> Iterable[tuple[str, str]]:

@@ -212,7 +212,7 @@ class AdminAPI:
             try:
                 fields["limits"] = check_overrides(fields["limits"])
             except LimitsConfigError as exc:
-                raise ValidationFailed(f"limits: {exc}", param="limits") from None
+                raise ValidationFailed(str(exc), param="limits") from None
         return fields
 
     async def _fields(self, req: Request, allowed: frozenset[str]) -> dict[str, Any]:

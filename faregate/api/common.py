@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from faregate.auth import restrictions
 from faregate.billing.pricing import to_usd
 from faregate.billing.store import KeyRecord
 from faregate.errors import ValidationFailed
@@ -31,9 +32,21 @@ def api_key_of(req: Request) -> str | None:
 
 
 async def authenticate(svc: Services, req: Request) -> KeyRecord:
-    """The caller's key (checked once per request, then kept on the request)."""
+    """The caller's key, checked against its restrictions (where and when it may be used):
+    once per request, then kept on the request."""
     if req.key is None:
-        req.key = await svc.keys.authenticate(api_key_of(req))
+        key = await svc.keys.authenticate(api_key_of(req))
+        if key.restrictions:
+            headers = req.headers
+            trusted = restrictions.networks(tuple(svc.config.server.trusted_proxies))
+            restrictions.check(
+                key.restrictions,
+                address=restrictions.client_address(
+                    req.client_host, headers.get("x-forwarded-for"), trusted
+                ),
+                origin=headers.get("origin"),
+            )
+        req.key = key
     return req.key
 
 

@@ -14,7 +14,6 @@ import asyncpg
 from faregate.api.common import authenticate
 from faregate.api.envelopes import render_error
 from faregate.api.idempotency import HEADER, run_idempotent
-from faregate.auth import restrictions
 from faregate.billing.store import KeyRecord
 from faregate.errors import (
     FaregateError,
@@ -34,7 +33,9 @@ log = logging.getLogger("faregate")
 
 STORAGE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 EXPOSED = (
-    "x-request-id, x-faregate-cost, x-faregate-cost-usd, x-faregate-model, "
+    "x-request-id, request-id, x-faregate-cost, x-faregate-cost-usd, x-faregate-model, "
+    "x-faregate-deployment, x-faregate-attempts, x-faregate-cache, x-faregate-ignored-fields, "
+    "x-balancer-credits-used, x-balancer-cost-usd, x-balancer-model-used, idempotent-replayed, "
     "x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, "
     "x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, "
     "retry-after"
@@ -45,14 +46,14 @@ class FrontDoor:
     def __init__(self, router: Router, services: Services) -> None:
         self.router = router
         self.svc = services
-        self.trusted = restrictions.networks(tuple(services.config.server.trusted_proxies))
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         route, params, other_method = self.router.match(method, path)
         request = Request(scope, receive, params)
-        origin = request.headers.get("origin")
-        if method == "OPTIONS" and origin and self.svc.config.server.cors and other_method:
+        cors = self.svc.config.server.cors and (route is None or route.protocol != "admin")
+        origin = request.headers.get("origin") if cors else None
+        if method == "OPTIONS" and origin and other_method:
             await _preflight(request, origin, self.router.methods_for(path))(send, receive)
             return
         trace = Trace(route.kind) if route is not None and route.kind else None
@@ -77,7 +78,7 @@ class FrontDoor:
             except Exception:
                 log.exception("unhandled error on %s", path)
                 response = render_error(protocol, InternalError("An internal error occurred."))
-            _decorate(response, trace, lease, origin if self.svc.config.server.cors else None)
+            _decorate(response, trace, lease, origin)
             try:
                 await response(send, receive)
             finally:
@@ -90,17 +91,8 @@ class FrontDoor:
 
     async def _admit(self, request: Request, trace: Trace) -> Lease:
         """Who calls (401), from where and when (403), and within which limits (429)."""
-        key = await authenticate(self.svc, request)
+        key = await authenticate(self.svc, request)  # the key's restrictions included
         trace.key_id, trace.account_id = key.id, key.account_id
-        if key.restrictions:
-            headers = request.headers
-            restrictions.check(
-                key.restrictions,
-                address=restrictions.client_address(
-                    request.client_host, headers.get("x-forwarded-for"), self.trusted
-                ),
-                origin=headers.get("origin"),
-            )
         return await self.svc.limiter.acquire(key, trace.route)
 
     async def _handle(
@@ -117,6 +109,8 @@ class FrontDoor:
         if tokens:
             with contextlib.suppress(Exception):
                 await self.svc.limiter.record_tokens(key, trace.route, tokens)
+        if trace.cost:
+            self.svc.metrics.cost.labels(trace.model or "unknown").inc(trace.cost)
         self.svc.usage.record(trace)
 
 

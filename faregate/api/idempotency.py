@@ -50,7 +50,8 @@ async def run_idempotent(
     key: KeyRecord = await authenticate(svc, req)
     digest = hashlib.sha256(await req.body(svc.config.server.max_body_bytes)).hexdigest()
     ttl_ms = svc.config.idempotency.ttl_seconds * 1000
-    claim = await svc.store.idem_claim(key.id, idem, digest, ttl_ms)
+    running_ms = svc.config.billing.hold_ttl_seconds * 1000  # no request outlives its hold
+    claim = await svc.store.idem_claim(key.id, idem, digest, ttl_ms, running_ms)
     if isinstance(claim, StoredResult):
         return _replay(claim)
     if claim == "running":

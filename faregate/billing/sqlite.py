@@ -271,14 +271,15 @@ class SqliteStore:
     # -- idempotency keys --------------------------------------------------------------
 
     async def idem_claim(
-        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int
+        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int, running_ms: int
     ) -> IdemClaim:
         ts = now_ms()
 
         def op(c: sqlite3.Connection) -> IdemClaim:
             c.execute(
-                "DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND expires_at < ?",
-                (key_id, idem_key, ts),
+                "DELETE FROM idempotency WHERE key_id = ? AND idem_key = ? AND (expires_at < ?"
+                " OR (state = 'running' AND created_at < ?))",
+                (key_id, idem_key, ts, ts - running_ms),
             )
             inserted = c.execute(
                 "INSERT INTO idempotency (key_id, idem_key, body_hash, state, created_at,"
@@ -345,6 +346,9 @@ class SqliteStore:
                 "DELETE FROM instances WHERE heartbeat_at < ? AND id != ?",
                 (ts - stale_ms, self.instance_id),
             )
+        )
+        await self._submit(
+            lambda c: c.execute("DELETE FROM idempotency WHERE expires_at < ?", (ts,))
         )
         return released
 

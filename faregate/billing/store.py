@@ -240,10 +240,11 @@ class Store(Protocol):
     async def heartbeat(self) -> None: ...
 
     async def idem_claim(
-        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int
+        self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int, running_ms: int
     ) -> IdemClaim:
         """Claim an Idempotency-Key for a new run ("claimed"), or report that it is running,
-        was used with another body ("mismatch"), or finished (its stored result)."""
+        was used with another body ("mismatch"), or finished (its stored result). A claim still
+        "running" after `running_ms` was left by a process that died: it is claimed afresh."""
         ...
 
     async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None: ...

@@ -53,10 +53,9 @@ async def run_attempts(
                 break
         if attempt is None:
             wait = balancer.recovers_in(chain)
-            if wait is not None and wait <= min(
-                s.wait_for_recovery_seconds, deadline - loop.time()
-            ):
-                await asyncio.sleep(max(wait, 0.001))
+            budget = min(s.wait_for_recovery_seconds, deadline - loop.time())
+            if wait is not None and 0 < wait <= budget:
+                await asyncio.sleep(wait)
                 continue
             break
         trail.append(attempt)

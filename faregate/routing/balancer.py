@@ -65,7 +65,7 @@ class Balancer:
         return {
             dep_id: {
                 "breaker": h.state.name.lower(),
-                "available": h.available(now),
+                "available": h.peek(now),
                 "recovers_in": round(max(h.recovers_at(now) - now, 0.0), 3),
                 "inflight": h.inflight,
                 "latency_ewma_ms": h.ewma_ms,

@@ -48,10 +48,26 @@ class DeploymentHealth:
             return not self.probing
         return True
 
-    def recovers_at(self, now: float) -> float:
-        """When this deployment may take a request again (now, if it may already)."""
+    def recovers_at(self, now: float, rpm: int | None = None, tpm: int | None = None) -> float:
+        """When this deployment may take a request again (now, if it may already); a probe in
+        flight or a full minute window count as busy until they can change."""
         at = max(self.cool_until, self.open_until if self.state is BreakerState.OPEN else 0.0)
+        if self.state is BreakerState.HALF_OPEN and self.probing:
+            at = max(at, now + self.settings.breaker_cooldown_seconds)
+        full = (rpm is not None and self.minute_requests >= rpm) or (
+            tpm is not None and self.minute_tokens >= tpm
+        )
+        if full and now - self.minute_start < 60.0:
+            at = max(at, self.minute_start + 60.0)
         return max(at, now)
+
+    def peek(self, now: float) -> bool:
+        """`available`, without moving an open breaker to half-open."""
+        if now < self.cool_until:
+            return False
+        if self.state is BreakerState.OPEN:
+            return now >= self.open_until
+        return not (self.state is BreakerState.HALF_OPEN and self.probing)
 
     def under_caps(self, now: float, rpm: int | None, tpm: int | None) -> bool:
         if now - self.minute_start >= 60.0:
