@@ -1,0 +1,809 @@
+"""Faregate benchmark: the simulator directly (baseline) versus through one gateway worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
+
+import httptools
+import uvloop
+
+MODEL = "sim-small"
+CREDITS = 10**13  # micro-credits; a window costs well under 10**9
+CONCURRENCIES = (1, 32)
+REQUEST_CAP = 200_000  # hard cap on requests per measured window
+DRAIN_SECONDS = 10.0  # in-flight requests still open this long after a window are errors
+QUIET_LOAD = 0.1  # cores used by other processes below which the machine counts as quiet
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PACKAGES = ("faregate", "uvicorn", "uvloop", "httptools", "aiohttp", "orjson", "msgspec")
+
+# A ~1 KB chat body (the size used in shared/PERFORMANCE.md); the reply is the simulator's
+# default, 20-40 tokens, i.e. 20-40 SSE chunks plus the usage chunk when streaming.
+SYSTEM = (
+    "You are a helpful assistant for a travel agency. Answer briefly and politely, give "
+    "concrete suggestions with prices in euros where you can, and ask one clarifying question "
+    "when the request is ambiguous. Never invent booking references or confirm reservations."
+)
+USER = (
+    "Hello! My partner and I are planning a ten day trip through northern Italy in late "
+    "September. We would like to start in Milan, spend a few days around Lake Como, then go "
+    "on to Verona and Venice, and finish with two nights in Bologna for the food. We travel "
+    "by train only and prefer small family-run hotels over large chains. Our budget is about "
+    "two hundred euros per night for lodging. Could you suggest how many nights to spend in "
+    "each place, which train connections make sense between them, and one or two things in "
+    "each town that are worth booking ahead? We are also wondering whether late September is "
+    "still warm enough to swim in the lake. Thank you very much for your help."
+)
+
+
+def chat_body(stream: bool) -> bytes:
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}],
+        "temperature": 0.7,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(cpu: int | None) -> Callable[[], None] | None:
+    """A preexec_fn that pins the child (and every thread it later starts) to `cpu`."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def wait_health(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{log.read_text()}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout} s:\n{log.read_text()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def http_json(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def gateway_config(sim_url: str, db_path: Path) -> str:
+    """One provider (the simulator) and one model; everything else at production defaults
+    (key_cache_seconds = 5, billing heartbeat/reaper, upstream timeouts)."""
+    return f"""\
+[database]
+url = "sqlite:///{db_path}"
+
+[auth]
+key_cache_seconds = 5
+
+[providers.sim]
+base_url = "{sim_url}/v1"
+api_key = "sk-sim"
+
+[models."{MODEL}"]
+provider = "sim"
+upstream = "{MODEL}"
+max_output_tokens = 1000
+price = {{ input = 1000000, output = 2000000, cached_input = 500000 }}
+"""
+
+
+# -- /proc ---------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """utime + stime of a whole process (all its threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kb(pid: int | str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+def allowed_cpus(pid: int) -> dict[str, str]:
+    """Cpus_allowed_list of every thread of `pid`, to check the placement really holds."""
+    out: dict[str, str] = {}
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                out[task.name] = line.split(":", 1)[1].strip()
+    return out
+
+
+def source_version() -> str:
+    """The commit of the gateway code under test, and how many of its files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "faregate"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.splitlines()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} + {len(dirty)} uncommitted file(s) under faregate/" if dirty else commit
+
+
+def environment() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "faregate_source": source_version(),
+        "cpu_model": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "packages": versions,
+    }
+
+
+# -- the load generator --------------------------------------------------------------------
+
+
+class Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection; responses are parsed by httptools (llhttp, C)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.first_body_ns = 0
+        self.tail = b""
+        self.status = 0
+        self.keep_alive = True
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(exc or ConnectionResetError("connection closed"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    # httptools callbacks
+    def on_body(self, body: bytes) -> None:
+        if not self.first_body_ns:
+            self.first_body_ns = time.perf_counter_ns()
+        self.tail = (self.tail + body)[-32:]
+
+    def on_message_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def request(self, payload: bytes) -> None:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.first_body_ns = 0
+        self.tail = b""
+        self.status = 0
+        self.transport.write(payload)
+        await self.waiter
+
+
+@dataclass
+class Window:
+    """Everything recorded in one measured window."""
+
+    latencies_ns: list[int] = field(default_factory=list)
+    ttfb_ns: list[int] = field(default_factory=list)
+    ok: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    measuring: bool = False
+    stopped: bool = False
+    capped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def error(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(what)
+
+
+def pct(values: list[int], q: float) -> float:
+    """Nearest-rank percentile in milliseconds of sorted nanosecond values."""
+    if not values:
+        return float("nan")
+    rank = max(0, min(len(values) - 1, round(q / 100 * len(values) + 0.5) - 1))
+    return values[rank] / 1e6
+
+
+async def worker(port: int, payload: bytes, stream: bool, win: Window, cap: int) -> None:
+    loop = asyncio.get_running_loop()
+    conn: Conn | None = None
+    done_tail = b"data: [DONE]\n\n" if stream else b"}"
+    while not win.stopped:
+        if conn is None or conn.lost:
+            try:
+                _, conn = await loop.create_connection(Conn, "127.0.0.1", port)
+            except OSError as exc:
+                win.error(f"connect: {exc}")
+                await asyncio.sleep(0.01)
+                continue
+            sock = conn.transport.get_extra_info("socket") if conn.transport else None
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t0 = time.perf_counter_ns()
+        try:
+            await conn.request(payload)
+        except (OSError, httptools.HttpParserError) as exc:
+            if win.measuring:
+                win.error(f"{type(exc).__name__}: {exc}")
+            conn = None
+            continue
+        t1 = time.perf_counter_ns()
+        if not win.measuring:
+            continue
+        if conn.status != 200:
+            win.error(f"HTTP {conn.status}: ...{conn.tail!r}")
+        elif not conn.tail.endswith(done_tail):
+            win.error(f"incomplete body: ...{conn.tail!r}")
+        else:
+            win.ok += 1
+            win.latencies_ns.append(t1 - t0)
+            if stream:
+                win.ttfb_ns.append(conn.first_body_ns - t0)
+            if win.ok >= cap:
+                win.stopped = True
+                win.capped.set()
+        if not conn.keep_alive:
+            assert conn.transport is not None
+            conn.transport.close()
+            conn = None
+    if conn is not None and conn.transport is not None:
+        conn.transport.close()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # "direct" (the simulator) or "faregate"
+    port: int
+    token: str
+
+
+def core_busy() -> float:
+    """Busy CPU seconds since boot summed over all cores, every process included."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """CPU counters at one instant: ours per process, and the whole machine's."""
+
+    at: float
+    procs: dict[str, float]
+    machine: float
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> Snapshot:
+        procs = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        return cls(time.perf_counter(), procs, core_busy())
+
+    def since(self, before: Snapshot) -> tuple[float, dict[str, float], float]:
+        """(elapsed seconds, CPU seconds per process, other processes' load in cores)."""
+        elapsed = self.at - before.at
+        procs = {name: self.procs[name] - before.procs[name] for name in self.procs}
+        other = (self.machine - before.machine - sum(procs.values())) / elapsed
+        return elapsed, procs, max(0.0, other)
+
+
+async def wait_quiet(pids: dict[str, int], max_wait: float) -> tuple[float, float]:
+    """Wait (at most `max_wait` s) until other processes use under QUIET_LOAD of a core.
+    The machine may be shared; returns (seconds waited, the last other-load sample)."""
+    start = time.perf_counter()
+    while True:
+        before = Snapshot.take(pids)
+        await asyncio.sleep(0.5)
+        _, _, other = Snapshot.take(pids).since(before)
+        waited = time.perf_counter() - start
+        if other <= QUIET_LOAD or waited >= max_wait:
+            return waited, other
+        await asyncio.sleep(0.5)
+
+
+async def measure(
+    target: Target,
+    stream: bool,
+    concurrency: int,
+    args: argparse.Namespace,
+    pids: dict[str, int],
+) -> dict[str, Any]:
+    """One window: warm up, then measure for `args.duration` s (or `args.cap` requests)."""
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{target.port}\r\n"
+        f"authorization: Bearer {target.token}\r\ncontent-type: application/json\r\n"
+    ).encode()
+    body = chat_body(stream)
+    payload = head + f"content-length: {len(body)}\r\n\r\n".encode() + body
+    win = Window()
+    tasks = [
+        asyncio.create_task(worker(target.port, payload, stream, win, args.cap))
+        for _ in range(concurrency)
+    ]
+    gc.collect()
+    gc.disable()
+    try:
+        await asyncio.sleep(args.warmup)
+        before = Snapshot.take(pids)
+        win.measuring = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(win.capped.wait(), timeout=args.duration)
+        win.measuring = False
+        win.stopped = True
+        elapsed, cpu, other = Snapshot.take(pids).since(before)
+        finished, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+        for task in pending:
+            task.cancel()
+            win.error("request still open after the window (timeout)")
+        for task in finished:
+            if (exc := task.exception()) is not None:
+                win.error(f"worker failed: {exc!r}")
+    finally:
+        gc.enable()
+    lat = sorted(win.latencies_ns)
+    ttfb = sorted(win.ttfb_ns)
+    done = win.ok + win.errors
+
+    def per_request(seconds: float) -> float | None:
+        return seconds * 1000 / done if done else None
+
+    row: dict[str, Any] = {
+        "target": target.name,
+        "stream": stream,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 3),
+        "requests": win.ok,
+        "errors": win.errors,
+        "error_samples": win.error_samples,
+        "capped": win.capped.is_set(),
+        "rps": win.ok / elapsed,
+        "p50_ms": pct(lat, 50),
+        "p99_ms": pct(lat, 99),
+        "mean_ms": (sum(lat) / len(lat) / 1e6) if lat else float("nan"),
+        "ttfb_p50_ms": pct(ttfb, 50) if stream else None,
+        "ttfb_p99_ms": pct(ttfb, 99) if stream else None,
+        "cpu_seconds": {name: round(v, 3) for name, v in cpu.items()},
+        "generator_cpu_ms_per_req": per_request(cpu["generator"]),
+        "simulator_cpu_ms_per_req": per_request(cpu["simulator"]),
+        # The generator's core: the generator and the simulator share it.
+        "core0_busy": (cpu["generator"] + cpu["simulator"]) / elapsed,
+        # CPU used by processes other than ours while measuring (the machine may be shared).
+        "other_load": other,
+    }
+    if target.name == "faregate":
+        row["gateway_cpu_ms_per_req"] = per_request(cpu["gateway"])
+        row["gateway_core_busy"] = cpu["gateway"] / elapsed
+        row["gateway_mem_kb"] = memory_kb(pids["gateway"])
+    return row
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def sanity_check(target: Target, stream: bool) -> None:
+    """One request parsed in full: a 200, choices, and usage (in the last chunk if streaming)."""
+    url = f"http://127.0.0.1:{target.port}/v1/chat/completions"
+    req = urllib.request.Request(url, data=chat_body(stream), method="POST")
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {target.token}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        raw = r.read().decode()
+    if stream:
+        events = [e[6:] for e in raw.split("\n\n") if e.startswith("data: ")]
+        assert events[-1] == "[DONE]", raw[-200:]
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert chunks[-1].get("usage", {}).get("completion_tokens"), chunks[-1]
+        assert 20 <= len(chunks) <= 60, len(chunks)
+    else:
+        data = json.loads(raw)
+        assert data["choices"][0]["message"]["content"], data
+        assert data["usage"]["completion_tokens"] > 0, data
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def mode(row: dict[str, Any]) -> str:
+    return "stream" if row["stream"] else "json"
+
+
+Key = tuple[str, bool, int]
+
+
+def key_of(row: dict[str, Any]) -> Key:
+    return row["target"], row["stream"], row["concurrency"]
+
+
+def choose(rows: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    """Per setting, the window least disturbed by other processes (not the fastest one)."""
+    best: dict[Key, dict[str, Any]] = {}
+    for row in rows:
+        key = key_of(row)
+        if key not in best or row["other_load"] < best[key]["other_load"]:
+            best[key] = row
+    return best
+
+
+def pairs(best: dict[Key, dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(direct, faregate) rows measured at the same setting."""
+    for stream in (False, True):
+        for c in CONCURRENCIES:
+            if ("direct", stream, c) in best and ("faregate", stream, c) in best:
+                yield best[("direct", stream, c)], best[("faregate", stream, c)]
+
+
+def comparisons(best: dict[Key, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for d, f in pairs(best):
+        cmp: dict[str, Any] = {
+            "stream": d["stream"],
+            "concurrency": d["concurrency"],
+            "rps_ratio": f["rps"] / d["rps"] if d["rps"] else None,
+            "added_p50_ms": f["p50_ms"] - d["p50_ms"],
+            "added_p99_ms": f["p99_ms"] - d["p99_ms"],
+            "added_ttfb_p50_ms": f["ttfb_p50_ms"] - d["ttfb_p50_ms"] if d["stream"] else None,
+            "added_ttfb_p99_ms": f["ttfb_p99_ms"] - d["ttfb_p99_ms"] if d["stream"] else None,
+        }
+        out.append(cmp)
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    env = result["environment"]
+    rows = result["results"]
+    best = choose(rows)
+    added = {(c["stream"], c["concurrency"]): c for c in result["comparisons"]}
+    lines = [
+        "## Environment",
+        "",
+        f"- Faregate source: {env['faregate_source']}",
+        f"- CPU: {env['cpu_model']} ({env['cpus']} cores), kernel {env['kernel']}",
+        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+        f"- placement: {result['placement']}",
+        f"- load generator: {result['generator']}",
+        f"- windows: {result['warmup_s']} s warm-up, then {result['duration_s']} s measured "
+        f"(cap {result['cap']:,} requests), {result['rounds']} round(s); before each window "
+        f"the run waits up to {result['quiet_wait_s']} s for other processes to go quiet",
+        "",
+        "## Results",
+        "",
+        "Latency is to the last byte (for streams: the whole stream); TTFB is to the first body "
+        "byte; times in ms. Added: Faregate minus direct at the same setting. GW CPU: the "
+        "gateway process's utime+stime over the window / requests. Core 0: generator + "
+        "simulator CPU / window. Other: CPU used by processes not ours during the window, in "
+        "cores (the machine may be shared; above ~0.1 the window is disturbed).",
+        "",
+        "| target | mode | c | r/s | p50 | p99 | TTFB p50 | TTFB p99 | added p50 | added p99 "
+        "| errors | GW CPU ms/req | core 0 busy | other |",
+        "| --- | --- " + "| ---: " * 12 + "|",
+    ]
+    for d, f in pairs(best):
+        cmp = added[(d["stream"], d["concurrency"])]
+        for r in (d, f):
+            extra = cmp if r is f else {}
+            lines.append(
+                f"| {r['target']} | {mode(r)} | {r['concurrency']} "
+                f"| {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 3)} | {fmt(r['p99_ms'], 3)} "
+                f"| {fmt(r['ttfb_p50_ms'], 3)} | {fmt(r['ttfb_p99_ms'], 3)} "
+                f"| {fmt(extra.get('added_p50_ms'), 3)} | {fmt(extra.get('added_p99_ms'), 3)} "
+                f"| {r['errors']} | {fmt(r.get('gateway_cpu_ms_per_req'), 3)} "
+                f"| {r['core0_busy']:.0%} | {r['other_load']:.2f} |"
+            )
+    lines += [
+        "",
+        "## Faregate as a ratio of the direct baseline (same run)",
+        "",
+        "| mode | c | r/s | p50 | p99 | TTFB p50 | gateway core busy |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for d, f in pairs(best):
+        lines.append(
+            f"| {mode(d)} | {d['concurrency']} "
+            f"| {ratio(f['rps'], d['rps'])} | {ratio(f['p50_ms'], d['p50_ms'])} "
+            f"| {ratio(f['p99_ms'], d['p99_ms'])} "
+            f"| {ratio(f['ttfb_p50_ms'], d['ttfb_p50_ms']) if d['stream'] else '-'} "
+            f"| {f['gateway_core_busy']:.0%} |"
+        )
+    if result["rounds"] > 1:
+        lines += [
+            "",
+            "## Spread over the rounds (every window)",
+            "",
+            "| target | mode | c | r/s min-max | p50 min-max | other load min-max |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for key in best:
+            same = [r for r in rows if key_of(r) == key]
+            rps = [r["rps"] for r in same]
+            p50 = [r["p50_ms"] for r in same]
+            other = [r["other_load"] for r in same]
+            lines.append(
+                f"| {key[0]} | {'stream' if key[1] else 'json'} | {key[2]} "
+                f"| {min(rps):,.0f}-{max(rps):,.0f} | {min(p50):.3f}-{max(p50):.3f} "
+                f"| {min(other):.2f}-{max(other):.2f} |"
+            )
+    mem = result["gateway_memory_kb"]
+    gen = [r["generator_cpu_ms_per_req"] for r in best.values() if r["generator_cpu_ms_per_req"]]
+    lines += [
+        "",
+        f"Gateway peak memory (VmHWM): {mem['VmHWM'] / 1024:.1f} MiB "
+        f"(RSS at the end {mem['VmRSS'] / 1024:.1f} MiB); simulator VmHWM "
+        f"{result['simulator_memory_kb']['VmHWM'] / 1024:.1f} MiB.",
+        f"Errors in all windows: {sum(r['errors'] for r in rows)} "
+        f"(every counted response: HTTP 200 and a complete body).",
+        f"Load generator CPU: {min(gen):.3f}-{max(gen):.3f} ms per request.",
+        "Note: the load generator shares core 0 with the simulator; the gateway is alone on "
+        "core 1. The direct rows show what core 0 (simulator + generator) can serve; in the "
+        "Faregate rows, 'core 0 busy' well under 100% with the gateway's core near 100% means "
+        "the gateway is the bottleneck.",
+    ]
+    return "\n".join(lines)
+
+
+async def run_windows(
+    targets: list[Target], args: argparse.Namespace, pids: dict[str, int]
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for round_ in range(1, args.rounds + 1):
+        for stream in (False, True):
+            for c in CONCURRENCIES:
+                for target in targets:
+                    waited, before = await wait_quiet(pids, args.quiet_wait)
+                    row = await measure(target, stream, c, args, pids)
+                    row.update(round=round_, quiet_wait_s=round(waited, 1), other_before=before)
+                    rows.append(row)
+                    print(
+                        f"  round {round_} {target.name:8} {mode(row):6} c={c:<3} "
+                        f"{row['rps']:7.0f} r/s  p50 {row['p50_ms']:7.3f} ms  "
+                        f"p99 {row['p99_ms']:7.3f} ms  errors {row['errors']}  "
+                        f"other load {row['other_load']:.2f} (waited {waited:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return rows
+
+
+def on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise TimeoutError("the benchmark exceeded its time budget")
+
+
+def start_processes(
+    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int, str, str, str]:
+    """Start the simulator and the gateway; make an account and a key.
+    Returns (sim, gateway, sim port, gateway port, admin key, account id, API key)."""
+    python = sys.executable
+    sim_port = free_port()
+    sim_log = tmp / "sim.log"
+    with sim_log.open("wb") as out:
+        sim = subprocess.Popen(
+            [python, "-m", "faregate.sim", "--port", str(sim_port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pinned(generator_cpu),
+        )
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    home = tmp / "home"
+    home.mkdir()
+    config = tmp / "faregate.toml"
+    config.write_text(gateway_config(sim_url, home / "faregate.db"))
+    admin_key = "fga-bench-" + secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "FAREGATE_HOME": str(home),
+        "FAREGATE_ADMIN_KEY": admin_key,
+        "FAREGATE_SECRET_KEY": secrets.token_hex(32),
+    }
+    for name in ("FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
+        env.pop(name, None)
+    gw_port = free_port()
+    gw_log = tmp / "gateway.log"
+    serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(gw_port)]
+    with gw_log.open("wb") as out:
+        gw = subprocess.Popen(
+            [python, *serve],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+            preexec_fn=pinned(gateway_cpu),
+        )
+    try:
+        wait_health(f"{sim_url}/health", sim, sim_log)
+        gw_url = f"http://127.0.0.1:{gw_port}"
+        wait_health(f"{gw_url}/health", gw, gw_log)
+        account = {"name": "bench", "credits": CREDITS}
+        acct = http_json("POST", f"{gw_url}/admin/v1/accounts", account, admin_key)
+        key = http_json(
+            "POST", f"{gw_url}/admin/v1/accounts/{acct['id']}/keys", {"name": "b"}, admin_key
+        )["key"]
+    except BaseException:
+        stop_process(gw)
+        stop_process(sim)
+        raise
+    return sim, gw, sim_port, gw_port, admin_key, acct["id"], key
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="0.5 s warm-ups, 1.5 s windows")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds (default 1)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds (default 5)")
+    parser.add_argument("--cap", type=int, default=REQUEST_CAP, help="requests per window")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every setting N times (default 1)"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=20.0,
+        help="before each window, wait up to this many seconds for other processes to go "
+        "quiet (default 20; 0 = do not wait)",
+    )
+    args = parser.parse_args()
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    args.duration = args.duration if args.duration is not None else (1.5 if args.quick else 5.0)
+    if not (0 < args.duration <= 60 and 0 <= args.warmup <= 10 and 1 <= args.rounds <= 10):
+        parser.error("keep --duration in (0, 60], --warmup in [0, 10], --rounds in [1, 10]")
+
+    windows = args.rounds * 2 * 2 * len(CONCURRENCIES)
+    budget = 120 + windows * (args.warmup + args.duration + args.quiet_wait + 1 + DRAIN_SECONDS)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(budget))
+
+    cpus = sorted(os.sched_getaffinity(0))
+    gen_cpu, gw_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    if gen_cpu is not None:
+        os.sched_setaffinity(0, {gen_cpu})
+        placement = (
+            f"gateway alone on CPU {gw_cpu}; simulator and load generator share CPU {gen_cpu}"
+        )
+    else:
+        placement = "NOT pinned (fewer than 2 CPUs available): numbers are not comparable"
+    env = environment()
+    print(f"environment: {json.dumps(env)}", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="faregate-bench-") as tmpdir:
+        sim, gw, sim_port, gw_port, admin_key, account_id, key = start_processes(
+            Path(tmpdir), gen_cpu, gw_cpu
+        )
+        try:
+            targets = [Target("direct", sim_port, "sk-bench"), Target("faregate", gw_port, key)]
+            for target in targets:
+                for stream in (False, True):
+                    sanity_check(target, stream)
+            pids = {"generator": os.getpid(), "simulator": sim.pid, "gateway": gw.pid}
+            affinity = {name: allowed_cpus(pid) for name, pid in pids.items()}
+            print(f"placement: {placement}; CPUs allowed per thread: {affinity}", file=sys.stderr)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                rows = runner.run(run_windows(targets, args, pids))
+            account = http_json(
+                "GET", f"http://127.0.0.1:{gw_port}/admin/v1/accounts/{account_id}", None, admin_key
+            )
+            result: dict[str, Any] = {
+                "environment": env,
+                "placement": placement,
+                "affinity": {name: sorted(set(v.values())) for name, v in affinity.items()},
+                "generator": (
+                    "one Python process (uvloop, a raw asyncio protocol with the httptools "
+                    "parser, one keep-alive connection per concurrent client), sharing CPU "
+                    f"{gen_cpu} with the simulator; wrk: "
+                    + ("installed, not used" if shutil.which("wrk") else "not installed")
+                ),
+                "warmup_s": args.warmup,
+                "duration_s": args.duration,
+                "cap": args.cap,
+                "rounds": args.rounds,
+                "quiet_wait_s": args.quiet_wait,
+                "results": rows,
+                "comparisons": comparisons(choose(rows)),
+                "gateway_memory_kb": memory_kb(gw.pid),
+                "simulator_memory_kb": memory_kb(sim.pid),
+                "account_balance_after": account.get("balance"),
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        finally:
+            stop_process(gw)
+            stop_process(sim)
+            signal.alarm(0)
+    print(markdown(result))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
