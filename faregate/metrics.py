@@ -70,3 +70,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class DeploymentSeries:
+    """The labelled series of one (model, deployment), looked up once and kept: a label
+    lookup per request costs more than the increment itself."""
+
+    __slots__ = ("breaker", "latency", "ok", "prompt_tokens", "completion_tokens")
+
+    def __init__(self, metrics: Metrics, model: str, deployment: str) -> None:
+        self.ok = metrics.upstream_requests.labels(model, deployment, "ok")
+        self.latency = metrics.upstream_latency.labels(model, deployment)
+        self.breaker = metrics.breaker_state.labels(model, deployment)
+        self.prompt_tokens = metrics.tokens.labels(model, deployment, "prompt")
+        self.completion_tokens = metrics.tokens.labels(model, deployment, "completion")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from faregate.config import Routing
 from faregate.errors import FailureClass, UpstreamError
-from faregate.metrics import Metrics
+from faregate.metrics import DeploymentSeries, Metrics
 from faregate.routing.catalog import Deployment, ModelEntry
 from faregate.routing.health import BreakerState, DeploymentHealth, KeyPool
 
@@ -40,7 +40,15 @@ class Balancer:
         self.clock = clock
         self.rng = rng or random.Random()
         self._health: dict[str, DeploymentHealth] = {}
+        self._series: dict[tuple[str, str], DeploymentSeries] = {}
         self._keys: dict[str, KeyPool] = {}
+
+    def series(self, attempt: Attempt) -> DeploymentSeries:
+        key = (attempt.model.name, attempt.deployment.name)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = DeploymentSeries(self.metrics, *key)
+        return series
 
     def health(self, dep: Deployment) -> DeploymentHealth:
         h = self._health.get(dep.id)
@@ -149,9 +157,9 @@ class Balancer:
     def used(self, attempt: Attempt, prompt_tokens: int, completion_tokens: int) -> None:
         """Tokens an attempt consumed: the deployment's TPM cap and the token counters."""
         self.health(attempt.deployment).minute_tokens += prompt_tokens + completion_tokens
-        labels = (attempt.model.name, attempt.deployment.name)
-        self.metrics.tokens.labels(*labels, "prompt").inc(prompt_tokens)
-        self.metrics.tokens.labels(*labels, "completion").inc(completion_tokens)
+        series = self.series(attempt)
+        series.prompt_tokens.inc(prompt_tokens)
+        series.completion_tokens.inc(completion_tokens)
 
     def broke_mid_stream(self, attempt: Attempt, err: UpstreamError) -> None:
         """A stream that failed after its first byte: no retry, but the breaker counts it."""
@@ -168,10 +176,10 @@ class Balancer:
         latency = self.clock() - attempt.started
         h.succeeded(latency * 1000)
         attempt.outcome = "ok"
-        labels = (attempt.model.name, attempt.deployment.name)
-        self.metrics.upstream_requests.labels(*labels, "ok").inc()
-        self.metrics.upstream_latency.labels(*labels).observe(latency)
-        self.metrics.breaker_state.labels(*labels).set(int(h.state))
+        series = self.series(attempt)
+        series.ok.inc()
+        series.latency.observe(latency)
+        series.breaker.set(int(h.state))
 
     def failed(self, attempt: Attempt, err: UpstreamError) -> None:
         """Learn from a failure: the failure class decides cooldown, breaker or key."""

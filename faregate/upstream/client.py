@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -64,6 +65,13 @@ class Stream:
         self._resp.release() if self._resp.content.at_eof() else self._resp.close()
 
 
+@functools.lru_cache(maxsize=1024)
+def _whole_reply_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=t.first_byte + t.total, sock_connect=t.connect, sock_read=t.first_byte
+    )
+
+
 class Upstream:
     def __init__(self, *, limit: int = 1024, limit_per_host: int = 512) -> None:
         self._limit = limit
@@ -117,20 +125,32 @@ class Upstream:
             ) from None
 
     async def send(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Reply:
-        """A whole request and its whole reply (for non-streaming calls)."""
-        resp = await self._open(creds, req, t)
+        """A whole request and its whole reply (for non-streaming calls). aiohttp's own timers
+        bound it: connect, no byte for `first_byte` seconds (headers or body), `total`."""
         try:
-            async with asyncio.timeout(t.total):
+            async with self.session.post(
+                creds.base_url + req.path,
+                data=req.body,
+                headers=req.headers,
+                timeout=_whole_reply_timeout(t),
+            ) as resp:
                 body = await resp.read()
-        except TimeoutError:
-            raise UpstreamError(FailureClass.TIMEOUT, "the provider reply took too long") from None
+                status = resp.status
+                # Headers matter only to classify an error.
+                headers = {k.lower(): v for k, v in resp.headers.items()} if status >= 400 else {}
+        except TimeoutError:  # aiohttp's connect, read and total timeouts are TimeoutErrors
+            raise UpstreamError(
+                FailureClass.TIMEOUT, "the provider did not answer in time"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(
+                FailureClass.TRANSIENT, f"cannot connect to the provider ({exc.os_error})"
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError(
-                FailureClass.TRANSIENT, f"the reply broke off: {type(exc).__name__}"
+                FailureClass.TRANSIENT, f"the provider connection failed: {type(exc).__name__}"
             ) from None
-        finally:
-            resp.release()
-        return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
+        return Reply(status, headers, body)
 
     async def stream(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Stream | Reply:
         """An open stream on success; on an error status, the whole (capped) error reply."""
