@@ -17,8 +17,8 @@ import asyncpg
 from pydantic import ValidationError
 from sqlalchemy import Connection, text
 
-from faregate.admin import ops
-from faregate.api import admin_governance, anthropic, gemini
+from faregate.admin import catalog_ops, ops
+from faregate.api import admin_catalog, admin_governance, anthropic, gemini
 from faregate.api import usage as usage_api
 from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
@@ -132,6 +132,9 @@ class App:
         self._sim_runner: Any = None
         self._front: FrontDoor | None = None
         self._rollup: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self.file_config = config  # as the config file says; `config` adds stored overrides
+        self.overrides = catalog_ops.Overrides()
 
     # -- lifespan ----------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class App:
         store = make_store(self.database_url)
         await store.start()
         self._db = AdminDB(self.database_url)
+        self.overrides = await self._db.run(catalog_ops.load)
+        self.config = catalog_ops.apply(self.file_config, self.overrides)
         if self.config.simulator.enabled:
             from faregate.sim.server import start as start_sim
 
@@ -176,6 +181,7 @@ class App:
                 self.config.usage.retention_days,
             )
         )
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         self._watch_sighup()
         await self._first_run(hasher)
         if self.announce is not None:
@@ -189,22 +195,54 @@ class App:
 
     def reload(self) -> str:
         """Read the config file again and swap in its catalog: providers and models (their
-        deployments, prices, fallbacks and caches). A file that does not validate is refused
-        and the old catalog serves on. Every other section takes a restart."""
-        svc = self.services
-        if svc is None:
+        deployments, prices, fallbacks and caches), with the stored price and plan overrides on
+        top. A file that does not validate is refused and the old catalog serves on. Every
+        other section takes a restart."""
+        if self.services is None:
             raise ConfigError("the gateway has not started")
         if self.config_path is None:
             raise ConfigError("the gateway runs without a config file: there is nothing to reload")
         fresh = load_config(self.config_path)
-        catalog = build_catalog(fresh, self.sim_url)
-        self.config = self.config.model_copy(
+        self.file_config = self.file_config.model_copy(
             update={"providers": fresh.providers, "models": fresh.models}
         )
-        svc.config = self.config
+        models = self._install(catalog_ops.apply(self.file_config, self.overrides))
+        log.warning("reloaded %s: %d models", self.config_path, models)
+        return f"{self.config_path}: {models} models"
+
+    async def refresh_overrides(self) -> bool:
+        """Apply the prices and plans stored through the admin API (by any replica) when they
+        changed since the last look; True if they did."""
+        if self._db is None or self.services is None:
+            return False
+        overrides = await self._db.run(catalog_ops.load)
+        if overrides.version == self.overrides.version:
+            return False
+        self.overrides = overrides
+        self._install(catalog_ops.apply(self.file_config, overrides))
+        return True
+
+    def _install(self, config: Config) -> int:
+        """Serve `config`: a new catalog, and a new limiter when the plans changed."""
+        svc = self.services
+        assert svc is not None
+        catalog = build_catalog(config, self.sim_url)
+        plans_changed = config.plans != self.config.plans
+        self.config = config
+        if plans_changed:
+            old, svc.limiter = svc.limiter, self._limiter()
+            asyncio.get_running_loop().create_task(old.close())
+        svc.config = config
         svc.catalog = catalog
-        log.warning("reloaded %s: %d models", self.config_path, len(catalog.models))
-        return f"{self.config_path}: {len(catalog.models)} models"
+        return len(catalog.models)
+
+    async def _refresh_loop(self, every: float = 15.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.refresh_overrides()
+            except Exception:
+                log.exception("could not read the stored prices and plans; retrying")
 
     def _watch_sighup(self) -> None:
         def on_sighup() -> None:
@@ -240,6 +278,11 @@ class App:
         self.bootstrap_admin_key, self.first_run_key = await self._db.run(act)
 
     async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         if self._rollup is not None:
             self._rollup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -284,6 +327,7 @@ class App:
         admin_api = AdminAPI(svc, db, self.env.admin_key, self.reload)
         admin_api.mount(self.router)
         admin_governance.mount(admin_api, self.router)
+        admin_catalog.mount(admin_api, self.router, self)
         usage_api.mount_client(self.router, svc, db)
 
     async def _metrics(self, _: Request) -> Response:

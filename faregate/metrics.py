@@ -76,7 +76,7 @@ class DeploymentSeries:
     """The labelled series of one (model, deployment), looked up once and kept: a label
     lookup per request costs more than the increment itself."""
 
-    __slots__ = ("breaker", "latency", "ok", "prompt_tokens", "completion_tokens")
+    __slots__ = ("breaker", "completion_tokens", "latency", "ok", "prompt_tokens")
 
     def __init__(self, metrics: Metrics, model: str, deployment: str) -> None:
         self.ok = metrics.upstream_requests.labels(model, deployment, "ok")

@@ -236,3 +236,21 @@ usage_daily = Table(
     Index("ix_usage_daily_account", "account_id", "day"),
     Index("ix_usage_daily_key", "key_id", "day"),
 )
+
+price_overrides = Table(
+    "price_overrides",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("input", BigInteger, nullable=False),
+    Column("output", BigInteger, nullable=False),
+    Column("cached_input", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+plan_overrides = Table(
+    "plan_overrides",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("limits", Text, nullable=False),  # JSON of a plan: {"chat": {"rpm": 60}, ...}
+    Column("updated_at", BigInteger, nullable=False),
+)

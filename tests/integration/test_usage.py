@@ -85,6 +85,7 @@ def test_usage_reports_agree_with_the_ledger(any_gateway: Gateway) -> None:
     sent.append(failed.headers["x-request-id"])
     assert chat(gw, key3).status_code == 200
     wait_for_rows(gw, account, 6)
+    wait_for_rows(gw, other, 1)
 
     ledger = settled_by_key(gw, account)
     assert set(ledger) == {id1, id2}
