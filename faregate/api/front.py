@@ -4,7 +4,6 @@ render any error in the route's envelope; add the request id, rate-limit and COR
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -83,8 +82,6 @@ class FrontDoor:
             try:
                 await response(send, receive)
             finally:
-                if trace is not None:
-                    await _settled(trace)
                 if lease is not None:
                     lease.release()
                 if trace is not None and request.key is not None:
@@ -115,15 +112,6 @@ class FrontDoor:
         if trace.cost:
             self.svc.metrics.cost.labels(trace.model or "unknown").inc(trace.cost)
         self.svc.usage.record(trace)
-
-
-async def _settled(trace: Trace) -> None:
-    """The commits the reply did not wait for; a failure leaves the hold to the reaper."""
-    for committed in trace.after:
-        try:
-            await asyncio.shield(committed)
-        except Exception:
-            log.exception("a settlement of %s could not be committed", trace.request_id)
 
 
 def _no_route(router: Router, method: str, path: str, other_method: bool) -> FaregateError:

@@ -24,22 +24,12 @@ class Charge:
         self._closed = False
 
     async def settle(self, settlement: Settlement) -> None:
-        committed = self.settle_soon(settlement)
-        if committed is not None:
-            await asyncio.shield(committed)  # a cancelled request still records what it spent
-
-    def settle_soon(self, settlement: Settlement) -> asyncio.Future[None] | None:
-        """Close the hold at its cost now, and commit it in the background: the caller awaits
-        the returned future once the reply is on its way (None if it was already closed). It
-        runs as its own task, so a cancelled request still records what it spent."""
         if self._closed:
-            return None
+            return
         self._closed = True
         self.cost = settlement.cost
-        return asyncio.ensure_future(self._commit(settlement))
-
-    async def _commit(self, settlement: Settlement) -> None:
-        if not await self.store.settle(self.ticket, settlement):
+        # Shielded: a cancelled request still records what it spent.
+        if not await asyncio.shield(self.store.settle(self.ticket, settlement)):
             log.warning(
                 "hold %s was closed before its settlement (reaped after a stall?);"
                 " %d micro-credits were not charged",

@@ -71,12 +71,8 @@ async def _settle(
     usage: Usage,
     note: str | None = None,
     price: Price | None = None,
-    *,
-    defer: bool = False,
 ) -> int:
-    """Charge `usage` at the model's price (or `price`). With `defer`, the commit overlaps
-    sending the reply: the request's trace holds it, and the app awaits it once the reply
-    is handed to the server."""
+    """Charge `usage` at the model's price (or `price`), committed before the reply goes."""
     cost = cost_of(price or entry.price, usage)
     trace = current_trace.get()
     if trace is not None:
@@ -94,12 +90,7 @@ async def _settle(
         estimated=usage.estimated,
         note=note,
     )
-    if defer and trace is not None:
-        committed = charge.settle_soon(settlement)
-        if committed is not None:
-            trace.after.append(committed)
-    else:
-        await charge.settle(settlement)
+    await charge.settle(settlement)
     return cost
 
 
@@ -135,9 +126,7 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
                     trace.model = entry.name
                 stored = orjson.loads(hit)
                 usage = Usage(**stored["usage"])
-                cost = await _settle(
-                    charge, entry, usage, "response cache hit", cache.price, defer=True
-                )
+                cost = await _settle(charge, entry, usage, "response cache hit", cache.price)
                 result = ChatResult(stored["body"], usage)
                 return Completed(result, usage, cost, entry.name, None, [], cached=True)
 
@@ -152,7 +141,7 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
         result, served, trail = await run_attempts(svc, entry, attempt_once)
         usage = result.usage or _estimate(call, _reply_text(result))
         svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
-        cost = await _settle(charge, served.model, usage, defer=True)
+        cost = await _settle(charge, served.model, usage)
         if cache is not None and served.model is entry and not usage.estimated:
             value = {"body": result.body, "usage": asdict(usage)}
             await svc.cache.set(ckey, orjson.dumps(value), cache.ttl_seconds)

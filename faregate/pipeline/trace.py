@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from contextvars import ContextVar
@@ -32,8 +31,6 @@ class Trace:
     estimated: bool = False
     status: int = 0
     latency_ms: int = 0
-    after: list[asyncio.Future[None]] = field(default_factory=list)
-    """Work the reply need not wait for (a settle's commit), awaited once it is sent."""
 
     def finish(self, status: int) -> None:
         self.status = status
