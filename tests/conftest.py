@@ -1,16 +1,21 @@
-"""Shared fixtures: the simulator, gateways on SQLite and PostgreSQL, fresh databases."""
+"""Shared fixtures: the simulator, gateways on SQLite and PostgreSQL, fresh databases, and a
+migrated database behind the operator-side access (`db`)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from harness import Gateway, Sim, start_gateway, start_sim, stop
+
+from faregate.auth.keys import KeyHasher
+from faregate.db import migrate
+from faregate.db.engine import AdminDB
 
 PG_ADMIN_DSN = os.environ.get("FAREGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -76,3 +81,26 @@ def any_gateway(request: pytest.FixtureRequest) -> Gateway:
 @pytest.fixture
 def tmp_home(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'faregate.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[AdminDB]:
+    await migrate.upgrade(db_url)
+    admin_db = AdminDB(db_url)
+    try:
+        yield admin_db
+    finally:
+        await admin_db.dispose()
+
+
+@pytest.fixture
+def hasher() -> KeyHasher:
+    return KeyHasher(b"test-secret")

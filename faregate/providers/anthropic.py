@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from faregate.errors import FailureClass, UpstreamError
+from faregate.errors import UpstreamError
 from faregate.providers.anthropic_request import build_body
 from faregate.providers.anthropic_stream import AnthropicStreamDecoder
 from faregate.providers.anthropic_wire import (
@@ -56,7 +56,13 @@ from faregate.providers.anthropic_wire import (
     failure_of,
     hub_usage,
 )
-from faregate.providers.base import ChatCall, ChatResult, Credentials, UpstreamRequest
+from faregate.providers.base import (
+    ChatCall,
+    ChatResult,
+    Credentials,
+    UpstreamRequest,
+    reply_object,
+)
 from faregate.providers.openai import usage_from
 
 
@@ -136,16 +142,7 @@ class AnthropicMessages:
         return UpstreamRequest("/v1/messages", headers, orjson.dumps(body))
 
     def parse_response(self, body: bytes) -> ChatResult:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, "the provider returned a body that is not JSON", status=200
-            ) from None
-        if not isinstance(data, dict) or data.get("type") != "message":
-            raise UpstreamError(
-                FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
-            )
+        data = reply_object(body, lambda d: d.get("type") == "message")
         message, finish = hub_message(data.get("content"), data.get("stop_reason"))
         message.setdefault("refusal", None)
         choice: dict[str, Any] = {

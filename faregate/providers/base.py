@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from faregate.billing.pricing import Usage
-from faregate.errors import UpstreamError
+from faregate.errors import FailureClass, UpstreamError
 
 
 @dataclass(slots=True)
@@ -121,3 +124,18 @@ class EmbeddingsProtocol(Protocol):
     def classify_error(
         self, status: int, headers: dict[str, str], body: bytes
     ) -> UpstreamError: ...
+
+
+def reply_object(body: bytes, is_reply: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """A successful reply's JSON object, or a transient upstream error when it is not one."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            FailureClass.TRANSIENT, "the provider returned a body that is not JSON", status=200
+        ) from None
+    if not isinstance(data, dict) or not is_reply(data):
+        raise UpstreamError(
+            FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
+        )
+    return data

@@ -16,6 +16,7 @@ from faregate.providers.base import (
     EmbedResult,
     StreamEvent,
     UpstreamRequest,
+    reply_object,
 )
 from faregate.providers.sse import SSEDecoder
 
@@ -199,16 +200,7 @@ class OpenAIChat:
         return UpstreamRequest("/chat/completions", headers, orjson.dumps(body))
 
     def parse_response(self, body: bytes) -> ChatResult:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, "the provider returned a body that is not JSON", status=200
-            ) from None
-        if not isinstance(data, dict) or "choices" not in data:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
-            )
+        data = reply_object(body, lambda d: "choices" in d)
         return ChatResult(data, usage_from(data.get("usage")), body)
 
     def stream_decoder(self) -> _Decoder:

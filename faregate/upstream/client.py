@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -65,6 +66,23 @@ class Stream:
         self._resp.release() if self._resp.content.at_eof() else self._resp.close()
 
 
+@contextlib.contextmanager
+def _transport_errors(timed_out: str) -> Iterator[None]:
+    """Transport failures as classified upstream errors (aiohttp's timeouts are TimeoutErrors)."""
+    try:
+        yield
+    except TimeoutError:
+        raise UpstreamError(FailureClass.TIMEOUT, timed_out) from None
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(
+            FailureClass.TRANSIENT, f"cannot connect to the provider ({exc.os_error})"
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamError(
+            FailureClass.TRANSIENT, f"the provider connection failed: {type(exc).__name__}"
+        ) from None
+
+
 @functools.lru_cache(maxsize=1024)
 def _whole_reply_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
@@ -106,28 +124,16 @@ class Upstream:
         self, creds: Credentials, req: UpstreamRequest, t: Timeouts
     ) -> aiohttp.ClientResponse:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect)
-        try:
+        with _transport_errors("the provider sent no response headers in time"):
             async with asyncio.timeout(t.first_byte):
                 return await self.session.post(
                     creds.base_url + req.path, data=req.body, headers=req.headers, timeout=timeout
                 )
-        except TimeoutError:
-            raise UpstreamError(
-                FailureClass.TIMEOUT, "the provider sent no response headers in time"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, f"cannot connect to the provider ({exc.os_error})"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, f"the provider connection failed: {type(exc).__name__}"
-            ) from None
 
     async def send(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Reply:
         """A whole request and its whole reply (for non-streaming calls). aiohttp's own timers
         bound it: connect, no byte for `first_byte` seconds (headers or body), `total`."""
-        try:
+        with _transport_errors("the provider did not answer in time"):
             async with self.session.post(
                 creds.base_url + req.path,
                 data=req.body,
@@ -138,18 +144,6 @@ class Upstream:
                 status = resp.status
                 # Headers matter only to classify an error.
                 headers = {k.lower(): v for k, v in resp.headers.items()} if status >= 400 else {}
-        except TimeoutError:  # aiohttp's connect, read and total timeouts are TimeoutErrors
-            raise UpstreamError(
-                FailureClass.TIMEOUT, "the provider did not answer in time"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, f"cannot connect to the provider ({exc.os_error})"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(
-                FailureClass.TRANSIENT, f"the provider connection failed: {type(exc).__name__}"
-            ) from None
         return Reply(status, headers, body)
 
     async def stream(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Stream | Reply:
