@@ -33,7 +33,7 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from run import free_port, http_json, stop_process, wait_health  # noqa: E402
+from procs import free_port, http_json, stop_process, wait_health  # noqa: E402
 
 PRICE = "price = { input = 1000000, output = 2000000, cached_input = 500000 }"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -220,7 +220,7 @@ async def window(
     await asyncio.gather(*(loop() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
 
-    def q(values: list[float], p: float) -> float:
+    def q(values: list[float], p: int) -> float:
         return statistics.quantiles(values, n=100)[p - 1] if len(values) > 2 else values[0]
 
     return {

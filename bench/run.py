@@ -8,7 +8,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -18,24 +17,33 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
 import httptools
 import uvloop
+from procs import (
+    CLK_TCK,
+    allowed_cpus,
+    cpu_seconds,
+    environment,
+    free_port,
+    gateway_config,
+    http_json,
+    memory_kb,
+    pinned,
+    stop_process,
+    wait_health,
+)
+from report import CONCURRENCIES, choose, comparisons, markdown, mode
 
 MODEL = "sim-small"
 CREDITS = 10**13  # micro-credits; a window costs well under 10**9
-CONCURRENCIES = (1, 32)
 REQUEST_CAP = 200_000  # hard cap on requests per measured window
 DRAIN_SECONDS = 10.0  # in-flight requests still open this long after a window are errors
 QUIET_LOAD = 0.1  # cores used by other processes below which the machine counts as quiet
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PACKAGES = ("faregate", "uvicorn", "uvloop", "httptools", "aiohttp", "orjson", "msgspec")
 
 # A ~1 KB chat body (the size used in shared/PERFORMANCE.md); the reply is the simulator's
 # default, 20-40 tokens, i.e. 20-40 SSE chunks plus the usage chunk when streaming.
@@ -69,145 +77,6 @@ def chat_body(stream: bool) -> bytes:
 
 
 # -- processes -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pinned(cpu: int | None) -> Callable[[], None] | None:
-    """A preexec_fn that pins the child (and every thread it later starts) to `cpu`."""
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-def wait_health(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
-            if r.status == 200:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout} s:\n{log.read_text()}")
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def http_json(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    if token:
-        req.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())
-
-
-def gateway_config(sim_url: str, db_path: Path) -> str:
-    """One provider (the simulator) and one model; everything else at production defaults
-    (key_cache_seconds = 5, billing heartbeat/reaper, upstream timeouts)."""
-    return f"""\
-[database]
-url = "sqlite:///{db_path}"
-
-[auth]
-key_cache_seconds = 5
-
-[providers.sim]
-base_url = "{sim_url}/v1"
-api_key = "sk-sim"
-
-[models."{MODEL}"]
-provider = "sim"
-upstream = "{MODEL}"
-max_output_tokens = 1000
-price = {{ input = 1000000, output = 2000000, cached_input = 500000 }}
-"""
-
-
-# -- /proc ---------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int | str) -> float:
-    """utime + stime of a whole process (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def memory_kb(pid: int | str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmHWM", "VmRSS"):
-            out[name] = int(value.split()[0])
-    return out
-
-
-def allowed_cpus(pid: int) -> dict[str, str]:
-    """Cpus_allowed_list of every thread of `pid`, to check the placement really holds."""
-    out: dict[str, str] = {}
-    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
-        for line in (task / "status").read_text().splitlines():
-            if line.startswith("Cpus_allowed_list:"):
-                out[task.name] = line.split(":", 1)[1].strip()
-    return out
-
-
-def source_version() -> str:
-    """The commit of the gateway code under test, and how many of its files differ from it."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "faregate"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.splitlines()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return f"{commit} + {len(dirty)} uncommitted file(s) under faregate/" if dirty else commit
-
-
-def environment() -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions: dict[str, str] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return {
-        "faregate_source": source_version(),
-        "cpu_model": cpu,
-        "cpus": os.cpu_count(),
-        "kernel": platform.release(),
-        "python": sys.version.split()[0],
-        "packages": versions,
-    }
-
-
-# -- the load generator --------------------------------------------------------------------
 
 
 class Conn(asyncio.Protocol):
@@ -481,155 +350,6 @@ def sanity_check(target: Target, stream: bool) -> None:
         data = json.loads(raw)
         assert data["choices"][0]["message"]["content"], data
         assert data["usage"]["completion_tokens"] > 0, data
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or value != value:
-        return "-"
-    return f"{value:,.{digits}f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if not a or not b:
-        return "-"
-    return f"{a / b:.2f}x"
-
-
-def mode(row: dict[str, Any]) -> str:
-    return "stream" if row["stream"] else "json"
-
-
-Key = tuple[str, bool, int]
-
-
-def key_of(row: dict[str, Any]) -> Key:
-    return row["target"], row["stream"], row["concurrency"]
-
-
-def choose(rows: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
-    """Per setting, the window least disturbed by other processes (not the fastest one)."""
-    best: dict[Key, dict[str, Any]] = {}
-    for row in rows:
-        key = key_of(row)
-        if key not in best or row["other_load"] < best[key]["other_load"]:
-            best[key] = row
-    return best
-
-
-def pairs(best: dict[Key, dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(direct, faregate) rows measured at the same setting."""
-    for stream in (False, True):
-        for c in CONCURRENCIES:
-            if ("direct", stream, c) in best and ("faregate", stream, c) in best:
-                yield best[("direct", stream, c)], best[("faregate", stream, c)]
-
-
-def comparisons(best: dict[Key, dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for d, f in pairs(best):
-        cmp: dict[str, Any] = {
-            "stream": d["stream"],
-            "concurrency": d["concurrency"],
-            "rps_ratio": f["rps"] / d["rps"] if d["rps"] else None,
-            "added_p50_ms": f["p50_ms"] - d["p50_ms"],
-            "added_p99_ms": f["p99_ms"] - d["p99_ms"],
-            "added_ttfb_p50_ms": f["ttfb_p50_ms"] - d["ttfb_p50_ms"] if d["stream"] else None,
-            "added_ttfb_p99_ms": f["ttfb_p99_ms"] - d["ttfb_p99_ms"] if d["stream"] else None,
-        }
-        out.append(cmp)
-    return out
-
-
-def markdown(result: dict[str, Any]) -> str:
-    env = result["environment"]
-    rows = result["results"]
-    best = choose(rows)
-    added = {(c["stream"], c["concurrency"]): c for c in result["comparisons"]}
-    lines = [
-        "## Environment",
-        "",
-        f"- Faregate source: {env['faregate_source']}",
-        f"- CPU: {env['cpu_model']} ({env['cpus']} cores), kernel {env['kernel']}",
-        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
-        f"- placement: {result['placement']}",
-        f"- load generator: {result['generator']}",
-        f"- windows: {result['warmup_s']} s warm-up, then {result['duration_s']} s measured "
-        f"(cap {result['cap']:,} requests), {result['rounds']} round(s); before each window "
-        f"the run waits up to {result['quiet_wait_s']} s for other processes to go quiet",
-        "",
-        "## Results",
-        "",
-        "Latency is to the last byte (for streams: the whole stream); TTFB is to the first body "
-        "byte; times in ms. Added: Faregate minus direct at the same setting. GW CPU: the "
-        "gateway process's utime+stime over the window / requests. Core 0: generator + "
-        "simulator CPU / window. Other: CPU used by processes not ours during the window, in "
-        "cores (the machine may be shared; above ~0.1 the window is disturbed).",
-        "",
-        "| target | mode | c | r/s | p50 | p99 | TTFB p50 | TTFB p99 | added p50 | added p99 "
-        "| errors | GW CPU ms/req | core 0 busy | other |",
-        "| --- | --- " + "| ---: " * 12 + "|",
-    ]
-    for d, f in pairs(best):
-        cmp = added[(d["stream"], d["concurrency"])]
-        for r in (d, f):
-            extra = cmp if r is f else {}
-            lines.append(
-                f"| {r['target']} | {mode(r)} | {r['concurrency']} "
-                f"| {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 3)} | {fmt(r['p99_ms'], 3)} "
-                f"| {fmt(r['ttfb_p50_ms'], 3)} | {fmt(r['ttfb_p99_ms'], 3)} "
-                f"| {fmt(extra.get('added_p50_ms'), 3)} | {fmt(extra.get('added_p99_ms'), 3)} "
-                f"| {r['errors']} | {fmt(r.get('gateway_cpu_ms_per_req'), 3)} "
-                f"| {r['core0_busy']:.0%} | {r['other_load']:.2f} |"
-            )
-    lines += [
-        "",
-        "## Faregate as a ratio of the direct baseline (same run)",
-        "",
-        "| mode | c | r/s | p50 | p99 | TTFB p50 | gateway core busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for d, f in pairs(best):
-        lines.append(
-            f"| {mode(d)} | {d['concurrency']} "
-            f"| {ratio(f['rps'], d['rps'])} | {ratio(f['p50_ms'], d['p50_ms'])} "
-            f"| {ratio(f['p99_ms'], d['p99_ms'])} "
-            f"| {ratio(f['ttfb_p50_ms'], d['ttfb_p50_ms']) if d['stream'] else '-'} "
-            f"| {f['gateway_core_busy']:.0%} |"
-        )
-    if result["rounds"] > 1:
-        lines += [
-            "",
-            "## Spread over the rounds (every window)",
-            "",
-            "| target | mode | c | r/s min-max | p50 min-max | other load min-max |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
-        ]
-        for key in best:
-            same = [r for r in rows if key_of(r) == key]
-            rps = [r["rps"] for r in same]
-            p50 = [r["p50_ms"] for r in same]
-            other = [r["other_load"] for r in same]
-            lines.append(
-                f"| {key[0]} | {'stream' if key[1] else 'json'} | {key[2]} "
-                f"| {min(rps):,.0f}-{max(rps):,.0f} | {min(p50):.3f}-{max(p50):.3f} "
-                f"| {min(other):.2f}-{max(other):.2f} |"
-            )
-    mem = result["gateway_memory_kb"]
-    gen = [r["generator_cpu_ms_per_req"] for r in best.values() if r["generator_cpu_ms_per_req"]]
-    lines += [
-        "",
-        f"Gateway peak memory (VmHWM): {mem['VmHWM'] / 1024:.1f} MiB "
-        f"(RSS at the end {mem['VmRSS'] / 1024:.1f} MiB); simulator VmHWM "
-        f"{result['simulator_memory_kb']['VmHWM'] / 1024:.1f} MiB.",
-        f"Errors in all windows: {sum(r['errors'] for r in rows)} "
-        f"(every counted response: HTTP 200 and a complete body).",
-        f"Load generator CPU: {min(gen):.3f}-{max(gen):.3f} ms per request.",
-        "Note: the load generator shares core 0 with the simulator; the gateway is alone on "
-        "core 1. The direct rows show what core 0 (simulator + generator) can serve; in the "
-        "Faregate rows, 'core 0 busy' well under 100% with the gateway's core near 100% means "
-        "the gateway is the bottleneck.",
-    ]
-    return "\n".join(lines)
 
 
 async def run_windows(
