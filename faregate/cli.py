@@ -167,6 +167,7 @@ def serve(
             loop="uvloop",
             http="httptools",
             access_log=False,
+            proxy_headers=False,  # the front door reads X-Forwarded-For from trusted proxies only
             log_level=log_level,
             lifespan="on",
         )
@@ -178,6 +179,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=False,
+        proxy_headers=False,  # the front door reads X-Forwarded-For from trusted proxies only
         log_level=log_level,
         lifespan="on",
     )

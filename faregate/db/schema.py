@@ -70,9 +70,12 @@ holds = Table(
     Column("closed_at", BigInteger, nullable=True),
     Column("cost", BigInteger, nullable=True),
     Column("spend_windows", Text, nullable=True),  # JSON: the spend windows the hold counts in
-    Index("ix_holds_open", "status", "expires_at"),
-    Index("ix_holds_instance", "instance_id", "status"),
-    Index("ix_holds_account", "account_id", "status"),
+    Index(
+        "ix_holds_open_by_account",
+        "account_id",
+        sqlite_where=text("status = 'open'"),
+        postgresql_where=text("status = 'open'"),
+    ),
 )
 
 ledger = Table(
@@ -96,7 +99,6 @@ ledger = Table(
     Column("note", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_ledger_account", "account_id", "id"),
-    Index("ix_ledger_hold", "hold_id"),
 )
 
 instances = Table(

@@ -103,10 +103,13 @@ class Upstream:
             ttl_dns_cache=300,
             keepalive_timeout=30,
         )
+        # No cookies (upstreams are APIs, and a jar costs work on every reply); bodies are
+        # asked for uncompressed (no Accept-Encoding), so nothing has to be inflated.
         self._session = aiohttp.ClientSession(
             connector=connector,
-            skip_auto_headers=("User-Agent",),
-            auto_decompress=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
         )
 
     async def close(self) -> None:
