@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from faregate.config import Timeouts
 from faregate.errors import FailureClass, UpstreamError
@@ -83,6 +84,12 @@ def _transport_errors(timed_out: str) -> Iterator[None]:
         ) from None
 
 
+@functools.lru_cache(maxsize=4096)
+def _url(base: str, path: str) -> URL:
+    """The upstream URL, parsed once (aiohttp would parse and requote a string every call)."""
+    return URL(base + path)
+
+
 @functools.lru_cache(maxsize=1024)
 def _whole_reply_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
@@ -130,7 +137,10 @@ class Upstream:
         with _transport_errors("the provider sent no response headers in time"):
             async with asyncio.timeout(t.first_byte):
                 return await self.session.post(
-                    creds.base_url + req.path, data=req.body, headers=req.headers, timeout=timeout
+                    _url(creds.base_url, req.path),
+                    data=req.body,
+                    headers=req.headers,
+                    timeout=timeout,
                 )
 
     async def send(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Reply:
@@ -138,7 +148,7 @@ class Upstream:
         bound it: connect, no byte for `first_byte` seconds (headers or body), `total`."""
         with _transport_errors("the provider did not answer in time"):
             async with self.session.post(
-                creds.base_url + req.path,
+                _url(creds.base_url, req.path),
                 data=req.body,
                 headers=req.headers,
                 timeout=_whole_reply_timeout(t),
