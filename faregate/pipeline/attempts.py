@@ -45,6 +45,7 @@ async def run_attempts(
     trail: list[Attempt] = []
     tried: set[str] = set()
     last: UpstreamError | None = None
+    replans = 0
     while len(trail) < s.max_attempts and loop.time() < deadline:
         attempt = None
         for model, dep in balancer.plan(chain, tried):
@@ -54,10 +55,13 @@ async def run_attempts(
         if attempt is None:
             wait = balancer.recovers_in(chain)
             budget = min(s.wait_for_recovery_seconds, deadline - loop.time())
-            if wait is not None and 0 < wait <= budget:
+            if wait is None or wait > budget or (wait == 0 and replans >= 2):
+                break
+            if wait == 0:  # recovered between the plan and now: plan again, a bounded number
+                replans += 1
+            else:
                 await asyncio.sleep(wait)
-                continue
-            break
+            continue
         trail.append(attempt)
         tried.add(attempt.deployment.id)
         try:
