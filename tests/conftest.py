@@ -78,11 +78,6 @@ def any_gateway(request: pytest.FixtureRequest) -> Gateway:
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def tmp_home(tmp_path: Path) -> Path:
-    return tmp_path
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database: a SQLite file, then a PostgreSQL database."""

@@ -119,13 +119,6 @@ class Db:
         return rows
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Db]:
     await migrate.upgrade(db_url)
