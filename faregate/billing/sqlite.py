@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from faregate.billing.checkpoint import Checkpointer
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -69,6 +70,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._scheduled = False
+        self.checkpointer = Checkpointer(path, busy_timeout_ms=busy_timeout_ms)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -90,12 +92,16 @@ class SqliteStore:
                 (self.instance_id, ts, ts),
             )
         )
+        self.checkpointer.start(conn)
 
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            conn.execute("DELETE FROM instances WHERE id = ?", (self.instance_id,))
-            conn.close()
+            try:
+                conn.execute("DELETE FROM instances WHERE id = ?", (self.instance_id,))
+                conn.close()
+            finally:
+                self.checkpointer.stop()
 
     # -- group commit --------------------------------------------------------------
 
@@ -119,6 +125,7 @@ class SqliteStore:
             for op, _ in batch:
                 results.append(op(conn))
             conn.execute("COMMIT")
+            self.checkpointer.committed()
         except Exception as exc:  # the whole batch fails closed
             exc = LedgerUnavailable.wrap(exc)
             with contextlib.suppress(sqlite3.Error, AttributeError):
