@@ -230,41 +230,24 @@ class SqliteStore:
             raise outcome
         return ticket if outcome else None
 
-    async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
-        s = settlement
-        return bool(
-            await self._submit(
-                lambda c: _close(
-                    c,
-                    ticket,
-                    "settled",
-                    s.cost,
-                    ticket.amount - s.cost,
-                    (
-                        s.prompt_tokens,
-                        s.completion_tokens,
-                        s.cached_tokens,
-                        s.reasoning_tokens,
-                        s.estimated,
-                        s.note,
-                    ),
-                )
-            )
-        )
+    # Settle and release return the batch's future itself: shielding it starts no task.
 
-    async def release(self, ticket: HoldTicket, note: str) -> bool:
-        return bool(
-            await self._submit(
-                lambda c: _close(
-                    c,
-                    ticket,
-                    "released",
-                    0,
-                    ticket.amount,
-                    (None, None, None, None, False, note),
-                )
-            )
+    def settle(self, ticket: HoldTicket, settlement: Settlement) -> asyncio.Future[bool]:
+        s = settlement
+        detail = (
+            s.prompt_tokens,
+            s.completion_tokens,
+            s.cached_tokens,
+            s.reasoning_tokens,
+            s.estimated,
+            s.note,
         )
+        cost, refund = s.cost, ticket.amount - s.cost
+        return self._submit(lambda c: _close(c, ticket, "settled", cost, refund, detail))
+
+    def release(self, ticket: HoldTicket, note: str) -> asyncio.Future[bool]:
+        detail = (None, None, None, None, False, note)
+        return self._submit(lambda c: _close(c, ticket, "released", 0, ticket.amount, detail))
 
     # -- usage log -------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -227,11 +228,12 @@ class Store(Protocol):
         the balance does not cover it, `SpendLimited` raised when a window is full."""
         ...
 
-    async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
-        """Close the hold at its actual cost; False if it was already closed."""
+    def settle(self, ticket: HoldTicket, settlement: Settlement) -> Awaitable[bool]:
+        """Close the hold at its actual cost; False if it was already closed. Any awaitable:
+        a store that returns a future lets callers shield it without starting a task."""
         ...
 
-    async def release(self, ticket: HoldTicket, note: str) -> bool:
+    def release(self, ticket: HoldTicket, note: str) -> Awaitable[bool]:
         """Close the hold charging nothing; False if it was already closed."""
         ...
 
