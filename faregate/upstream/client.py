@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-import aiohttp
-from yarl import URL
+from urllib.parse import quote, urlsplit
 
 from faregate.config import Timeouts
-from faregate.errors import FailureClass, UpstreamError
+from faregate.errors import UpstreamError
 from faregate.providers.base import Credentials, UpstreamRequest
+from faregate.upstream.http1 import Connection, Origin, encode_head
+from faregate.upstream.pool import Pool
 
 MAX_ERROR_BODY = 64 * 1024
+
+_NO_ANSWER = "the provider did not answer in time"
+_NO_HEADERS = "the provider sent no response headers in time"
+_NEVER = float("inf")
 
 
 @dataclass(slots=True)
@@ -29,34 +32,17 @@ class Stream:
     """An open upstream response whose body is read chunk by chunk, each within the idle
     timeout and all within the total deadline."""
 
-    __slots__ = ("_deadline", "_idle", "_resp", "headers", "status")
+    __slots__ = ("_conn", "headers", "status")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float, deadline: float) -> None:
-        self._resp = resp
-        self._idle = idle
-        self._deadline = deadline
-        self.status = resp.status
-        self.headers = {k.lower(): v for k, v in resp.headers.items()}
+    def __init__(self, conn: Connection) -> None:
+        self._conn: Connection | None = conn
+        self.status = conn.status
+        self.headers = conn.response_headers()
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        content = self._resp.content
         try:
-            while True:
-                wait = min(self._idle, self._deadline - loop.time())
-                if wait <= 0:
-                    raise UpstreamError(FailureClass.TIMEOUT, "the stream ran past its deadline")
-                try:
-                    async with asyncio.timeout(wait):
-                        chunk = await content.readany()
-                except TimeoutError:
-                    raise UpstreamError(
-                        FailureClass.TIMEOUT, "the provider stopped sending mid-stream"
-                    ) from None
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise UpstreamError(
-                        FailureClass.TRANSIENT, f"the stream broke: {type(exc).__name__}"
-                    ) from None
+            while (conn := self._conn) is not None:
+                chunk = await conn.read()
                 if not chunk:
                     return
                 yield chunk
@@ -64,112 +50,139 @@ class Stream:
             self.close()
 
     def close(self) -> None:
-        self._resp.release() if self._resp.content.at_eof() else self._resp.close()
-
-
-@contextlib.contextmanager
-def _transport_errors(timed_out: str) -> Iterator[None]:
-    """Transport failures as classified upstream errors (aiohttp's timeouts are TimeoutErrors)."""
-    try:
-        yield
-    except TimeoutError:
-        raise UpstreamError(FailureClass.TIMEOUT, timed_out) from None
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(
-            FailureClass.TRANSIENT, f"cannot connect to the provider ({exc.os_error})"
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamError(
-            FailureClass.TRANSIENT, f"the provider connection failed: {type(exc).__name__}"
-        ) from None
+        """Done with the stream: its connection is reused if the body was read to the end."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finish()
 
 
 @functools.lru_cache(maxsize=4096)
-def _url(base: str, path: str) -> URL:
-    """The upstream URL, parsed once (aiohttp would parse and requote a string every call)."""
-    return URL(base + path)
+def _target(base: str, path: str, method: str) -> tuple[Origin, bytes, bytes]:
+    """Where a request goes, its request line and its Host header, worked out once."""
+    url = urlsplit(base + path)
+    scheme = url.scheme.lower()
+    if scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"not an http(s) URL: {base + path!r}")
+    host = url.hostname.encode("idna").decode("ascii")
+    default = 443 if scheme == "https" else 80
+    port = url.port or default
+    target = quote(url.path or "/", safe="/:@!$&'()*+,;=-._~%")
+    if url.query:
+        target += "?" + quote(url.query, safe="/?:@!$&'()*+,;=-._~%")
+    authority = f"[{host}]" if ":" in host else host
+    if port != default:
+        authority += f":{port}"
+    request_line = f"{method} {target} HTTP/1.1\r\n".encode("ascii")
+    return (scheme, host, port), request_line, f"Host: {authority}\r\n".encode("ascii")
 
 
-@functools.lru_cache(maxsize=1024)
-def _whole_reply_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(
-        total=t.first_byte + t.total, sock_connect=t.connect, sock_read=t.first_byte
-    )
+def _request(creds: Credentials, req: UpstreamRequest, method: str) -> tuple[Origin, bytes]:
+    origin, request_line, host = _target(creds.base_url, req.path, method)
+    length = None if method == "GET" and not req.body else len(req.body)
+    return origin, encode_head(request_line, host, req.headers, length)
 
 
 class Upstream:
+    """HTTP/1.1 to the providers over keep-alive connections (at most `limit` overall and
+    `limit_per_host` per origin). A request that finds its reused connection closed by the
+    provider before any reply is sent once more on a new connection."""
+
     def __init__(self, *, limit: int = 1024, limit_per_host: int = 512) -> None:
         self._limit = limit
         self._limit_per_host = limit_per_host
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=self._limit,
-            limit_per_host=self._limit_per_host,
-            ttl_dns_cache=300,
-            keepalive_timeout=30,
-        )
-        # No cookies (upstreams are APIs, and a jar costs work on every reply); bodies are
-        # asked for uncompressed (no Accept-Encoding), so nothing has to be inflated.
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            auto_decompress=False,
-        )
+        self._pool = Pool(asyncio.get_running_loop(), self._limit, self._limit_per_host)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def pool(self) -> Pool:
+        if self._pool is None:
             raise RuntimeError("upstream client not started")
-        return self._session
+        return self._pool
 
-    async def _open(
-        self, creds: Credentials, req: UpstreamRequest, t: Timeouts
-    ) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, connect=t.connect)
-        with _transport_errors("the provider sent no response headers in time"):
-            async with asyncio.timeout(t.first_byte):
-                return await self.session.post(
-                    _url(creds.base_url, req.path),
-                    data=req.body,
-                    headers=req.headers,
-                    timeout=timeout,
-                )
-
-    async def send(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Reply:
-        """A whole request and its whole reply (for non-streaming calls). aiohttp's own timers
-        bound it: connect, no byte for `first_byte` seconds (headers or body), `total`."""
-        with _transport_errors("the provider did not answer in time"):
-            async with self.session.post(
-                _url(creds.base_url, req.path),
-                data=req.body,
-                headers=req.headers,
-                timeout=_whole_reply_timeout(t),
-            ) as resp:
-                body = await resp.read()
-                status = resp.status
-                # Headers matter only to classify an error.
-                headers = {k.lower(): v for k, v in resp.headers.items()} if status >= 400 else {}
+    async def send(
+        self, creds: Credentials, req: UpstreamRequest, t: Timeouts, *, method: str = "POST"
+    ) -> Reply:
+        """A whole request and its whole reply (for non-streaming calls): connect within
+        `connect`, no silence of `first_byte` seconds, all within `first_byte + total`."""
+        deadline = asyncio.get_running_loop().time() + t.first_byte + t.total
+        conn = await self._exchange(creds, req, t, method, False, t.first_byte, deadline)
+        status = conn.status
+        body = conn.body()
+        # Headers matter only to classify an error.
+        headers = conn.response_headers() if status >= 400 else {}
+        conn.finish()
         return Reply(status, headers, body)
 
-    async def stream(self, creds: Credentials, req: UpstreamRequest, t: Timeouts) -> Stream | Reply:
-        """An open stream on success; on an error status, the whole (capped) error reply."""
-        loop = asyncio.get_running_loop()
-        resp = await self._open(creds, req, t)
-        if resp.status >= 400:
+    async def stream(
+        self, creds: Credentials, req: UpstreamRequest, t: Timeouts, *, method: str = "POST"
+    ) -> Stream | Reply:
+        """An open stream on success (headers within `first_byte`, then each chunk within
+        `idle`, all within `total`); on an error status, the whole (capped) error reply."""
+        headers_by = asyncio.get_running_loop().time() + t.first_byte
+        conn = await self._exchange(creds, req, t, method, True, _NEVER, headers_by)
+        if conn.status >= 400:
+            return await _error_reply(conn, t.idle)
+        conn.watch_body(t.idle, t.total)
+        return Stream(conn)
+
+    async def _exchange(
+        self,
+        creds: Credentials,
+        req: UpstreamRequest,
+        t: Timeouts,
+        method: str,
+        stream: bool,
+        gap: float,
+        deadline: float,
+    ) -> Connection:
+        """A connection with the request sent and the response head (`stream`) or the whole
+        response in. A reused connection the provider had closed gets one retry, fresh."""
+        pool = self.pool
+        origin, head = _request(creds, req, method)
+        message = _NO_HEADERS if stream else _NO_ANSWER
+        fresh = False
+        while True:
+            conn = None if fresh else pool.reuse(origin)
+            if conn is None:
+                conn = await pool.acquire(origin, t.connect, fresh=True)
+            conn.request(head, req.body, stream=stream, gap=gap, deadline=deadline, message=message)
             try:
-                async with asyncio.timeout(t.idle):
-                    body = await resp.content.read(MAX_ERROR_BODY)
-            except (TimeoutError, aiohttp.ClientError, OSError):
-                body = b""
-            finally:
-                resp.close()
-            return Reply(resp.status, {k.lower(): v for k, v in resp.headers.items()}, body)
-        return Stream(resp, t.idle, loop.time() + t.total)
+                await (conn.response() if stream else conn.complete())
+            except UpstreamError:
+                conn.close()
+                if conn.stale and not fresh:
+                    fresh = True
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+
+async def _error_reply(conn: Connection, within: float) -> Reply:
+    """An error response, its body capped and read within `within` seconds (or left empty)."""
+    conn.watch_body(within, within)
+    headers = conn.response_headers()
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while size < MAX_ERROR_BODY:
+            chunk = await conn.read()
+            if not chunk:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        body = b"".join(parts)[:MAX_ERROR_BODY]
+    except UpstreamError:
+        body = b""
+    finally:
+        conn.finish()
+    return Reply(conn.status, headers, body)
