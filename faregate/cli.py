@@ -142,6 +142,8 @@ def serve(
     """Run the gateway."""
     import uvicorn
 
+    from faregate.http.protocol import HttpProtocol
+
     config = _listen(_load(config_path), host, port)
     env = Environment.from_env()
     load_secret(env.secret_key, env.home)  # created here, once, before any worker needs it
@@ -165,7 +167,7 @@ def serve(
             port=config.server.port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=HttpProtocol,
             access_log=False,
             proxy_headers=False,  # the front door reads X-Forwarded-For from trusted proxies only
             log_level=log_level,
@@ -177,7 +179,7 @@ def serve(
         host=config.server.host,
         port=config.server.port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,
         access_log=False,
         proxy_headers=False,  # the front door reads X-Forwarded-For from trusted proxies only
         log_level=log_level,
