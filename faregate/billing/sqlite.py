@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ from faregate.billing.store import (
 
 Op = Callable[[sqlite3.Connection], Any]
 
+LONE_GAP = 0.0002
+"""A step that comes this long (seconds) after the last commit has nobody to share a commit
+with: it is committed at once, instead of on the next loop tick (two loop iterations saved).
+Steps closer together, as under load, wait for the tick and share its commit."""
+
 _HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
 _HOLD_ROW = (
     "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
@@ -59,9 +65,9 @@ _LEDGER = (
 
 
 class SqliteStore:
-    """Synchronous sqlite3 on the event loop thread: each step is microseconds, and every
-    request's step joins the batch committed on the next loop tick, so one commit (one fsync
-    at most) serves all the requests that arrived together."""
+    """Synchronous sqlite3 on the event loop thread: each step is microseconds. Steps that
+    come together (under load) join the batch committed on the next loop tick, so one commit
+    serves all of them; a lone step is committed at once."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.instance_id = new_id("inst")
@@ -70,6 +76,7 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
         self._scheduled = False
+        self._last_commit = 0.0
         self.checkpointer = Checkpointer(path, busy_timeout_ms=busy_timeout_ms)
 
     @property
@@ -110,8 +117,11 @@ class SqliteStore:
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, fut))
         if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+            if time.monotonic() - self._last_commit > LONE_GAP:
+                self._flush()  # a lone step: committed now, its future already done
+            else:
+                self._scheduled = True
+                loop.call_soon(self._flush)
         return fut
 
     def _flush(self) -> None:
@@ -127,6 +137,7 @@ class SqliteStore:
             conn.execute("COMMIT")
             self.checkpointer.committed()
         except Exception as exc:  # the whole batch fails closed
+            self._last_commit = time.monotonic()
             exc = LedgerUnavailable.wrap(exc)
             with contextlib.suppress(sqlite3.Error, AttributeError):
                 if conn is not None and conn.in_transaction:
@@ -135,6 +146,7 @@ class SqliteStore:
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        self._last_commit = time.monotonic()  # from the end: a slow commit leaves a queue
         for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
