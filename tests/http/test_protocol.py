@@ -1,5 +1,5 @@
-"""The server protocol: a response head leaves with its first body bytes, never later than the
-end of the loop iteration that wrote it; everything else passes straight through."""
+"""The server protocol: a response head leaves with its first body bytes, a stream's later chunks
+of one loop iteration leave together, and nothing is held past the end of that iteration."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from harness import free_port
 
-from faregate.http.protocol import HeadWithBody, HttpProtocol
+from faregate.http.protocol import MAX_JOINED, HttpProtocol, JoinedWrites
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
@@ -44,9 +44,9 @@ class Recorder(asyncio.Transport):
         return 0
 
 
-def wrapped() -> tuple[HeadWithBody, Recorder]:
+def wrapped() -> tuple[JoinedWrites, Recorder]:
     inner = Recorder()
-    return HeadWithBody(inner, asyncio.get_running_loop()), inner
+    return JoinedWrites(inner, asyncio.get_running_loop()), inner
 
 
 async def test_head_and_body_leave_in_one_write() -> None:
@@ -65,8 +65,35 @@ async def test_a_head_alone_leaves_at_the_end_of_the_iteration() -> None:
     t.write(HEAD)
     await asyncio.sleep(0)
     assert inner.writes == [HEAD]
-    t.write(b"data: 1\n\n")  # stream chunks after the head pass straight through
-    assert inner.writes == [HEAD, b"data: 1\n\n"]
+
+
+async def test_later_chunks_of_one_iteration_leave_together() -> None:
+    t, inner = wrapped()
+    t.write(HEAD)
+    t.write(b"a")  # a stream's first chunk: at once, with the head
+    assert inner.writes == [HEAD + b"a"]
+    t.write(b"b")
+    t.write(b"c")
+    t.write(b"0\r\n\r\n")
+    assert inner.writes == [HEAD + b"a"]
+    assert t.get_write_buffer_size() == 7
+    await asyncio.sleep(0)
+    assert inner.writes == [HEAD + b"a", b"bc0\r\n\r\n"]
+    t.write(b"d")  # the next iteration's chunks are a new write
+    await asyncio.sleep(0)
+    assert inner.writes == [HEAD + b"a", b"bc0\r\n\r\n", b"d"]
+
+
+async def test_a_new_head_sends_what_is_pending_first_and_big_writes_do_not_wait() -> None:
+    t, inner = wrapped()
+    t.write(b"x")
+    t.write(HEAD)
+    assert inner.writes == [b"x"]
+    t.write(b"{}")
+    assert inner.writes == [b"x", HEAD + b"{}"]
+    big = b"y" * MAX_JOINED
+    t.write(big)
+    assert inner.writes == [b"x", HEAD + b"{}", big]
 
 
 async def test_close_sends_a_held_head_first_and_abort_drops_it() -> None:
@@ -83,11 +110,13 @@ async def test_close_sends_a_held_head_first_and_abort_drops_it() -> None:
     assert inner2.aborted
 
 
-async def test_other_bytes_pass_through_and_queries_are_delegated() -> None:
+async def test_nothing_is_written_to_a_closing_transport_and_queries_are_delegated() -> None:
     t, inner = wrapped()
-    t.write(b"0\r\n\r\n")
     t.writelines([b"a", b"b"])
-    assert inner.writes == [b"0\r\n\r\n", b"ab"]
+    inner.closed = True  # the client went away before the iteration ended
+    await asyncio.sleep(0)
+    assert inner.writes == []
+    inner.closed = False
     assert t.get_extra_info("peername") == ("127.0.0.1", 1)
     assert t.get_extra_info("missing", "x") == "x"
     assert not t.is_closing()
