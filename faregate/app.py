@@ -143,7 +143,10 @@ class App:
         hasher = KeyHasher(load_secret(self.env.secret_key, self.env.home))
         store = make_store(self.database_url)
         await store.start()
-        self._db = AdminDB(self.database_url)
+        self._db = AdminDB(
+            self.database_url,
+            before=store.finish_open if isinstance(store, SqliteStore) else None,
+        )
         self.overrides = await self._db.run(catalog_ops.load)
         self.config = catalog_ops.apply(self.file_config, self.overrides)
         if self.config.simulator.enabled:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from types import TracebackType
 
-from faregate.billing.store import HoldTicket, Settlement, Store
+from faregate.billing.store import HoldTicket, LedgerUnavailable, Settlement, Store
 
 log = logging.getLogger("faregate.billing")
 
@@ -23,9 +23,23 @@ class Charge:
         self.cost: int | None = None
         self._closed = False
 
+    async def confirm(self) -> None:
+        """Wait until the hold is on disk; LedgerUnavailable (and nothing left to close) if its
+        commit failed. Whatever the upstream returned must not reach the client before this."""
+        durable = self.ticket.durable
+        if durable is None:
+            return
+        try:
+            await asyncio.shield(durable)
+        except LedgerUnavailable:
+            self._closed = True
+            self.cost = 0
+            raise
+
     async def settle(self, settlement: Settlement) -> None:
         if self._closed:
             return
+        await self.confirm()
         self._closed = True
         self.cost = settlement.cost
         # Shielded: a cancelled request still records what it spent.
@@ -40,6 +54,10 @@ class Charge:
     async def release(self, note: str) -> None:
         if self._closed:
             return
+        try:
+            await self.confirm()
+        except LedgerUnavailable:
+            return  # the hold never reached the disk: nothing to give back
         self._closed = True
         self.cost = 0
         await asyncio.shield(self.store.release(self.ticket, note))

@@ -180,6 +180,7 @@ class PostgresStore:
         request_id: str,
         ttl_ms: int,
         spend: tuple[SpendWindow, ...] = (),
+        overlap: bool = False,  # each hold is committed before its ticket is handed out
     ) -> HoldTicket | None:
         ticket = HoldTicket(
             new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend)

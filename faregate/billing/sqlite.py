@@ -35,6 +35,8 @@ from faregate.billing.store import (
 )
 
 Op = Callable[[sqlite3.Connection], Any]
+Step = tuple[Op, "asyncio.Future[Any]", "asyncio.Future[None] | None"]
+"""A money step: what to run, its result, and (for a hold) when it is on disk."""
 
 LONE_GAP = 0.0002
 """A step that comes this long (seconds) after the last commit has nobody to share a commit
@@ -74,9 +76,11 @@ class SqliteStore:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[Step] = []
         self._scheduled = False
         self._last_commit = 0.0
+        self._open: tuple[list[Step], list[Any]] | None = None
+        self._overlap = True
         self.checkpointer = Checkpointer(path, busy_timeout_ms=busy_timeout_ms)
 
     @property
@@ -101,7 +105,13 @@ class SqliteStore:
         )
         self.checkpointer.start(conn)
 
+    def finish_open(self) -> None:
+        """Commit a transaction left open for holds whose upstream calls are under way (before
+        another connection of this thread writes: it would wait on this one's lock)."""
+        self._commit_open()
+
     async def close(self) -> None:
+        self._commit_open()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
@@ -112,19 +122,24 @@ class SqliteStore:
 
     # -- group commit --------------------------------------------------------------
 
-    def _submit(self, op: Op) -> asyncio.Future[Any]:
+    def _submit(self, op: Op, durable: asyncio.Future[None] | None = None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((op, fut))
+        self._pending.append((op, fut, durable))
         if not self._scheduled:
             if time.monotonic() - self._last_commit > LONE_GAP:
-                self._flush()  # a lone step: committed now, its future already done
+                self._flush()  # a lone step: run now, its future already done
             else:
                 self._scheduled = True
                 loop.call_soon(self._flush)
         return fut
 
     def _flush(self) -> None:
+        """Run the pending steps in one transaction. When the batch holds credits (and the last
+        commit worked), the holds' requests go on as soon as the debits are made under the
+        write lock, and the COMMIT runs on the next loop callback, while their upstream calls
+        are under way; everything else waits for the commit."""
+        self._commit_open()
         batch, self._pending, self._scheduled = self._pending, [], False
         results: list[Any] = []
         conn = self._conn
@@ -132,24 +147,63 @@ class SqliteStore:
             if conn is None:
                 raise sqlite3.ProgrammingError("the ledger store is closed")
             conn.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
+            for op, _, _ in batch:
                 results.append(op(conn))
+            if self._overlap and any(durable is not None for _, _, durable in batch):
+                self._open = (batch, results)
+                for (_, fut, durable), result in zip(batch, results, strict=True):
+                    if durable is not None and not fut.done():
+                        fut.set_result(result)
+                asyncio.get_running_loop().call_soon(self._commit_open)
+                return
             conn.execute("COMMIT")
-            self.checkpointer.committed()
         except Exception as exc:  # the whole batch fails closed
-            self._last_commit = time.monotonic()
-            exc = LedgerUnavailable.wrap(exc)
-            with contextlib.suppress(sqlite3.Error, AttributeError):
-                if conn is not None and conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            self._failed(batch, exc, conn)
             return
+        self._committed(batch, results)
+
+    def _commit_open(self) -> None:
+        """Commit the transaction whose holds went ahead (a no-op when none is open)."""
+        if self._open is None:
+            return
+        (batch, results), self._open = self._open, None
+        try:
+            if self._conn is None:
+                raise sqlite3.ProgrammingError("the ledger store is closed")
+            self._conn.execute("COMMIT")
+        except Exception as exc:
+            # Until a commit works again, holds are committed before their upstream calls:
+            # one failing disk costs at most this one batch of calls.
+            self._overlap = False
+            self._failed(batch, exc, self._conn)
+            return
+        self._committed(batch, results)
+
+    def _committed(self, batch: list[Step], results: list[Any]) -> None:
+        self._overlap = True
+        self.checkpointer.committed()
         self._last_commit = time.monotonic()  # from the end: a slow commit leaves a queue
-        for (_, fut), result in zip(batch, results, strict=True):
+        for (_, fut, durable), result in zip(batch, results, strict=True):
+            if durable is not None and not durable.done():
+                durable.set_result(None)
             if not fut.done():
                 fut.set_result(result)
+
+    def _failed(self, batch: list[Step], exc: Exception, conn: sqlite3.Connection | None) -> None:
+        self._last_commit = time.monotonic()
+        exc = LedgerUnavailable.wrap(exc)
+        with contextlib.suppress(sqlite3.Error, AttributeError):
+            if conn is not None and conn.in_transaction:
+                conn.execute("ROLLBACK")
+        for _, fut, durable in batch:
+            if durable is not None and not durable.done():
+                if fut.done():  # a hold that went ahead: its request learns from `durable`
+                    durable.set_exception(exc)
+                    durable.exception()  # retrieved by Charge; never logged as unretrieved
+                else:
+                    durable.cancel()
+            if not fut.done():
+                fut.set_exception(exc)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -184,9 +238,13 @@ class SqliteStore:
         request_id: str,
         ttl_ms: int,
         spend: tuple[SpendWindow, ...] = (),
+        overlap: bool = False,
     ) -> HoldTicket | None:
+        durable: asyncio.Future[None] | None = (
+            asyncio.get_running_loop().create_future() if overlap else None
+        )
         ticket = HoldTicket(
-            new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend)
+            new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend), durable
         )
         ts = now_ms()
         windows = orjson.dumps(ticket.spend).decode() if spend else None
@@ -237,7 +295,7 @@ class SqliteStore:
             )
             return True
 
-        outcome = await self._submit(op)
+        outcome = await self._submit(op, durable)
         if isinstance(outcome, SpendLimited):
             raise outcome
         return ticket if outcome else None

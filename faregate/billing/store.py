@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import orjson
@@ -106,6 +107,9 @@ class HoldTicket:
     amount: int
     model: str
     spend: tuple[tuple[str, str, str], ...] = ()  # (scope, scope id, period) windows it counts in
+    durable: asyncio.Future[None] | None = field(default=None, compare=False, repr=False)
+    """Done once the hold is on disk, or failed (LedgerUnavailable) if its commit failed and
+    the hold never existed. None: the hold was on disk before the ticket was handed out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,9 +227,14 @@ class Store(Protocol):
         request_id: str,
         ttl_ms: int,
         spend: tuple[SpendWindow, ...] = (),
+        overlap: bool = False,
     ) -> HoldTicket | None:
         """Debit `amount` if the balance covers it and it fits every spend window; None when
-        the balance does not cover it, `SpendLimited` raised when a window is full."""
+        the balance does not cover it, `SpendLimited` raised when a window is full.
+
+        With `overlap`, a store may hand out the ticket once the debit is made under its write
+        lock and finish the commit while the caller's upstream call is under way; the ticket's
+        `durable` then tells when the hold is on disk (or that it never got there)."""
         ...
 
     def settle(self, ticket: HoldTicket, settlement: Settlement) -> Awaitable[bool]:

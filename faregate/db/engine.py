@@ -22,8 +22,11 @@ T = TypeVar("T")
 
 
 class AdminDB:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, before: Callable[[], None] | None = None) -> None:
+        """`before` runs ahead of each action on SQLite: the ledger's `finish_open`, so an
+        operator's transaction never waits on a ledger transaction left open on this thread."""
         self.url = url
+        self._before = before
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         if is_sqlite(url):
@@ -41,6 +44,8 @@ class AdminDB:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` as one transaction: committed if it returns, rolled back if it raises."""
         if self._sync is not None:
+            if self._before is not None:
+                self._before()
             with self._sync.begin() as conn:
                 return fn(conn)
         assert self._async is not None

@@ -48,6 +48,7 @@ async def take_hold(
         request_id=request_id,
         ttl_ms=svc.config.billing.hold_ttl_seconds * 1000,
         spend=spend.windows(key),
+        overlap=True,  # the upstream call may start while the hold commits (Charge.confirm)
     )
     if ticket is None:
         raise InsufficientBalance(

@@ -186,6 +186,12 @@ async def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> OpenStre
     except BaseException:
         await charge.release("request failed before the first byte")
         raise
+    try:
+        await charge.confirm()  # no upstream byte reaches the client before the hold is on disk
+    except BaseException:
+        opened.close()
+        await charge.release("request failed before the first byte")
+        raise
     events = _events(svc, call, served, charge, opened, first, chunks)
     return OpenStream(events, served.model.name, served.deployment, trail)
 
