@@ -23,6 +23,7 @@ from faregate.billing.store import (
     StoredResult,
     claim_of,
     key_record,
+    ledger_detail,
     new_id,
     now_ms,
     overrun,
@@ -237,14 +238,7 @@ class PostgresStore:
 
     async def settle(self, ticket: HoldTicket, settlement: Settlement) -> bool:
         s = settlement
-        detail = (
-            s.prompt_tokens,
-            s.completion_tokens,
-            s.cached_tokens,
-            s.reasoning_tokens,
-            s.estimated,
-            s.note,
-        )
+        detail = ledger_detail(s)
         return bool(
             await self._submit(
                 ticket.account_id,

@@ -27,6 +27,7 @@ from faregate.billing.store import (
     StoredResult,
     claim_of,
     key_record,
+    ledger_detail,
     new_id,
     now_ms,
     overrun,
@@ -303,16 +304,8 @@ class SqliteStore:
     # Settle and release return the batch's future itself: shielding it starts no task.
 
     def settle(self, ticket: HoldTicket, settlement: Settlement) -> asyncio.Future[bool]:
-        s = settlement
-        detail = (
-            s.prompt_tokens,
-            s.completion_tokens,
-            s.cached_tokens,
-            s.reasoning_tokens,
-            s.estimated,
-            s.note,
-        )
-        cost, refund = s.cost, ticket.amount - s.cost
+        detail = ledger_detail(settlement)
+        cost, refund = settlement.cost, ticket.amount - settlement.cost
         return self._submit(lambda c: _close(c, ticket, "settled", cost, refund, detail))
 
     def release(self, ticket: HoldTicket, note: str) -> asyncio.Future[bool]:

@@ -156,6 +156,18 @@ class Settlement:
     note: str | None = None
 
 
+def ledger_detail(s: Settlement) -> tuple[Any, ...]:
+    """A settlement's ledger columns after the cost: tokens, estimated, note."""
+    return (
+        s.prompt_tokens,
+        s.completion_tokens,
+        s.cached_tokens,
+        s.reasoning_tokens,
+        s.estimated,
+        s.note,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BalanceView:
     balance: int
