@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -75,18 +74,32 @@ class StreamResponse:
         await send({"type": "http.response.body", "body": b""})
 
     async def __call__(self, send: Send, receive: Receive) -> None:
-        pump = asyncio.ensure_future(self._pump(send))
+        # The pump runs in this task, so the iterator is never closed while another task is
+        # still inside it; a watcher task waits for the disconnect and cancels the pump.
+        task = asyncio.current_task()
+        assert task is not None
+        state = {"left": False, "done": False}
+
+        def gone(watcher: asyncio.Future[None]) -> None:
+            if not watcher.cancelled():
+                watcher.exception()  # a failing receive counts as the client gone
+                if not state["done"]:
+                    state["left"] = True
+                    task.cancel()
+
         watcher = asyncio.ensure_future(_disconnected(receive))
+        watcher.add_done_callback(gone)
         try:
-            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
-            if not pump.done():
-                pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not state["left"]:
+                raise  # cancelled from outside (the server stopping): not ours to swallow
+            task.uncancel()
+        except OSError:
+            pass
         finally:
+            state["done"] = True
             watcher.cancel()
-            if not pump.done():
-                pump.cancel()
             aclose = getattr(self.chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
