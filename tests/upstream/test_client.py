@@ -101,6 +101,16 @@ class RawServer:
         self.requests.append((head, body))
         return head, body
 
+    async def trickle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
+    ) -> None:
+        """Answer with a chunked body of one byte every 50 ms, for ever."""
+        await self.read_request(reader)
+        writer.write(CHUNKED_HEAD)
+        while True:
+            writer.write(b"1\r\nx\r\n")
+            await asyncio.sleep(0.05)
+
     async def _keep_answering(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
     ) -> None:
@@ -579,16 +589,8 @@ def test_a_whole_reply_that_stalls_after_its_headers(run: Callable[[Scenario], N
 
 def test_a_whole_reply_trickling_past_its_deadline(run: Callable[[Scenario], None]) -> None:
     async def scenario() -> None:
-        async def trickle(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
-        ) -> None:
-            await server.read_request(reader)
-            writer.write(CHUNKED_HEAD)
-            while True:
-                writer.write(b"1\r\nx\r\n")
-                await asyncio.sleep(0.05)
-
-        server = RawServer(trickle)
+        server = RawServer()
+        server.handler = server.trickle
         t = Timeouts(connect=1, first_byte=0.3, idle=5, total=0.4)
         async with server, upstream() as client:
             started = time.monotonic()
@@ -625,16 +627,8 @@ def test_a_stream_that_goes_quiet(run: Callable[[Scenario], None]) -> None:
 
 def test_a_stream_past_its_deadline(run: Callable[[Scenario], None]) -> None:
     async def scenario() -> None:
-        async def endless(
-            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int
-        ) -> None:
-            await server.read_request(reader)
-            writer.write(CHUNKED_HEAD)
-            while True:
-                writer.write(b"1\r\nx\r\n")
-                await asyncio.sleep(0.05)
-
-        server = RawServer(endless)
+        server = RawServer()
+        server.handler = server.trickle
         t = Timeouts(connect=1, first_byte=1, idle=0.3, total=0.5)
         async with server, upstream() as client:
             opened = await client.stream(creds(server), post(), t)
