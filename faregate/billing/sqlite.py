@@ -106,13 +106,8 @@ class SqliteStore:
         )
         self.checkpointer.start(conn)
 
-    def finish_open(self) -> None:
-        """Commit a transaction left open for holds whose upstream calls are under way (before
-        another connection of this thread writes: it would wait on this one's lock)."""
-        self._commit_open()
-
     async def close(self) -> None:
-        self._commit_open()
+        self.finish_open()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             try:
@@ -140,7 +135,7 @@ class SqliteStore:
         commit worked), the holds' requests go on as soon as the debits are made under the
         write lock, and the COMMIT runs on the next loop callback, while their upstream calls
         are under way; everything else waits for the commit."""
-        self._commit_open()
+        self.finish_open()
         batch, self._pending, self._scheduled = self._pending, [], False
         results: list[Any] = []
         conn = self._conn
@@ -155,7 +150,7 @@ class SqliteStore:
                 for (_, fut, durable), result in zip(batch, results, strict=True):
                     if durable is not None and not fut.done():
                         fut.set_result(result)
-                asyncio.get_running_loop().call_soon(self._commit_open)
+                asyncio.get_running_loop().call_soon(self.finish_open)
                 return
             conn.execute("COMMIT")
         except Exception as exc:  # the whole batch fails closed
@@ -163,8 +158,9 @@ class SqliteStore:
             return
         self._committed(batch, results)
 
-    def _commit_open(self) -> None:
-        """Commit the transaction whose holds went ahead (a no-op when none is open)."""
+    def finish_open(self) -> None:
+        """Commit the transaction whose holds went ahead (a no-op when none is open). Also
+        called before another connection of this thread writes: it would wait on this lock."""
         if self._open is None:
             return
         (batch, results), self._open = self._open, None

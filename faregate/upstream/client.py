@@ -149,9 +149,7 @@ class Upstream:
         message = _NO_HEADERS if stream else _NO_ANSWER
         fresh = False
         while True:
-            conn = None if fresh else pool.reuse(origin)
-            if conn is None:
-                conn = await pool.acquire(origin, t.connect, fresh=True)
+            conn = await pool.acquire(origin, t.connect, fresh=fresh)
             conn.request(head, req.body, stream=stream, gap=gap, deadline=deadline, message=message)
             try:
                 await (conn.response() if stream else conn.complete())
