@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from faregate.billing.types import Price
 from faregate.limits.config import Limits, Plan, check_plans
 from faregate.usage.config import UsageConfig
 
@@ -115,14 +116,6 @@ class Provider(_Strict):
         keys = [*self.api_keys, *(os.environ.get(e, "") for e in self.api_keys_env)]
         single = self.resolve_key()
         return [k for k in dict.fromkeys([*([single] if single else []), *keys]) if k]
-
-
-class Price(_Strict):
-    """Micro-credits per million tokens."""
-
-    input: MicroCredits
-    output: MicroCredits
-    cached_input: MicroCredits | None = None
 
 
 class DeploymentConfig(_Strict):

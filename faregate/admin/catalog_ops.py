@@ -11,7 +11,8 @@ from sqlalchemy import Connection, delete, func, select
 
 from faregate.admin.ops import AdminError
 from faregate.billing.store import now_ms
-from faregate.config import Config, Price
+from faregate.billing.types import Price
+from faregate.config import Config
 from faregate.db.schema import plan_overrides, price_overrides
 from faregate.limits.config import Plan, check_plans
 

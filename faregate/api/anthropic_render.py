@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from faregate.api.envelopes import anthropic_body
-from faregate.billing.pricing import Usage
+from faregate.billing.types import Usage
 from faregate.errors import FaregateError
 from faregate.providers.anthropic_wire import FINISH_TO_STOP, count
 from faregate.providers.base import StreamEvent

@@ -9,15 +9,15 @@ import orjson
 
 from faregate.auth import restrictions
 from faregate.billing.pricing import to_usd
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import ValidationFailed
 from faregate.http.request import Request
 from faregate.pipeline.attempts import trail_header
 from faregate.pipeline.services import Services
-from faregate.pipeline.trace import current as current_trace
-from faregate.pipeline.trace import request_id as trace_request_id
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import Deployment
+from faregate.trace import current as current_trace
+from faregate.trace import request_id as trace_request_id
 
 
 def api_key_of(req: Request) -> str | None:

@@ -14,7 +14,7 @@ import asyncpg
 from faregate.api.common import authenticate
 from faregate.api.envelopes import render_error
 from faregate.api.idempotency import HEADER, run_idempotent
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import (
     FaregateError,
     InternalError,
@@ -27,7 +27,7 @@ from faregate.http.responses import Response, Send, StreamResponse
 from faregate.http.router import Route, Router
 from faregate.limits.base import Lease
 from faregate.pipeline.services import Services
-from faregate.pipeline.trace import Trace, current
+from faregate.trace import Trace, current
 
 log = logging.getLogger("faregate")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from faregate.billing.pricing import Usage
+from faregate.billing.types import Usage
 from faregate.providers.base import StreamEvent
 
 FINISH = {

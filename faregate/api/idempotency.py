@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from faregate.api.common import authenticate
 from faregate.api.envelopes import render_error
-from faregate.billing.store import KeyRecord, StoredResult
+from faregate.billing.store import StoredResult
+from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, Conflict, FaregateError, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response, StreamResponse

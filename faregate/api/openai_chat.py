@@ -19,7 +19,7 @@ from faregate.api.common import (
     wants_metadata,
 )
 from faregate.api.envelopes import llmage_body, openai_body
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
 from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list

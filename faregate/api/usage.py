@@ -10,7 +10,7 @@ from faregate.admin import audit, codes
 from faregate.admin.ops import AdminError
 from faregate.api.common import authenticate, json_body
 from faregate.billing.pricing import to_usd
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.db.engine import AdminDB
 from faregate.errors import (
     BadRequest,

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from faregate.billing.store import KeyRecord, Store, now_ms
+from faregate.billing.store import Store, now_ms
+from faregate.billing.types import KeyRecord
 from faregate.errors import Unauthorized
 
 KEY_PREFIX = "fg-"

@@ -6,7 +6,8 @@ import asyncio
 import logging
 from types import TracebackType
 
-from faregate.billing.store import HoldTicket, LedgerUnavailable, Settlement, Store
+from faregate.billing.store import HoldTicket, LedgerUnavailable, Store
+from faregate.billing.types import Settlement
 
 log = logging.getLogger("faregate.billing")
 

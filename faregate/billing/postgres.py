@@ -15,9 +15,7 @@ from faregate.billing.store import (
     BalanceView,
     HoldTicket,
     IdemClaim,
-    KeyRecord,
     LedgerUnavailable,
-    Settlement,
     SpendLimited,
     SpendWindow,
     StoredResult,
@@ -30,6 +28,7 @@ from faregate.billing.store import (
     spend_of,
     spend_refusal,
 )
+from faregate.billing.types import KeyRecord, Settlement
 
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from faregate.config import Price
+from faregate.billing.types import Price, Usage
 
 PER = 1_000_000  # prices are per million tokens
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
 
 
 def _ceil_div(num: int, den: int) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from faregate.billing.store import KeyRecord, SpendWindow
+from faregate.billing.store import SpendWindow
+from faregate.billing.types import KeyRecord
 
 PERIODS = ("daily", "weekly", "monthly")
 

@@ -19,9 +19,7 @@ from faregate.billing.store import (
     BalanceView,
     HoldTicket,
     IdemClaim,
-    KeyRecord,
     LedgerUnavailable,
-    Settlement,
     SpendLimited,
     SpendWindow,
     StoredResult,
@@ -34,6 +32,7 @@ from faregate.billing.store import (
     spend_of,
     spend_refusal,
 )
+from faregate.billing.types import KeyRecord, Settlement
 
 Op = Callable[[sqlite3.Connection], Any]
 Step = tuple[Op, "asyncio.Future[Any]", "asyncio.Future[None] | None"]

@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from faregate.billing.types import KeyRecord, Settlement
 from faregate.errors import InsufficientBalance, ServiceUnavailable
 
 
@@ -34,23 +35,6 @@ def now_ms() -> int:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    """An API key as the request path sees it, with its account's governance settings."""
-
-    id: str
-    account_id: str
-    allowed_models: frozenset[str] | None
-    expires_at: int | None
-    revoked: bool
-    plan: str | None = None  # the account's plan
-    account_limits: dict[str, Any] | None = None  # overrides of the plan, per route class
-    key_limits: dict[str, Any] | None = None  # overrides of the plan and the account's
-    restrictions: dict[str, Any] | None = None  # ips, origins, time windows
-    key_spend: tuple[int, str] | None = None  # (limit, period)
-    account_spend: tuple[int, str] | None = None
 
 
 USAGE_COLUMNS = (
@@ -143,17 +127,6 @@ def spend_refusal(window: SpendWindow, amount: int, spent: int) -> SpendLimited:
 def spend_of(value: Any) -> tuple[tuple[str, str, str], ...]:
     """The spend windows stored with a hold row."""
     return tuple((str(a), str(b), str(c)) for a, b, c in orjson.loads(value)) if value else ()
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    cost: int
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    estimated: bool = False
-    note: str | None = None
 
 
 def ledger_detail(s: Settlement) -> tuple[Any, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import PayloadTooLarge
 
 Scope = dict[str, Any]

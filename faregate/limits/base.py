@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 
 
 class Lease(Protocol):

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-ROUTE_CLASSES = ("chat", "embeddings", "images", "audio", "video")
+from faregate.kinds import ROUTE_CLASSES
+
 LIMIT_NAMES = ("rpm", "rpd", "tpm", "concurrency")
 
 

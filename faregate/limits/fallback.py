@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import FaregateError
 from faregate.limits.base import Lease, Limiter
 from faregate.limits.config import Limits

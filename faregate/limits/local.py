@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.limits.base import Lease
 from faregate.limits.config import Effective, Limits, Plan, RouteLimits, effective
 from faregate.limits.verdict import DAY, WINDOW, Usage, blocked, headers, refusal

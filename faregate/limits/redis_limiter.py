@@ -29,7 +29,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.limits import lua
 from faregate.limits.base import Lease
 from faregate.limits.config import Effective, Limits, Plan, effective

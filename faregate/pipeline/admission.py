@@ -6,7 +6,7 @@ from faregate import tokens
 from faregate.billing import spend
 from faregate.billing.charge import Charge
 from faregate.billing.pricing import worst_case
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, InsufficientBalance, PermissionDenied
 from faregate.pipeline.services import Services
 from faregate.providers.base import ChatCall

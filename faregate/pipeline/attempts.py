@@ -15,9 +15,9 @@ from typing import TypeVar
 
 from faregate.errors import FailureClass, FaregateError, ServiceUnavailable, UpstreamError
 from faregate.pipeline.services import Services
-from faregate.pipeline.trace import current as current_trace
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import ModelEntry
+from faregate.trace import current as current_trace
 
 T = TypeVar("T")
 

@@ -10,15 +10,13 @@ import orjson
 
 from faregate import tokens
 from faregate.billing.charge import Charge
-from faregate.billing.pricing import Usage, cost_of
-from faregate.billing.store import KeyRecord, Settlement
-from faregate.config import Price
+from faregate.billing.pricing import cost_of
+from faregate.billing.types import KeyRecord, Price, Settlement, Usage
 from faregate.errors import FailureClass, FaregateError, UpstreamError
 from faregate.pipeline.admission import admit
 from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.cache import cache_key
 from faregate.pipeline.services import Services
-from faregate.pipeline.trace import current as current_trace
 from faregate.providers.base import (
     ChatCall,
     ChatResult,
@@ -28,6 +26,7 @@ from faregate.providers.base import (
 )
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import Deployment, ModelEntry
+from faregate.trace import current as current_trace
 from faregate.upstream.client import Reply, Stream
 from faregate.upstream.fetch import inline_remote_images
 

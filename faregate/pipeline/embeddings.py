@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from faregate import tokens
-from faregate.billing.pricing import Usage, cost_of, worst_case
-from faregate.billing.store import KeyRecord, Settlement
+from faregate.billing.pricing import cost_of, worst_case
+from faregate.billing.types import KeyRecord, Settlement, Usage
 from faregate.errors import BadRequest
 from faregate.pipeline.admission import check_model_allowed, take_hold
 from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.services import Services
-from faregate.pipeline.trace import current as current_trace
 from faregate.providers.base import EmbedCall, EmbedResult
 from faregate.routing.balancer import Attempt
+from faregate.trace import current as current_trace
 
 
 @dataclass(slots=True)

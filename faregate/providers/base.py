@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from faregate.billing.pricing import Usage
+from faregate.billing.types import Usage
 from faregate.errors import FailureClass, UpstreamError
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faregate.config import SIM_PROVIDER, CacheConfig, Config, Price, Strategy, Timeouts
+from faregate.billing.types import Price
+from faregate.config import SIM_PROVIDER, CacheConfig, Config, Strategy, Timeouts
 from faregate.errors import BadRequest, NotFound
 from faregate.providers.base import ChatProtocol, Credentials, EmbeddingsProtocol
 from faregate.providers.registry import chat_protocol, embeddings_protocol

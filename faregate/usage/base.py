@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from faregate.pipeline.trace import Trace
+from faregate.trace import Trace
 
 
 class UsageSink(Protocol):

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from faregate.billing.store import Store
-from faregate.pipeline.trace import Trace
+from faregate.trace import Trace
 
 log = logging.getLogger("faregate.usage")
 

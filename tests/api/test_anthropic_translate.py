@@ -18,7 +18,7 @@ from faregate.api.anthropic_render import (
     tool_input,
 )
 from faregate.api.anthropic_request import to_call
-from faregate.billing.pricing import Usage
+from faregate.billing.types import Usage
 from faregate.errors import BadRequest, RateLimited
 from faregate.providers.anthropic import AnthropicMessages
 from faregate.providers.base import StreamEvent

@@ -12,7 +12,7 @@ from faregate.api.chat_request import parse_chat
 from faregate.api.gemini_config import json_schema
 from faregate.api.gemini_render import Chunker, render_reply, usage_metadata
 from faregate.api.gemini_translate import to_hub
-from faregate.billing.pricing import Usage
+from faregate.billing.types import Usage
 from faregate.errors import BadRequest
 from faregate.providers.base import StreamEvent
 from faregate.providers.gemini import GeminiGenerate, request_body

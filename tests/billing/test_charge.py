@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from faregate.admin import ops
 from faregate.app import make_store
 from faregate.billing.charge import Charge
-from faregate.billing.store import BalanceView, HoldTicket, Settlement, Store
+from faregate.billing.store import BalanceView, HoldTicket, Store
+from faregate.billing.types import Settlement
 from faregate.db import migrate, schema
 from faregate.db.urls import sqlalchemy_url
 

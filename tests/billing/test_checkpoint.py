@@ -10,7 +10,7 @@ from pathlib import Path
 
 from faregate.billing import checkpoint
 from faregate.billing.sqlite import SqliteStore
-from faregate.billing.store import Settlement
+from faregate.billing.types import Settlement
 from faregate.db import migrate
 
 ACCOUNT = "acct_ck"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from faregate.billing.pricing import PER, Usage, cost_of, to_usd, worst_case
-from faregate.config import Price
+from faregate.billing.pricing import PER, cost_of, to_usd, worst_case
+from faregate.billing.types import Price, Usage
 
 # Micro-credits per million tokens.
 PRICE = Price(input=1_000_000, output=2_000_000, cached_input=500_000)

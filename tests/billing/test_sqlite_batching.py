@@ -15,7 +15,8 @@ from sqlalchemy import text
 from faregate.billing import sqlite as sqlite_store
 from faregate.billing.charge import Charge
 from faregate.billing.sqlite import SqliteStore
-from faregate.billing.store import HoldTicket, LedgerUnavailable, Settlement
+from faregate.billing.store import HoldTicket, LedgerUnavailable
+from faregate.billing.types import Settlement
 from faregate.db import migrate
 from faregate.db.engine import AdminDB
 

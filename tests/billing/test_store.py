@@ -29,13 +29,8 @@ from faregate.app import make_store
 from faregate.auth.keys import KeyHasher
 from faregate.billing.postgres import PostgresStore
 from faregate.billing.sqlite import SqliteStore
-from faregate.billing.store import (
-    BalanceView,
-    HoldTicket,
-    LedgerUnavailable,
-    Settlement,
-    Store,
-)
+from faregate.billing.store import BalanceView, HoldTicket, LedgerUnavailable, Store
+from faregate.billing.types import Settlement
 from faregate.db import migrate, schema
 from faregate.db.urls import asyncpg_dsn, sqlalchemy_url, sqlite_path
 from faregate.errors import FaregateError

@@ -24,8 +24,8 @@ from harness import ADMIN_KEY, PRICES, Gateway, Sim, ledger_consistent, start_ga
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from faregate.billing.pricing import Usage, cost_of
-from faregate.config import Price
+from faregate.billing.pricing import cost_of
+from faregate.billing.types import Price, Usage
 from faregate.db import schema
 from faregate.db.urls import sqlalchemy_url
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import RateLimited
 from faregate.limits.base import Lease
 from faregate.limits.config import Limits, Plan

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import RateLimited
 from faregate.limits.config import Limits, Plan
 from faregate.limits.local import LocalLimiter

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
-from faregate.billing.store import KeyRecord
+from faregate.billing.types import KeyRecord
 from faregate.errors import RateLimited
 from faregate.limits.config import Limits, Plan
 from faregate.limits.redis_limiter import RedisLimiter

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from faregate.config import Price, Routing, Timeouts
+from faregate.billing.types import Price
+from faregate.config import Routing, Timeouts
 from faregate.errors import FailureClass, UpstreamError
 from faregate.metrics import Metrics
 from faregate.providers.openai import OpenAIChat

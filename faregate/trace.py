@@ -7,8 +7,6 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-ROUTE_CLASSES = ("chat", "embeddings", "images", "audio", "video")
-
 
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
