@@ -41,6 +41,7 @@ from faregate.errors import (
 from faregate.http.request import Message, Request, Scope
 from faregate.http.responses import Response, Send
 from faregate.http.router import Router
+from faregate.kinds import Kind
 from faregate.limits.base import Limiter
 from faregate.limits.config import LimitsConfigError
 from faregate.limits.factory import make_limiter
@@ -315,14 +316,14 @@ class App:
         )
         embeddings = embeddings_handler(svc)
         for base in ("/v1", "/api/v1"):
-            add(f"{base}/chat/completions", ["POST"], chat, kind="chat")
-            add(f"{base}/embeddings", ["POST"], embeddings, kind="embeddings")
+            add(f"{base}/chat/completions", ["POST"], chat, kind=Kind.CHAT)
+            add(f"{base}/embeddings", ["POST"], embeddings, kind=Kind.EMBEDDINGS)
             add(f"{base}/models", ["GET"], models)
             add(f"{base}/models/{{model:path}}", ["GET"], model)
             add(f"{base}/client/balance", ["GET"], balance)
         add("/api/client/balance", ["GET"], balance)
-        add("/api/v1/chat", ["POST"], compat_chat_handler(svc), kind="chat")
-        add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage", "chat")
+        add("/api/v1/chat", ["POST"], compat_chat_handler(svc), kind=Kind.CHAT)
+        add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage", Kind.CHAT)
         add("/health", ["GET"], _health)
         add("/metrics", ["GET"], self._metrics)
         anthropic.mount(self.router, svc)

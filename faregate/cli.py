@@ -20,6 +20,7 @@ from faregate.auth.keys import KeyHasher, load_secret
 from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
 from faregate.db.urls import sqlalchemy_url
+from faregate.kinds import Kind
 from faregate.limits.config import any_limits
 
 T = TypeVar("T")
@@ -90,7 +91,7 @@ def _announce(app: App) -> None:
     lines.append(f"  models: {', '.join(svc.catalog.models)}")
     if app.bootstrap_admin_key:
         lines.append(f"  admin key (shown once, keep it): {app.bootstrap_admin_key}")
-    chat_models = [m.name for m in svc.catalog.models.values() if m.kind == "chat"]
+    chat_models = [m.name for m in svc.catalog.models.values() if m.kind is Kind.CHAT]
     if app.first_run_key and chat_models:
         example = json.dumps(
             {"model": chat_models[0], "messages": [{"role": "user", "content": "Hi"}]}

@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from faregate.billing.types import Price
+from faregate.kinds import Kind, parse_kind
 from faregate.limits.config import Limits, Plan, check_plans
+from faregate.providers.registry import kinds_of
 from faregate.usage.config import UsageConfig
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -71,6 +73,12 @@ class Provider(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    kinds: list[Kind] | None = None  # what this provider serves; None: all its protocol serves
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _kind_names(cls, value: Any) -> Any:
+        return [parse_kind(v) if isinstance(v, str) else v for v in value] if value else value
 
     @model_validator(mode="after")
     def _vendor_defaults(self) -> Provider:
@@ -102,6 +110,12 @@ class Provider(_Strict):
         if self.protocol is not None:
             return self.protocol
         return VENDORS[self.vendor].protocol if self.vendor else "openai"
+
+    def serves(self) -> tuple[Kind, ...]:
+        """The kinds this provider serves: what its protocol has adapters for, narrowed to
+        `kinds` when declared."""
+        served = kinds_of(self.wire)
+        return served if self.kinds is None else tuple(k for k in served if k in self.kinds)
 
     def resolve_key(self) -> str | None:
         """The upstream key: inline, else from the named (or the vendor's) environment variable."""
@@ -142,7 +156,7 @@ Strategy = Literal["weighted", "least_inflight", "latency", "cost"]
 
 
 class Model(_Strict):
-    kind: Literal["chat", "embedding"] = "chat"
+    kind: Kind = Kind.CHAT  # any Kind value or alias ("embedding"); stored as the Kind
     provider: str | None = None
     upstream: str | None = None
     deployments: list[DeploymentConfig] = Field(default_factory=list)
@@ -153,6 +167,11 @@ class Model(_Strict):
     max_output_tokens: int = Field(default=4096, ge=1)
     owned_by: str | None = None
     created: int = 1_700_000_000
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_name(cls, value: Any) -> Any:
+        return parse_kind(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_way_to_deploy(self) -> Model:
@@ -295,6 +314,8 @@ class Config(_Strict):
                         f"(declared providers: {known}); add [providers.{dep.provider}] "
                         "or fix the name"
                     )
+                index = i if model.deployments else None
+                _check_serves(name, model, index, dep.provider, self.providers[dep.provider])
             for fallback in model.fallbacks:
                 target = self.models.get(fallback)
                 if target is None or fallback == name:
@@ -308,6 +329,23 @@ class Config(_Strict):
                     )
         check_plans(self.limits, self.plans)
         return self
+
+
+def _check_serves(
+    name: str, model: Model, index: int | None, provider_name: str, provider: Provider
+) -> None:
+    """Refuse a model on a provider that cannot serve its kind, naming what it serves."""
+    if model.kind in provider.serves():
+        return
+    where = f"models.{name}." + (f"deployments.{index}." if index is not None else "")
+    protocol = kinds_of(provider.wire)
+    why = f"speaks the '{provider.wire}' protocol, which serves {', '.join(protocol)}"
+    if model.kind in protocol and provider.kinds is not None:
+        why = f"declares kinds = [{', '.join(provider.kinds)}]"
+    raise ValueError(
+        f"{where}provider: the model '{name}' is of kind '{model.kind}', but the provider"
+        f" '{provider_name}' {why}; put the model on a provider that serves {model.kind}"
+    )
 
 
 SIM_PROVIDER = "simulator"

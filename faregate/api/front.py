@@ -25,6 +25,7 @@ from faregate.errors import (
 from faregate.http.request import Request, Scope
 from faregate.http.responses import Response, Send, StreamResponse
 from faregate.http.router import Route, Router
+from faregate.kinds import Kind, route_class
 from faregate.limits.base import Lease
 from faregate.pipeline.services import Services
 from faregate.trace import Trace, current
@@ -56,7 +57,8 @@ class FrontDoor:
         if method == "OPTIONS" and origin and other_method:
             await _preflight(request, origin, self.router.methods_for(path))(send, receive)
             return
-        trace = Trace(route.kind) if route is not None and route.kind else None
+        # The trace and the limits see the route's class (images, audio, ...), not its kind.
+        trace = Trace(route_class(Kind(route.kind))) if route is not None and route.kind else None
         token = current.set(trace)
         lease: Lease | None = None
         protocol = route.protocol if route else self.router.protocol_for(path)

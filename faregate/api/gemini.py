@@ -35,6 +35,7 @@ from faregate.errors import FaregateError, NotFound
 from faregate.http.request import Request
 from faregate.http.responses import JSON_TYPE, SSE_HEADERS, Response, StreamResponse, header_list
 from faregate.http.router import Router
+from faregate.kinds import Kind
 from faregate.pipeline.admission import check_model_allowed
 from faregate.pipeline.chat import OpenStream, complete, open_stream
 from faregate.pipeline.embeddings import embed
@@ -48,7 +49,7 @@ EMBED_METHODS = ["embedContent", "batchEmbedContents"]
 
 
 def _model_card(entry: ModelEntry) -> dict[str, Any]:
-    chat = entry.kind == "chat"
+    chat = entry.kind is Kind.CHAT
     return {
         "name": f"models/{entry.name}",
         "baseModelId": entry.name,
@@ -231,9 +232,9 @@ def mount(router: Router, svc: Services) -> None:
     for base in ("/v1beta", "/api/v1beta"):
         router.add(f"{base}/models", ["GET"], listing, "gemini")
         router.add(f"{base}/models/{{model:path}}", ["GET"], get, "gemini")
-        router.add(f"{base}/models/{{model:path}}", ["POST"], generate, "gemini", "chat")
+        router.add(f"{base}/models/{{model:path}}", ["POST"], generate, "gemini", Kind.CHAT)
     openai_list, openai_get = models_handler(svc), model_handler(svc)
     for base in ("/v1", "/api/v1"):
         router.add(f"{base}/models", ["GET"], by_client(listing, openai_list), "openai")
         router.add(f"{base}/models/{{model:path}}", ["GET"], by_client(get, openai_get), "openai")
-        router.add(f"{base}/models/{{model:path}}", ["POST"], generate, "gemini", "chat")
+        router.add(f"{base}/models/{{model:path}}", ["POST"], generate, "gemini", Kind.CHAT)

@@ -1,45 +1,64 @@
-"""Chat calls: admit, call the upstream, stream or return, settle the exact cost."""
+"""Chat calls on the runner: the chat kind spec, the response cache, and the stream relay
+that decodes chat events and settles once however the stream ends."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, replace
+from typing import Any, cast
 
 import orjson
 
 from faregate import tokens
 from faregate.billing.charge import Charge
-from faregate.billing.pricing import cost_of
-from faregate.billing.types import KeyRecord, Price, Settlement, Usage
-from faregate.errors import FailureClass, FaregateError, UpstreamError
-from faregate.pipeline.admission import admit
-from faregate.pipeline.attempts import run_attempts
+from faregate.billing.pricing import cost_of, worst_case
+from faregate.billing.types import KeyRecord, Usage
+from faregate.errors import BadRequest, FailureClass, FaregateError, UpstreamError
+from faregate.kinds import Kind
+from faregate.pipeline import runner
 from faregate.pipeline.cache import cache_key
 from faregate.pipeline.services import Services
 from faregate.providers.base import (
+    Adapter,
     ChatCall,
+    ChatProtocol,
     ChatResult,
     Credentials,
     StreamEvent,
     UpstreamRequest,
 )
 from faregate.routing.balancer import Attempt
-from faregate.routing.catalog import Deployment, ModelEntry
+from faregate.routing.catalog import ModelEntry
 from faregate.trace import current as current_trace
-from faregate.upstream.client import Reply, Stream
+from faregate.upstream.base import UpstreamStream
 from faregate.upstream.fetch import inline_remote_images
 
+Completed = runner.Done[ChatResult]
+OpenStream = runner.OpenStream[StreamEvent]
 
-@dataclass(slots=True)
-class Completed:
-    result: ChatResult
-    usage: Usage
-    cost: int
-    model: str
-    deployment: Deployment | None  # None when the response cache answered
-    attempts: list[Attempt]
-    cached: bool = False
+
+def hold_amount(chain: list[ModelEntry], call: ChatCall) -> int:
+    """The worst case over every model that may serve (the model and its fallbacks): a
+    byte-bounded prompt and every output token allowed, per choice."""
+    body = call.body
+    n = body.get("n")
+    choices = n if isinstance(n, int) and n > 1 else 1
+    prompt = tokens.prompt_upper_bound(body.get("messages") or [], body.get("tools"))
+    worst = 0
+    for entry in chain:
+        max_out = min(call.max_output or entry.max_output_tokens, entry.max_output_tokens)
+        worst = max(worst, worst_case(entry.price, prompt, max_out * choices))
+    return worst
+
+
+def _check_output_cap(entry: ModelEntry, call: ChatCall) -> None:
+    if call.max_output is not None and call.max_output > entry.max_output_tokens:
+        raise BadRequest(
+            f"max_tokens is {call.max_output}, but '{call.model}' produces at most "
+            f"{entry.max_output_tokens} tokens.",
+            code="max_tokens_too_large",
+            param="max_tokens",
+        )
 
 
 def _estimate(call: ChatCall, completion_text: str) -> Usage:
@@ -64,135 +83,74 @@ def _reply_text(result: ChatResult) -> str:
     return " ".join(parts)
 
 
-async def _settle(
-    charge: Charge,
-    entry: ModelEntry,
-    usage: Usage,
-    note: str | None = None,
-    price: Price | None = None,
-) -> int:
-    """Charge `usage` at the model's price (or `price`), committed before the reply goes."""
-    cost = cost_of(price or entry.price, usage)
-    trace = current_trace.get()
-    if trace is not None:
-        trace.prompt_tokens = usage.prompt_tokens
-        trace.completion_tokens = usage.completion_tokens
-        trace.cost = cost
-        trace.estimated = usage.estimated
-        trace.cached = price is not None
-    settlement = Settlement(
-        cost=cost,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        estimated=usage.estimated,
-        note=note,
-    )
-    await charge.settle(settlement)
-    return cost
+def _usage(call: ChatCall, result: ChatResult) -> Usage:
+    return result.usage or _estimate(call, _reply_text(result))
 
 
 async def _upstream_request(
-    svc: Services, attempt: Attempt, call: ChatCall
+    svc: Services, call: ChatCall, attempt: Attempt
 ) -> tuple[UpstreamRequest, Credentials]:
     """The wire request for the attempt's deployment: output capped at the model's limit,
     remote images fetched first where its protocol needs them."""
     dep = attempt.deployment
+    protocol = cast(ChatProtocol, dep.adapter)
     limit = attempt.model.max_output_tokens
     # Every attempt is capped at its model's output limit, so the upstream cannot produce
     # more than the hold covers.
     call = replace(call, max_output=min(call.max_output or limit, limit))
-    if dep.protocol.inline_remote_images:
+    if protocol.inline_remote_images:
         call = replace(call, body=await inline_remote_images(svc.fetcher, call.body))
     creds = dep.creds(attempt.key)
-    return dep.protocol.build_request(call, dep.upstream_model, creds), creds
+    return protocol.build_request(call, dep.upstream_model, creds), creds
+
+
+def _parse(adapter: Adapter, body: bytes, call: ChatCall) -> ChatResult:
+    return cast(ChatProtocol, adapter).parse_response(body)
+
+
+CHAT: runner.KindSpec[ChatCall, ChatResult] = runner.KindSpec(
+    kind=Kind.CHAT,
+    hold=hold_amount,
+    request=_upstream_request,
+    parse=_parse,
+    usage=_usage,
+    check=_check_output_cap,
+)
 
 
 async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
     """A non-streaming chat call, retried and fallen back as routing allows, settled at the
-    price of the model that served before it returns."""
-    entry, charge = await admit(svc, key, call)
+    price of the model that served before it returns; the response cache answers first."""
+    entry, charge = await runner.admit(svc, CHAT, key, call)
     async with charge:
         cache = entry.cache if entry.cache is not None and entry.cache.enabled else None
-        ckey = cache_key(key.id, entry.name, call.body) if cache else ""
-        if cache is not None:
-            hit = await svc.cache.get(ckey)
-            svc.metrics.cache.labels(entry.name, "hit" if hit else "miss").inc()
-            if hit is not None:
-                trace = current_trace.get()
-                if trace is not None:
-                    trace.model = entry.name
-                stored = orjson.loads(hit)
-                usage = Usage(**stored["usage"])
-                cost = await _settle(charge, entry, usage, "response cache hit", cache.price)
-                result = ChatResult(stored["body"], usage)
-                return Completed(result, usage, cost, entry.name, None, [], cached=True)
-
-        async def attempt_once(attempt: Attempt) -> ChatResult:
-            dep = attempt.deployment
-            request, creds = await _upstream_request(svc, attempt, call)
-            reply = await svc.upstream.send(creds, request, dep.timeouts)
-            if reply.status >= 400:
-                raise dep.protocol.classify_error(reply.status, reply.headers, reply.body)
-            return dep.protocol.parse_response(reply.body)
-
-        result, served, trail = await run_attempts(svc, entry, attempt_once)
-        usage = result.usage or _estimate(call, _reply_text(result))
-        svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
-        cost = await _settle(charge, served.model, usage)
-        if cache is not None and served.model is entry and not usage.estimated:
-            value = {"body": result.body, "usage": asdict(usage)}
+        if cache is None:
+            return await runner.serve(svc, CHAT, entry, charge, call)
+        ckey = cache_key(key.id, entry.name, call.body)
+        hit = await svc.cache.get(ckey)
+        svc.metrics.cache.labels(entry.name, "hit" if hit else "miss").inc()
+        if hit is not None:
+            trace = current_trace.get()
+            if trace is not None:
+                trace.model = entry.name
+            stored = orjson.loads(hit)
+            usage = Usage(**stored["usage"])
+            cost = await runner.settle(
+                charge, cache.price, usage, "response cache hit", cached=True
+            )
+            result = ChatResult(stored["body"], usage)
+            return Completed(result, usage, cost, entry.name, None, [], cached=True)
+        done = await runner.serve(svc, CHAT, entry, charge, call)
+        if done.model == entry.name and not done.usage.estimated:
+            value = {"body": done.result.body, "usage": asdict(done.usage)}
             await svc.cache.set(ckey, orjson.dumps(value), cache.ttl_seconds)
-    return Completed(result, usage, cost, served.model.name, served.deployment, trail)
-
-
-@dataclass(slots=True)
-class OpenStream:
-    """A stream whose first bytes have arrived; iterate `events` to forward the rest."""
-
-    events: AsyncGenerator[StreamEvent | FaregateError, None]
-    model: str
-    deployment: Deployment
-    attempts: list[Attempt]
+    return done
 
 
 async def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> OpenStream:
-    """Admit, then open upstream streams until one delivers its first chunk: fallback is only
-    possible before the client sees a byte, and any failure until then is an ordinary error
-    response with its status code."""
-    entry, charge = await admit(svc, key, call)
-
-    async def attempt_once(attempt: Attempt) -> tuple[Stream, bytes, AsyncIterator[bytes]]:
-        dep = attempt.deployment
-        request, creds = await _upstream_request(svc, attempt, call)
-        opened = await svc.upstream.stream(creds, request, dep.timeouts)
-        if isinstance(opened, Reply):
-            raise dep.protocol.classify_error(opened.status, opened.headers, opened.body)
-        chunks = opened.chunks()
-        try:
-            first = await anext(chunks, b"")
-        except BaseException:
-            opened.close()
-            raise
-        return opened, first, chunks
-
-    try:
-        (opened, first, chunks), served, trail = await run_attempts(svc, entry, attempt_once)
-    except FaregateError as exc:
-        await charge.release(f"no upstream delivered a first byte: {exc.code}")
-        raise
-    except BaseException:
-        await charge.release("request failed before the first byte")
-        raise
-    try:
-        await charge.confirm()  # no upstream byte reaches the client before the hold is on disk
-    except BaseException:
-        opened.close()
-        await charge.release("request failed before the first byte")
-        raise
-    events = _events(svc, call, served, charge, opened, first, chunks)
-    return OpenStream(events, served.model.name, served.deployment, trail)
+    """A streaming chat call: the runner opens it (fallback only before the first byte), and
+    `_events` relays it."""
+    return await runner.open_stream(svc, CHAT, key, call, _events)
 
 
 def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:
@@ -218,14 +176,14 @@ async def _events(
     call: ChatCall,
     served: Attempt,
     charge: Charge,
-    upstream: Stream,
+    upstream: UpstreamStream,
     first: bytes,
     chunks: AsyncIterator[bytes],
 ) -> AsyncGenerator[StreamEvent | FaregateError, None]:
     """Forward decoded events as they arrive; settle exactly once however the stream ends:
     from the upstream's usage, else from the text produced (marked estimated)."""
     entry = served.model
-    decoder = served.deployment.protocol.stream_decoder()
+    decoder = cast(ChatProtocol, served.deployment.adapter).stream_decoder()
     produced: list[str] = []
     usage: Usage | None = None
     last: dict[str, Any] | None = None
@@ -271,5 +229,5 @@ async def _events(
         else:
             note = None
         svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
-        await _settle(charge, entry, usage, note)
+        await runner.settle(charge, entry.price, usage, note)
         upstream.close()

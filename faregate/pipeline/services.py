@@ -12,7 +12,7 @@ from faregate.metrics import Metrics
 from faregate.pipeline.cache import ResponseCache
 from faregate.routing.balancer import Balancer
 from faregate.routing.catalog import Catalog
-from faregate.upstream.client import Upstream
+from faregate.upstream.base import UpstreamClient
 from faregate.upstream.fetch import Fetcher
 from faregate.usage.base import UsageSink
 
@@ -26,7 +26,7 @@ class Services:
     catalog: Catalog
     balancer: Balancer
     metrics: Metrics
-    upstream: Upstream
+    upstream: UpstreamClient
     fetcher: Fetcher
     cache: ResponseCache
     limiter: Limiter

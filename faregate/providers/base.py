@@ -72,6 +72,17 @@ class Credentials:
     max_tokens_param: str = "max_tokens"
 
 
+class Adapter(Protocol):
+    """What every adapter (one wire protocol serving one kind) provides: its protocol's name,
+    and how an error reply of its upstream is classified."""
+
+    name: str
+
+    def classify_error(
+        self, status: int, headers: dict[str, str], body: bytes
+    ) -> UpstreamError: ...
+
+
 class ChatProtocol(Protocol):
     """An upstream chat wire protocol."""
 

@@ -1,40 +1,43 @@
-"""Upstream protocols by name: a dict, not a chain of ifs."""
+"""Adapters by wire protocol and kind: one table of what each protocol can serve."""
 
 from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import cast
 
-from faregate.providers.base import ChatProtocol, EmbeddingsProtocol
+from faregate.kinds import Kind
+from faregate.providers.base import Adapter, ChatProtocol, EmbeddingsProtocol
 
-# name -> "module:Class"; modules are imported on first use.
-CHAT_PROTOCOLS: dict[str, str] = {
-    "openai": "faregate.providers.openai:OpenAIChat",
-    "anthropic": "faregate.providers.anthropic:AnthropicMessages",
-    "gemini": "faregate.providers.gemini:GeminiGenerate",
+# (wire protocol, kind) -> "module:Class"; modules are imported on first use. A new kind on
+# a protocol is one entry here (and its adapter module).
+ADAPTERS: dict[tuple[str, Kind], str] = {
+    ("openai", Kind.CHAT): "faregate.providers.openai:OpenAIChat",
+    ("anthropic", Kind.CHAT): "faregate.providers.anthropic:AnthropicMessages",
+    ("gemini", Kind.CHAT): "faregate.providers.gemini:GeminiGenerate",
+    ("openai", Kind.EMBEDDINGS): "faregate.providers.openai:OpenAIEmbeddings",
+    ("gemini", Kind.EMBEDDINGS): "faregate.providers.gemini:GeminiEmbeddings",
 }
 
 
+def kinds_of(protocol: str) -> tuple[Kind, ...]:
+    """The kinds the wire protocol `protocol` can serve, in the order of `Kind`."""
+    return tuple(k for k in Kind if (protocol, k) in ADAPTERS)
+
+
 @cache
+def adapter(protocol: str, kind: Kind) -> Adapter:
+    """The adapter serving `kind` over the wire protocol `protocol` (KeyError if none)."""
+    module, _, cls = ADAPTERS[(protocol, kind)].partition(":")
+    found: Adapter = getattr(importlib.import_module(module), cls)()
+    return found
+
+
 def chat_protocol(name: str) -> ChatProtocol:
-    """The adapter for the chat wire protocol `name`."""
-    module, _, cls = CHAT_PROTOCOLS[name].partition(":")
-    adapter: ChatProtocol = getattr(importlib.import_module(module), cls)()
-    return adapter
+    """The chat adapter of the wire protocol `name`."""
+    return cast(ChatProtocol, adapter(name, Kind.CHAT))
 
 
-EMBEDDINGS_PROTOCOLS: dict[str, str] = {
-    "openai": "faregate.providers.openai:OpenAIEmbeddings",
-    "gemini": "faregate.providers.gemini:GeminiEmbeddings",
-}
-
-
-@cache
-def embeddings_protocol(name: str) -> EmbeddingsProtocol | None:
-    """The embeddings adapter for the wire protocol `name`, if it has one."""
-    target = EMBEDDINGS_PROTOCOLS.get(name)
-    if target is None:
-        return None
-    module, _, cls = target.partition(":")
-    adapter: EmbeddingsProtocol = getattr(importlib.import_module(module), cls)()
-    return adapter
+def embeddings_protocol(name: str) -> EmbeddingsProtocol:
+    """The embeddings adapter of the wire protocol `name`."""
+    return cast(EmbeddingsProtocol, adapter(name, Kind.EMBEDDINGS))

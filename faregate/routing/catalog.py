@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from faregate.billing.types import Price
 from faregate.config import SIM_PROVIDER, CacheConfig, Config, Strategy, Timeouts
 from faregate.errors import BadRequest, NotFound
-from faregate.providers.base import ChatProtocol, Credentials, EmbeddingsProtocol
-from faregate.providers.registry import chat_protocol, embeddings_protocol
+from faregate.kinds import Kind
+from faregate.providers.base import Adapter, Credentials
+from faregate.providers.registry import adapter
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +19,7 @@ class Deployment:
     id: str  # unique across the catalog: "MODEL:NAME"
     name: str  # unique within its model: the configured name, else "PROVIDER/UPSTREAM"
     provider: str
-    protocol: ChatProtocol
-    embeddings: EmbeddingsProtocol | None
+    adapter: Adapter  # the provider's wire protocol serving the model's kind
     base_url: str
     headers: dict[str, str]
     keys: tuple[str, ...]
@@ -39,7 +39,7 @@ class Deployment:
 @dataclass(frozen=True, slots=True)
 class ModelEntry:
     name: str
-    kind: str  # chat | embedding
+    kind: Kind
     price: Price
     max_output_tokens: int
     owned_by: str
@@ -54,8 +54,8 @@ class Catalog:
     def __init__(self, models: dict[str, ModelEntry]) -> None:
         self.models = models
 
-    def get(self, name: str, kind: str = "chat") -> ModelEntry:
-        """The model `name`, which must be of `kind` (chat or embedding)."""
+    def get(self, name: str, kind: Kind = Kind.CHAT) -> ModelEntry:
+        """The model `name`, which must be of `kind`."""
         entry = self.models.get(name)
         if entry is None:
             raise NotFound(
@@ -103,10 +103,7 @@ def build_catalog(config: Config, sim_url: str | None = None) -> Catalog:
                     id=f"{name}:{label}",
                     name=label,
                     provider=dc.provider,
-                    protocol=chat_protocol(provider.wire),
-                    embeddings=(
-                        embeddings_protocol(provider.wire) if model.kind == "embedding" else None
-                    ),
+                    adapter=adapter(provider.wire, model.kind),
                     base_url=(sim_url if simulated and sim_url else provider.url).rstrip("/"),
                     headers=dict(provider.headers),
                     keys=tuple(keys),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from faregate.config import Timeouts
 from faregate.errors import UpstreamError
 from faregate.providers.base import Credentials, UpstreamRequest
+from faregate.upstream.base import Reply as Reply  # re-exported: the reply type of `send`
 from faregate.upstream.http1 import Connection, Origin, encode_head
 from faregate.upstream.pool import Pool
 
@@ -19,13 +19,6 @@ MAX_ERROR_BODY = 64 * 1024
 _NO_ANSWER = "the provider did not answer in time"
 _NO_HEADERS = "the provider sent no response headers in time"
 _NEVER = float("inf")
-
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 class Stream:

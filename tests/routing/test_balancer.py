@@ -8,6 +8,7 @@ from collections import Counter
 from faregate.billing.types import Price
 from faregate.config import Routing, Timeouts
 from faregate.errors import FailureClass, UpstreamError
+from faregate.kinds import Kind
 from faregate.metrics import Metrics
 from faregate.providers.openai import OpenAIChat
 from faregate.routing.balancer import Balancer
@@ -28,8 +29,7 @@ def dep(
         id=f"m:{name}",
         name=name,
         provider=f"p-{name}",
-        protocol=OpenAIChat(),
-        embeddings=None,
+        adapter=OpenAIChat(),
         base_url="http://x",
         headers={},
         keys=keys,
@@ -47,7 +47,7 @@ def dep(
 def model(
     *deps: Deployment, strategy: str = "weighted", name: str = "m", fallbacks: tuple[str, ...] = ()
 ) -> ModelEntry:
-    return ModelEntry(name, "chat", P, 100, "o", 0, deps, strategy, fallbacks, None)  # type: ignore[arg-type]
+    return ModelEntry(name, Kind.CHAT, P, 100, "o", 0, deps, strategy, fallbacks, None)  # type: ignore[arg-type]
 
 
 class Clock:
