@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from faregate.config import ConfigError, default_config, load_config
+from faregate.config import ConfigError, Model, default_config, load_config
+from faregate.kinds import ALIASES, Kind
+from faregate.providers.registry import ADAPTERS, kinds_of
 
 GOOD = """
 [providers.up]
@@ -73,3 +75,96 @@ def test_secrets_are_not_required_in_the_file(monkeypatch: pytest.MonkeyPatch) -
     assert cfg.models["gpt-4o"].provider == "openai"
     assert cfg.providers["openai"].resolve_key() == "sk-real"
     assert cfg.providers["openai"].url == "https://api.openai.com/v1"
+
+
+# -- kinds ----------------------------------------------------------------------------------
+
+KINDS = """
+[providers.oa]
+base_url = "http://127.0.0.1:9000/v1"
+
+[providers.claude]
+base_url = "http://127.0.0.1:9001"
+protocol = "anthropic"
+"""
+
+
+def _model(name: str, kind: str, provider: str) -> str:
+    return (
+        f'\n[models."{name}"]\nkind = "{kind}"\nprovider = "{provider}"\n'
+        "price = { input = 1, output = 1 }\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [*((k.value, k) for k in Kind), *ALIASES.items()],
+)
+def test_every_kind_and_alias_is_accepted_and_stored_canonical(given: str, stored: Kind) -> None:
+    model = Model.model_validate(
+        {"kind": given, "provider": "p", "price": {"input": 1, "output": 1}}
+    )
+    assert model.kind is stored
+
+
+def test_the_legacy_embedding_kind_still_loads(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, KINDS + _model("e", "embedding", "oa")))
+    assert cfg.models["e"].kind is Kind.EMBEDDINGS
+
+
+def test_an_unknown_kind_is_refused_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, KINDS + _model("x", "painting", "oa")))
+    assert "models.x.kind" in str(err.value) and "images" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        (
+            _model("e", "embeddings", "claude"),
+            "models.e.provider: the model 'e' is of kind 'embeddings', but the provider 'claude'"
+            " speaks the 'anthropic' protocol, which serves chat",
+        ),
+        (
+            _model("img", "images", "oa"),
+            "the model 'img' is of kind 'images', but the provider 'oa' speaks the 'openai'"
+            " protocol, which serves chat, embeddings",
+        ),
+    ],
+)
+def test_a_model_its_provider_cannot_serve_is_refused(
+    tmp_path: Path, models: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, KINDS + models))
+    assert expected in str(err.value)
+
+
+def test_a_provider_declares_the_kinds_it_serves(tmp_path: Path) -> None:
+    text = KINDS + '\n[providers.embedder]\nbase_url = "http://127.0.0.1:9002/v1"\n'
+    text += 'kinds = ["embedding"]\n'
+    cfg = load_config(_write(tmp_path, text + _model("e", "embeddings", "embedder")))
+    assert cfg.providers["embedder"].kinds == [Kind.EMBEDDINGS]
+    assert cfg.providers["embedder"].serves() == (Kind.EMBEDDINGS,)
+    deployed = (
+        '\n[models.c]\nprice = { input = 1, output = 1 }\n[[models.c.deployments]]\nprovider = "oa"'
+        '\n[[models.c.deployments]]\nprovider = "embedder"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + deployed))
+    assert (
+        "models.c.deployments.1.provider: the model 'c' is of kind 'chat', but the provider"
+        " 'embedder' declares kinds = [embeddings]; put the model on a provider that serves chat"
+    ) in str(err.value)
+
+
+def test_a_protocol_serves_a_new_kind_with_one_registry_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = KINDS + _model("img", "image", "oa")
+    with pytest.raises(ConfigError):
+        load_config(_write(tmp_path, text))
+    monkeypatch.setitem(ADAPTERS, ("openai", Kind.IMAGES), "faregate.providers.openai:OpenAIChat")
+    assert kinds_of("openai") == (Kind.CHAT, Kind.EMBEDDINGS, Kind.IMAGES)
+    assert load_config(_write(tmp_path, text)).models["img"].kind is Kind.IMAGES
