@@ -3,7 +3,7 @@ that decodes chat events and settles once however the stream ends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import asdict, replace
 from typing import Any, cast
 
@@ -147,10 +147,10 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
     return done
 
 
-async def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> OpenStream:
+def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> Awaitable[OpenStream]:
     """A streaming chat call: the runner opens it (fallback only before the first byte), and
-    `_events` relays it."""
-    return await runner.open_stream(svc, CHAT, key, call, _events)
+    `_events` relays it. (The runner's coroutine itself, so no frame is added to it.)"""
+    return runner.open_stream(svc, CHAT, key, call, _events)
 
 
 def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:

@@ -3,6 +3,7 @@ reply, and the estimate when the provider reports no usage."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import cast
 
 from faregate import tokens
@@ -58,6 +59,7 @@ EMBEDDINGS: runner.KindSpec[EmbedCall, EmbedResult] = runner.KindSpec(
 )
 
 
-async def embed(svc: Services, key: KeyRecord, call: EmbedCall) -> Embedded:
-    """An embeddings call: admit, hold, attempts with fallback, settle."""
-    return await runner.run(svc, EMBEDDINGS, key, call)
+def embed(svc: Services, key: KeyRecord, call: EmbedCall) -> Awaitable[Embedded]:
+    """An embeddings call: admit, hold, attempts with fallback, settle (the runner's
+    coroutine itself)."""
+    return runner.run(svc, EMBEDDINGS, key, call)
