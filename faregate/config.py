@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from faregate.billing.types import Price
 from faregate.kinds import Kind, parse_kind
@@ -19,6 +27,8 @@ from faregate.usage.config import UsageConfig
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 MicroCredits = Annotated[int, Field(ge=0, strict=True)]
+# A kind by its name or an alias ("embedding"), stored as the Kind.
+KindName = Annotated[Kind, BeforeValidator(lambda v: parse_kind(v) if isinstance(v, str) else v)]
 
 
 class ConfigError(Exception):
@@ -73,12 +83,7 @@ class Provider(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
-    kinds: list[Kind] | None = None  # what this provider serves; None: all its protocol serves
-
-    @field_validator("kinds", mode="before")
-    @classmethod
-    def _kind_names(cls, value: Any) -> Any:
-        return [parse_kind(v) if isinstance(v, str) else v for v in value] if value else value
+    kinds: list[KindName] | None = None  # what this provider serves; None: all its protocol does
 
     @model_validator(mode="after")
     def _vendor_defaults(self) -> Provider:
@@ -156,7 +161,7 @@ Strategy = Literal["weighted", "least_inflight", "latency", "cost"]
 
 
 class Model(_Strict):
-    kind: Kind = Kind.CHAT  # any Kind value or alias ("embedding"); stored as the Kind
+    kind: KindName = Kind.CHAT
     provider: str | None = None
     upstream: str | None = None
     deployments: list[DeploymentConfig] = Field(default_factory=list)
@@ -167,11 +172,6 @@ class Model(_Strict):
     max_output_tokens: int = Field(default=4096, ge=1)
     owned_by: str | None = None
     created: int = 1_700_000_000
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _kind_name(cls, value: Any) -> Any:
-        return parse_kind(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_way_to_deploy(self) -> Model:
