@@ -68,7 +68,7 @@ class Request:
         """The multipart/form-data body, parsed as it arrives (read once, then kept): text
         fields in memory, file parts spooled to temporary files that `close` removes."""
         if self._form is None:
-            source = _once(self._body) if self._body is not None else self.stream(limits.max_body)
+            source = self.stream(limits.max_body)
             self._form = await parse_form(self.headers.get("content-type", ""), source, limits)
         return self._form
 
@@ -79,10 +79,16 @@ class Request:
 
     async def stream(self, limit: int) -> AsyncGenerator[bytes, None]:
         """The body chunk by chunk as it arrives, refused with 413 as soon as it passes `limit`
-        bytes. A client that leaves ends the stream early."""
+        bytes. A client that leaves ends the stream early. A body already read whole comes in
+        one chunk."""
         declared = self.headers.get("content-length")
+        if self._body is not None:
+            declared = str(len(self._body))
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
+        if self._body is not None:
+            yield self._body
+            return
         size = 0
         while True:
             message = await self.receive()
@@ -100,7 +106,3 @@ class Request:
     async def _read(self, limit: int) -> bytes:
         chunks = [chunk async for chunk in self.stream(limit)]
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
-    yield body
