@@ -18,14 +18,9 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, text
 
 from faregate.admin import catalog_ops, ops
-from faregate.api import admin_catalog, admin_governance, anthropic, gemini
-from faregate.api import usage as usage_api
-from faregate.api.admin import AdminAPI
-from faregate.api.catalog import balance_handler, model_handler, models_handler
-from faregate.api.embeddings import embeddings_handler
+from faregate.api import routes
 from faregate.api.envelopes import render_error
 from faregate.api.front import FrontDoor
-from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
 from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
@@ -38,10 +33,9 @@ from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlite_path
 from faregate.errors import (
     ServiceUnavailable,
 )
-from faregate.http.request import Message, Request, Scope
-from faregate.http.responses import Response, Send
+from faregate.http.request import Message, Scope
+from faregate.http.responses import Send
 from faregate.http.router import Router
-from faregate.kinds import Kind
 from faregate.limits.base import Limiter
 from faregate.limits.config import LimitsConfigError
 from faregate.limits.factory import make_limiter
@@ -307,37 +301,8 @@ class App:
             await self._sim_runner.cleanup()
 
     def _mount(self, svc: Services, db: AdminDB) -> None:
-        add = self.router.add
-        chat, models, model, balance = (
-            chat_handler(svc),
-            models_handler(svc),
-            model_handler(svc),
-            balance_handler(svc),
-        )
-        embeddings = embeddings_handler(svc)
-        for base in ("/v1", "/api/v1"):
-            add(f"{base}/chat/completions", ["POST"], chat, kind=Kind.CHAT)
-            add(f"{base}/embeddings", ["POST"], embeddings, kind=Kind.EMBEDDINGS)
-            add(f"{base}/models", ["GET"], models)
-            add(f"{base}/models/{{model:path}}", ["GET"], model)
-            add(f"{base}/client/balance", ["GET"], balance)
-        add("/api/client/balance", ["GET"], balance)
-        add("/api/v1/chat", ["POST"], compat_chat_handler(svc), kind=Kind.CHAT)
-        add("/llmage/v1/chat/completions", ["POST"], llmage_chat_handler(svc), "llmage", Kind.CHAT)
-        add("/health", ["GET"], _health)
-        add("/metrics", ["GET"], self._metrics)
-        anthropic.mount(self.router, svc)
-        gemini.mount(self.router, svc)
-        admin_api = AdminAPI(svc, db, self.env.admin_key, self.reload)
-        admin_api.mount(self.router)
-        admin_governance.mount(admin_api, self.router)
-        admin_catalog.mount(admin_api, self.router, self)
-        usage_api.mount_client(self.router, svc, db)
-
-    async def _metrics(self, _: Request) -> Response:
-        return Response(
-            self.metrics.render(), 200, [(b"content-type", self.metrics.content_type.encode())]
-        )
+        """Every route of the table in `faregate.api.routes`."""
+        routes.mount(self.router, routes.Deps(svc, db, self, self.env.admin_key))
 
     # -- ASGI --------------------------------------------------------------------
 
@@ -373,10 +338,6 @@ class App:
                     await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-async def _health(_: Request) -> Response:
-    return Response.json({"status": "ok"})
 
 
 def create_app(config: Config, environment: Environment | None = None) -> App:

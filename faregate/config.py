@@ -192,6 +192,8 @@ class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_part_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # one file of a form
+    max_parts: int = Field(default=64, ge=1, le=10_000)  # parts of a multipart/form-data body
     trusted_proxies: list[str] = Field(default_factory=list)  # CIDRs whose X-Forwarded-For counts
     cors: bool = True  # answer browser preflights; keys can still be limited to origins
 

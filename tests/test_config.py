@@ -40,7 +40,10 @@ def test_good_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("text", "expected"),
     [
         (GOOD + "\n[server]\nprot = 1\n", "server.prot: unknown key"),
-        (GOOD + "\n[server]\nprot = 1\n", "allowed here: cors, host, max_body_bytes, port"),
+        (
+            GOOD + "\n[server]\nprot = 1\n",
+            "allowed here: cors, host, max_body_bytes, max_part_bytes, max_parts, port",
+        ),
         (GOOD.replace("input = 100", 'input = "a lot"'), "models.m-1.price.input"),
         (GOOD.replace("input = 100", "input = 1.5"), "models.m-1.price.input"),
         (GOOD.replace("input = 100", "input = -1"), "greater than or equal to 0"),

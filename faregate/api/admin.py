@@ -16,7 +16,7 @@ from faregate.db.engine import AdminDB
 from faregate.errors import BadRequest, FaregateError, NotFound, Unauthorized, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response
-from faregate.http.router import Router
+from faregate.http.router import Handler, Route, Visibility
 from faregate.limits.config import LimitsConfigError, check_overrides
 from faregate.pipeline.services import Services
 
@@ -243,25 +243,31 @@ class AdminAPI:
         await self._audited(req, lambda c: None, "routing.reset", None)
         return {"reset": True}
 
-    def mount(self, router: Router, prefix: str = "/admin/v1") -> None:
-        def r(
-            fn: Callable[[Request], Awaitable[Any]], status: int = 200
-        ) -> Callable[[Request], Awaitable[Response]]:
-            return self._route(fn, status)
+    def routes(self, prefix: str = "/admin/v1") -> list[Route]:
+        """Its routes, for the route table (`faregate.api.routes`)."""
 
-        def add(path: str, methods: list[str], handler: Any) -> None:
-            router.add(path, methods, handler, "admin")
+        def add(
+            path: str, method: str, fn: Callable[[Request], Awaitable[Any]], status: int = 200
+        ) -> Route:
+            return admin_route(f"{prefix}{path}", method, self._route(fn, status))
 
-        add(f"{prefix}/accounts", ["POST"], r(self.create_account, 201))
-        add(f"{prefix}/accounts", ["GET"], r(self.list_accounts))
-        add(f"{prefix}/accounts/{{account_id}}", ["GET"], r(self.get_account))
-        add(f"{prefix}/accounts/{{account_id}}/credits", ["POST"], r(self.grant))
-        add(f"{prefix}/accounts/{{account_id}}/ledger", ["GET"], r(self.ledger))
-        add(f"{prefix}/accounts/{{account_id}}/keys", ["POST"], r(self.create_key, 201))
-        add(f"{prefix}/accounts/{{account_id}}/keys", ["GET"], r(self.list_keys))
-        add(f"{prefix}/keys/{{key_id}}/revoke", ["POST"], r(self.revoke_key))
-        add(f"{prefix}/accounts/{{account_id}}", ["PATCH"], r(self.patch_account))
-        add(f"{prefix}/keys/{{key_id}}", ["PATCH"], r(self.patch_key))
-        add(f"{prefix}/routing", ["GET"], r(self.routing_state))
-        add(f"{prefix}/routing/reset", ["POST"], r(self.routing_reset))
-        add(f"{prefix}/reload", ["POST"], r(self.reload))
+        return [
+            add("/accounts", "POST", self.create_account, 201),
+            add("/accounts", "GET", self.list_accounts),
+            add("/accounts/{account_id}", "GET", self.get_account),
+            add("/accounts/{account_id}/credits", "POST", self.grant),
+            add("/accounts/{account_id}/ledger", "GET", self.ledger),
+            add("/accounts/{account_id}/keys", "POST", self.create_key, 201),
+            add("/accounts/{account_id}/keys", "GET", self.list_keys),
+            add("/keys/{key_id}/revoke", "POST", self.revoke_key),
+            add("/accounts/{account_id}", "PATCH", self.patch_account),
+            add("/keys/{key_id}", "PATCH", self.patch_key),
+            add("/routing", "GET", self.routing_state),
+            add("/routing/reset", "POST", self.routing_reset),
+            add("/reload", "POST", self.reload),
+        ]
+
+
+def admin_route(path: str, method: str, handler: Handler) -> Route:
+    """A route of the admin API: admin envelope, admin visibility, never metered."""
+    return Route(path, frozenset({method}), handler, "admin", None, Visibility.ADMIN)

@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from faregate.admin import catalog_ops
-from faregate.api.admin import AdminAPI
+from faregate.api.admin import AdminAPI, admin_route
 from faregate.api.common import json_body
 from faregate.config import Config
 from faregate.http.request import Request
-from faregate.http.router import Router
+from faregate.http.router import Route
 
 
 class Gateway(Protocol):
@@ -21,7 +21,9 @@ class Gateway(Protocol):
     async def refresh_overrides(self) -> bool: ...
 
 
-def mount(admin: AdminAPI, router: Router, app: Gateway, prefix: str = "/admin/v1") -> None:
+def routes(admin: AdminAPI, app: Gateway, prefix: str = "/admin/v1") -> list[Route]:
+    """Its routes, for the route table (`faregate.api.routes`)."""
+
     async def changed(result: Any) -> Any:
         await app.refresh_overrides()
         return result
@@ -82,7 +84,7 @@ def mount(admin: AdminAPI, router: Router, app: Gateway, prefix: str = "/admin/v
         )
         return dict(await changed(result))
 
-    routes: list[tuple[str, str, Callable[[Request], Awaitable[Any]]]] = [
+    table: list[tuple[str, str, Callable[[Request], Awaitable[Any]]]] = [
         ("/prices", "GET", prices),
         ("/prices/{model:path}", "PUT", put_price),
         ("/prices/{model:path}", "DELETE", delete_price),
@@ -90,5 +92,4 @@ def mount(admin: AdminAPI, router: Router, app: Gateway, prefix: str = "/admin/v
         ("/plans/{name}", "PUT", put_plan),
         ("/plans/{name}", "DELETE", delete_plan),
     ]
-    for path, method, fn in routes:
-        router.add(f"{prefix}{path}", [method], admin._route(fn), "admin")
+    return [admin_route(f"{prefix}{path}", method, admin._route(fn)) for path, method, fn in table]

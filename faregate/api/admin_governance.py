@@ -13,11 +13,11 @@ from sqlalchemy import Connection
 
 from faregate.admin import audit, codes, users
 from faregate.admin.ops import AdminError
-from faregate.api.admin import AdminAPI
+from faregate.api.admin import AdminAPI, admin_route
 from faregate.api.usage import date_range, limit_of, refusal, report, usage_query
 from faregate.errors import BadRequest
 from faregate.http.request import Request
-from faregate.http.router import Router
+from faregate.http.router import Route
 from faregate.usage import queries, rollup
 
 
@@ -260,29 +260,32 @@ class Governance:
         return {"rolled_up": total, "watermark": await self.admin.run(rollup.watermark)}
 
 
-def mount(admin: AdminAPI, router: Router, prefix: str = "/admin/v1") -> None:
+def routes(admin: AdminAPI, prefix: str = "/admin/v1") -> list[Route]:
+    """Its routes, for the route table (`faregate.api.routes`)."""
     g = Governance(admin)
 
     def add(
-        path: str, methods: list[str], fn: Callable[[Request], Awaitable[Any]], status: int = 200
-    ) -> None:
-        router.add(f"{prefix}{path}", methods, admin._route(fn, status), "admin")
+        path: str, method: str, fn: Callable[[Request], Awaitable[Any]], status: int = 200
+    ) -> Route:
+        return admin_route(f"{prefix}{path}", method, admin._route(fn, status))
 
-    add("/users", ["POST"], g.create_user, 201)
-    add("/users", ["GET"], g.list_users)
-    add("/users/{user_id}", ["GET"], g.get_user)
-    add("/users/{user_id}/accounts", ["GET"], g.user_accounts)
-    add("/users/{user_id}/disable", ["POST"], g.disable_user)
-    add("/accounts/{account_id}/members", ["GET"], g.list_members)
-    add("/accounts/{account_id}/members", ["POST"], g.add_member, 201)
-    add("/accounts/{account_id}/members/{user_id}", ["DELETE"], g.remove_member)
-    add("/accounts/{account_id}/redeem", ["POST"], g.redeem)
-    add("/keys/{key_id}/user", ["POST"], g.set_key_user)
-    add("/codes", ["POST"], g.create_code, 201)
-    add("/codes", ["GET"], g.list_codes)
-    add("/codes/{code_id}", ["GET"], g.get_code)
-    add("/codes/{code_id}/revoke", ["POST"], g.revoke_code)
-    add("/audit", ["GET"], g.audit_log)
-    add("/usage", ["GET"], g.usage)
-    add("/usage/requests", ["GET"], g.usage_requests)
-    add("/usage/rollup", ["POST"], g.usage_rollup)
+    return [
+        add("/users", "POST", g.create_user, 201),
+        add("/users", "GET", g.list_users),
+        add("/users/{user_id}", "GET", g.get_user),
+        add("/users/{user_id}/accounts", "GET", g.user_accounts),
+        add("/users/{user_id}/disable", "POST", g.disable_user),
+        add("/accounts/{account_id}/members", "GET", g.list_members),
+        add("/accounts/{account_id}/members", "POST", g.add_member, 201),
+        add("/accounts/{account_id}/members/{user_id}", "DELETE", g.remove_member),
+        add("/accounts/{account_id}/redeem", "POST", g.redeem),
+        add("/keys/{key_id}/user", "POST", g.set_key_user),
+        add("/codes", "POST", g.create_code, 201),
+        add("/codes", "GET", g.list_codes),
+        add("/codes/{code_id}", "GET", g.get_code),
+        add("/codes/{code_id}/revoke", "POST", g.revoke_code),
+        add("/audit", "GET", g.audit_log),
+        add("/usage", "GET", g.usage),
+        add("/usage/requests", "GET", g.usage_requests),
+        add("/usage/rollup", "POST", g.usage_rollup),
+    ]

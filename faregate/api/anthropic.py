@@ -31,8 +31,6 @@ from faregate.api.common import (
 from faregate.errors import BadRequest, FaregateError, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list
-from faregate.http.router import Router
-from faregate.kinds import Kind
 from faregate.pipeline.admission import check_model_allowed
 from faregate.pipeline.chat import OpenStream, complete, open_stream
 from faregate.pipeline.services import Services
@@ -105,9 +103,3 @@ def count_tokens_handler(svc: Services) -> Callable[[Request], Any]:
         return Response.json({"input_tokens": _input_estimate(call)})
 
     return handle
-
-
-def mount(router: Router, svc: Services) -> None:
-    """Register the Anthropic-native routes."""
-    router.add("/v1/messages", ["POST"], messages_handler(svc), "anthropic", Kind.CHAT)
-    router.add("/v1/messages/count_tokens", ["POST"], count_tokens_handler(svc), "anthropic")

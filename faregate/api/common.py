@@ -1,4 +1,4 @@
-"""What every client route shares: the caller's key, the JSON body, the cost headers."""
+"""What every client route shares: the caller's key, the JSON or form body, the cost headers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from faregate.auth import restrictions
 from faregate.billing.pricing import to_usd
 from faregate.billing.types import KeyRecord
 from faregate.errors import ValidationFailed
+from faregate.http.multipart import Form, FormLimits
 from faregate.http.request import Request
 from faregate.pipeline.attempts import trail_header
 from faregate.pipeline.services import Services
@@ -62,6 +63,16 @@ async def json_body(svc: Services, req: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationFailed("The request body must be a JSON object.", code="invalid_json")
     return data
+
+
+async def form_body(svc: Services, req: Request) -> Form:
+    """The body as a multipart/form-data form under the server's caps: 400 when it is not
+    one, 413 past a cap (naming the part). Its files are removed when the request ends."""
+    server = svc.config.server
+    limits = FormLimits(
+        max_body=server.max_body_bytes, max_part=server.max_part_bytes, max_parts=server.max_parts
+    )
+    return await req.form(limits)
 
 
 def request_id() -> str:

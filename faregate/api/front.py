@@ -84,6 +84,7 @@ class FrontDoor:
             try:
                 await response(send, receive)
             finally:
+                request.close()  # an uploaded form's temporary files
                 if lease is not None:
                     lease.release()
                 if trace is not None and request.key is not None:

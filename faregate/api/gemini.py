@@ -18,7 +18,6 @@ from typing import Any
 import orjson
 
 from faregate import tokens
-from faregate.api.catalog import model_handler, models_handler
 from faregate.api.chat_request import parse_chat
 from faregate.api.common import (
     authenticate,
@@ -34,8 +33,6 @@ from faregate.api.gemini_translate import to_hub
 from faregate.errors import FaregateError, NotFound
 from faregate.http.request import Request
 from faregate.http.responses import JSON_TYPE, SSE_HEADERS, Response, StreamResponse, header_list
-from faregate.http.router import Router
-from faregate.kinds import Kind
 from faregate.pipeline.admission import check_model_allowed
 from faregate.pipeline.chat import OpenStream, complete, open_stream
 from faregate.pipeline.embeddings import embed
@@ -49,7 +46,7 @@ EMBED_METHODS = ["embedContent", "batchEmbedContents"]
 
 
 def _model_card(entry: ModelEntry) -> dict[str, Any]:
-    chat = entry.kind is Kind.CHAT
+    chat = entry.kind == "chat"
     return {
         "name": f"models/{entry.name}",
         "baseModelId": entry.name,
@@ -224,17 +221,3 @@ def by_client(gemini: Handler, openai: Handler) -> Handler:
             return render_error(protocol, exc)
 
     return handle
-
-
-def mount(router: Router, svc: Services) -> None:
-    """Register the Gemini-native routes (after the OpenAI ones, which `/v1` ones wrap)."""
-    generate, listing, get = generate_handler(svc), list_handler(svc), get_handler(svc)
-    for base in ("/v1beta", "/api/v1beta"):
-        router.add(f"{base}/models", ["GET"], listing, "gemini")
-        router.add(f"{base}/models/{{model:path}}", ["GET"], get, "gemini")
-        router.add(f"{base}/models/{{model:path}}", ["POST"], generate, "gemini", Kind.CHAT)
-    openai_list, openai_get = models_handler(svc), model_handler(svc)
-    for base in ("/v1", "/api/v1"):
-        router.add(f"{base}/models", ["GET"], by_client(listing, openai_list), "openai")
-        router.add(f"{base}/models/{{model:path}}", ["GET"], by_client(get, openai_get), "openai")
-        router.add(f"{base}/models/{{model:path}}", ["POST"], generate, "gemini", Kind.CHAT)

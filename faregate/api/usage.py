@@ -22,7 +22,6 @@ from faregate.errors import (
 )
 from faregate.http.request import Request
 from faregate.http.responses import Response
-from faregate.http.router import Router
 from faregate.pipeline.services import Services
 from faregate.usage import queries
 
@@ -156,11 +155,3 @@ class ClientUsage:
                 "balance_usd": to_usd(int(result["balance"]), rate),
             }
         )
-
-
-def mount_client(router: Router, svc: Services, db: AdminDB) -> None:
-    """`GET .../usage` and `POST .../redeem` under `/api/client`, `/v1/client`, `/api/v1/client`."""
-    api = ClientUsage(svc, db)
-    for base in ("/api/client", "/v1/client", "/api/v1/client"):
-        router.add(f"{base}/usage", ["GET"], api.usage)
-        router.add(f"{base}/redeem", ["POST"], api.redeem)

@@ -1,15 +1,25 @@
-"""The route table: exact paths in a dict, patterned paths tried in order after them."""
+"""Routing a request: exact paths in a dict, patterned paths tried in order after them."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from faregate.http.request import Request
 from faregate.http.responses import Response, StreamResponse
+from faregate.kinds import Kind
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class Visibility(StrEnum):
+    """Who a route is for."""
+
+    PUBLIC = "public"  # a client route: in the public API (and its OpenAPI document)
+    ADMIN = "admin"  # the admin API
+    INTERNAL = "internal"  # the operator's probes: /health, /metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,27 +27,47 @@ class Route:
     path: str
     methods: frozenset[str]
     handler: Handler
-    protocol: str  # which error envelope this route answers in
-    kind: str | None  # the route class (chat, embeddings, ...) of a metered client route
+    protocol: str = "openai"  # which error envelope this route answers in
+    kind: Kind | None = None  # what a metered client route asks of a model; None: unmetered
+    visibility: Visibility = Visibility.PUBLIC
+    summary: str = ""
 
 
 class Router:
     def __init__(self) -> None:
         self._exact: dict[str, dict[str, Route]] = {}
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+        self._routes: list[Route] = []
 
     def add(
         self,
         path: str,
-        methods: list[str],
+        methods: Iterable[str],
         handler: Handler,
         protocol: str = "openai",
-        kind: str | None = None,
+        kind: Kind | str | None = None,
+        *,
+        visibility: Visibility = Visibility.PUBLIC,
+        summary: str = "",
     ) -> None:
         """Register `handler`; `{name}` segments match one path segment, `{name:path}` the rest.
-        A `kind` (route class) makes it a metered client route: authenticated, restricted,
-        rate-limited and logged by the app before the handler runs."""
-        route = Route(path, frozenset(methods), handler, protocol, kind)
+        A `kind` makes it a metered client route: authenticated, restricted, rate-limited and
+        logged by the app before the handler runs."""
+        self.add_route(
+            Route(
+                path,
+                frozenset(methods),
+                handler,
+                protocol,
+                None if kind is None else Kind(kind),
+                visibility,
+                summary,
+            )
+        )
+
+    def add_route(self, route: Route) -> None:
+        """Register `route`; a method and path registered twice is a programming error."""
+        path, methods = route.path, route.methods
         if "{" not in path:
             table = self._exact.setdefault(path, {})
         else:
@@ -51,8 +81,16 @@ class Router:
             else:
                 table = {}
                 self._patterns.append((compiled, table))
+        taken = sorted(methods & table.keys())
+        if taken:
+            raise ValueError(f"{', '.join(taken)} {path} is already registered")
         for method in methods:
             table[method] = route
+        self._routes.append(route)
+
+    def routes(self) -> list[Route]:
+        """Every registered route, in the order registered."""
+        return list(self._routes)
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """(route, path params, whether the path exists under another method)."""

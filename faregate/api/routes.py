@@ -1,0 +1,261 @@
+"""Routing a request: every route the gateway serves, as data (path, methods, handler, envelope,
+kind, visibility, summary, schemas), mounted once by the app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from faregate.api import admin_catalog, admin_governance
+from faregate.api.admin import AdminAPI
+from faregate.api.anthropic import count_tokens_handler, messages_handler
+from faregate.api.catalog import balance_handler, model_handler, models_handler
+from faregate.api.embeddings import embeddings_handler
+from faregate.api.gemini import by_client, generate_handler, get_handler, list_handler
+from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
+from faregate.api.usage import ClientUsage
+from faregate.db.engine import AdminDB
+from faregate.http.request import Request
+from faregate.http.responses import Response
+from faregate.http.router import Handler, Route, Router, Visibility
+from faregate.kinds import Kind
+from faregate.pipeline.services import Services
+
+OPENAI_SPEC = "specs/openai-openapi.yaml#/components/schemas/"
+
+
+class Gateway(admin_catalog.Gateway, Protocol):
+    """What the routes need of the app itself."""
+
+    def reload(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What the handler factories build handlers from."""
+
+    svc: Services
+    db: AdminDB
+    gateway: Gateway
+    admin_key: str | None = None  # FAREGATE_ADMIN_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDef:
+    """One route as data. `handler` builds the handler once the services exist; `kind` makes
+    it metered; the schemas name the request and response bodies in the OpenAI spec."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Callable[[Deps], Handler]
+    summary: str
+    protocol: str = "openai"
+    kind: Kind | None = None
+    visibility: Visibility = Visibility.PUBLIC
+    request_schema: str | None = None
+    response_schema: str | None = None
+
+    def bind(self, deps: Deps) -> Route:
+        return Route(
+            self.path,
+            frozenset(self.methods),
+            self.handler(deps),
+            self.protocol,
+            self.kind,
+            self.visibility,
+            self.summary,
+        )
+
+
+def _openai(name: str) -> str:
+    return OPENAI_SPEC + name
+
+
+def _models(d: Deps) -> Handler:
+    """`/v1/models`: the OpenAI list, or Gemini's for a Google-authenticated client."""
+    return by_client(list_handler(d.svc), models_handler(d.svc))
+
+
+def _model(d: Deps) -> Handler:
+    return by_client(get_handler(d.svc), model_handler(d.svc))
+
+
+def _usage(d: Deps) -> Handler:
+    return ClientUsage(d.svc, d.db).usage
+
+
+def _redeem(d: Deps) -> Handler:
+    return ClientUsage(d.svc, d.db).redeem
+
+
+def _openai_routes(base: str) -> list[RouteDef]:
+    """The OpenAI-compatible routes under `base` (`/v1`, `/api/v1`)."""
+    return [
+        RouteDef(
+            f"{base}/chat/completions",
+            ("POST",),
+            lambda d: chat_handler(d.svc),
+            "Create a chat completion (streamed or not).",
+            kind=Kind.CHAT,
+            request_schema=_openai("CreateChatCompletionRequest"),
+            response_schema=_openai("CreateChatCompletionResponse"),
+        ),
+        RouteDef(
+            f"{base}/embeddings",
+            ("POST",),
+            lambda d: embeddings_handler(d.svc),
+            "Create embeddings.",
+            kind=Kind.EMBEDDINGS,
+            request_schema=_openai("CreateEmbeddingRequest"),
+            response_schema=_openai("CreateEmbeddingResponse"),
+        ),
+        RouteDef(
+            f"{base}/models",
+            ("GET",),
+            _models,
+            "List the models the key may use (Gemini's list for a Google client).",
+            response_schema=_openai("ListModelsResponse"),
+        ),
+        RouteDef(
+            f"{base}/models/{{model:path}}",
+            ("GET",),
+            _model,
+            "Describe one model (Gemini's form for a Google client).",
+            response_schema=_openai("Model"),
+        ),
+        RouteDef(
+            f"{base}/models/{{model:path}}",
+            ("POST",),
+            lambda d: generate_handler(d.svc),
+            "Gemini methods on a model (`model:generateContent`, ...) under the OpenAI base.",
+            protocol="gemini",
+            kind=Kind.CHAT,
+        ),
+        RouteDef(
+            f"{base}/client/balance",
+            ("GET",),
+            lambda d: balance_handler(d.svc),
+            "The caller's balance.",
+        ),
+    ]
+
+
+def _gemini_routes(base: str) -> list[RouteDef]:
+    """The Gemini-native routes under `base` (`/v1beta`, `/api/v1beta`)."""
+    return [
+        RouteDef(
+            f"{base}/models",
+            ("GET",),
+            lambda d: list_handler(d.svc),
+            "List the models (Gemini).",
+            protocol="gemini",
+        ),
+        RouteDef(
+            f"{base}/models/{{model:path}}",
+            ("GET",),
+            lambda d: get_handler(d.svc),
+            "Describe one model (Gemini).",
+            protocol="gemini",
+        ),
+        RouteDef(
+            f"{base}/models/{{model:path}}",
+            ("POST",),
+            lambda d: generate_handler(d.svc),
+            "generateContent, streamGenerateContent, countTokens, embedContent (Gemini).",
+            protocol="gemini",
+            kind=Kind.CHAT,
+        ),
+    ]
+
+
+def _client_routes(base: str) -> list[RouteDef]:
+    """The caller's own usage and code redemption under `base`."""
+    return [
+        RouteDef(f"{base}/usage", ("GET",), _usage, "The caller's usage over a date range."),
+        RouteDef(f"{base}/redeem", ("POST",), _redeem, "Redeem a credit code."),
+    ]
+
+
+CLIENT: tuple[RouteDef, ...] = (
+    *_openai_routes("/v1"),
+    *_openai_routes("/api/v1"),
+    RouteDef(
+        "/api/client/balance",
+        ("GET",),
+        lambda d: balance_handler(d.svc),
+        "The caller's balance.",
+    ),
+    RouteDef(
+        "/api/v1/chat",
+        ("POST",),
+        lambda d: compat_chat_handler(d.svc),
+        "Create a chat completion (the compatible short path).",
+        kind=Kind.CHAT,
+    ),
+    RouteDef(
+        "/llmage/v1/chat/completions",
+        ("POST",),
+        lambda d: llmage_chat_handler(d.svc),
+        "Create a chat completion in the llmage dialect.",
+        protocol="llmage",
+        kind=Kind.CHAT,
+    ),
+    RouteDef(
+        "/v1/messages",
+        ("POST",),
+        lambda d: messages_handler(d.svc),
+        "Create a message (Anthropic).",
+        protocol="anthropic",
+        kind=Kind.CHAT,
+    ),
+    RouteDef(
+        "/v1/messages/count_tokens",
+        ("POST",),
+        lambda d: count_tokens_handler(d.svc),
+        "Count a message's input tokens (Anthropic).",
+        protocol="anthropic",
+    ),
+    *_gemini_routes("/v1beta"),
+    *_gemini_routes("/api/v1beta"),
+    *_client_routes("/api/client"),
+    *_client_routes("/v1/client"),
+    *_client_routes("/api/v1/client"),
+)
+"""The public client routes: the API clients call."""
+
+
+async def _health(_: Request) -> Response:
+    return Response.json({"status": "ok"})
+
+
+def _metrics(d: Deps) -> Handler:
+    metrics = d.svc.metrics
+
+    async def handle(_: Request) -> Response:
+        return Response(metrics.render(), 200, [(b"content-type", metrics.content_type.encode())])
+
+    return handle
+
+
+INTERNAL: tuple[RouteDef, ...] = (
+    RouteDef("/health", ("GET",), lambda d: _health, "Liveness.", visibility=Visibility.INTERNAL),
+    RouteDef("/metrics", ("GET",), _metrics, "Prometheus metrics.", visibility=Visibility.INTERNAL),
+)
+"""The operator's probes."""
+
+
+def table(deps: Deps) -> list[Route]:
+    """Every route, bound to its handler: the client routes, the probes, the admin API."""
+    admin = AdminAPI(deps.svc, deps.db, deps.admin_key, deps.gateway.reload)
+    return [
+        *(route.bind(deps) for route in (*CLIENT, *INTERNAL)),
+        *admin.routes(),
+        *admin_governance.routes(admin),
+        *admin_catalog.routes(admin, deps.gateway),
+    ]
+
+
+def mount(router: Router, deps: Deps) -> None:
+    for route in table(deps):
+        router.add_route(route)

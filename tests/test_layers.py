@@ -1,0 +1,165 @@
+"""The import-layer contract: layers import downward only
+
+    api -> pipeline -> routing / billing / limits / auth / usage -> providers -> leaf types
+
+read from every module's imports (its syntax tree, lazy and type-checking imports included)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "faregate"
+
+LEAF = ("faregate.kinds", "faregate.billing.types", "faregate.errors", "faregate.tokens")
+LEAF += ("faregate.trace",)
+"""The leaf types: what every layer may use."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Modules under any of `layer` (but not `exempt`) import only `only` (when given) and
+    never `never`."""
+
+    name: str
+    layer: tuple[str, ...]
+    only: tuple[str, ...] | None = None
+    never: tuple[str, ...] = ()
+    exempt: tuple[str, ...] = ()
+
+
+TOP = ("faregate.pipeline", "faregate.api", "faregate.http", "faregate.admin")
+TOP += ("faregate.app", "faregate.cli")
+
+RULES = (
+    Rule("leaf types import only each other", LEAF, only=LEAF),
+    Rule(
+        "providers import only leaf types and each other",
+        ("faregate.providers",),
+        only=(*LEAF, "faregate.providers"),
+    ),
+    Rule(
+        "routing, billing, limits, auth and usage stay below the pipeline",
+        ("faregate.routing", "faregate.billing", "faregate.limits", "faregate.auth"),
+        never=TOP,
+    ),
+    Rule("usage stays below the pipeline", ("faregate.usage",), never=TOP),
+    Rule(
+        "the pipeline stays below the api",
+        ("faregate.pipeline",),
+        never=("faregate.api", "faregate.http", "faregate.app", "faregate.cli"),
+    ),
+    Rule(
+        "the HTTP layer imports only leaf types and itself",
+        ("faregate.http",),
+        only=(*LEAF, "faregate.http"),
+    ),
+    Rule(
+        "only the cli imports the app or the cli",
+        ("faregate",),
+        never=("faregate.app", "faregate.cli"),
+        exempt=("faregate.cli",),
+    ),
+)
+
+EXCEPTIONS: dict[tuple[str, str], str] = {
+    # (importer, imported): why the rule does not hold there. None today; each one added
+    # needs its reason, and the test below fails once it is no longer needed.
+}
+
+
+def under(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """The faregate modules `path` imports, resolved to modules where a name is one."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if is_module(sub) else base)
+    return {m for m in found if under(m, ("faregate",)) and m != "faregate"}
+
+
+def is_module(name: str) -> bool:
+    rel = Path(*name.split("."))
+    root = PACKAGE.parent
+    return (root / rel).with_suffix(".py").exists() or (root / rel / "__init__.py").exists()
+
+
+MODULES = {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def violations(rule: Rule) -> list[str]:
+    found = []
+    for module, imported in MODULES.items():
+        if not under(module, rule.layer) or under(module, rule.exempt):
+            continue
+        for target in sorted(imported):
+            allowed = rule.only is None or under(target, rule.only)
+            if allowed and not under(target, rule.never):
+                continue
+            if (module, target) not in EXCEPTIONS:
+                found.append(f"{module} imports {target}")
+    return found
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.name for r in RULES])
+def test_no_module_imports_upward(rule: Rule) -> None:
+    assert violations(rule) == []
+
+
+def test_the_map_covers_the_package() -> None:
+    assert len(MODULES) > 100
+    assert "faregate.http.multipart" in MODULES
+    assert "faregate.errors" in MODULES["faregate.http.request"]
+
+
+UPWARD = [
+    ("faregate.tokens", "faregate.pipeline.chat", 0),
+    ("faregate.providers.openai", "faregate.routing.catalog", 1),
+    ("faregate.billing.charge", "faregate.api.common", 2),
+    ("faregate.pipeline.chat", "faregate.http.responses", 4),
+    ("faregate.http.request", "faregate.config", 5),
+    ("faregate.api.front", "faregate.app", 6),
+]
+
+
+@pytest.mark.parametrize(("importer", "imported", "rule"), UPWARD)
+def test_an_upward_import_is_caught(importer: str, imported: str, rule: int) -> None:
+    """The checker itself, on imports added for the test."""
+    MODULES[importer].add(imported)
+    try:
+        assert f"{importer} imports {imported}" in violations(RULES[rule])
+    finally:
+        MODULES[importer].discard(imported)
+
+
+def test_the_cli_may_import_the_app() -> None:
+    assert "faregate.app" in MODULES["faregate.cli"]
+    assert violations(RULES[-1]) == []
+
+
+def test_every_exception_is_still_needed() -> None:
+    for importer, imported in EXCEPTIONS:
+        assert imported in MODULES.get(importer, set()), (
+            f"{importer} no longer imports {imported}: remove the exception"
+        )
