@@ -25,6 +25,7 @@ from faregate.billing.store import (
     new_id,
     now_ms,
     overrun,
+    release_detail,
     spend_of,
     spend_refusal,
 )
@@ -52,8 +53,8 @@ _CLOSE = "UPDATE holds SET status = $1, closed_at = $2, cost = $3 WHERE id = $4 
 _CREDIT = "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
 _LEDGER = (
     "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, note, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    " completion_tokens, cached_tokens, reasoning_tokens, estimated, units, note, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 )
 
 
@@ -226,6 +227,7 @@ class PostgresStore:
                 None,
                 False,
                 None,
+                None,
                 ts,
             )
             return True
@@ -246,7 +248,7 @@ class PostgresStore:
         )
 
     async def release(self, ticket: HoldTicket, note: str) -> bool:
-        detail = (None, None, None, None, False, note)
+        detail = release_detail(note)
         return bool(
             await self._submit(
                 ticket.account_id,

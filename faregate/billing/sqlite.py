@@ -29,6 +29,7 @@ from faregate.billing.store import (
     new_id,
     now_ms,
     overrun,
+    release_detail,
     spend_of,
     spend_refusal,
 )
@@ -61,8 +62,8 @@ _CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND 
 _CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
 _LEDGER = (
     "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, note, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " completion_tokens, cached_tokens, reasoning_tokens, estimated, units, note, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -286,6 +287,7 @@ class SqliteStore:
                     None,
                     False,
                     None,
+                    None,
                     ts,
                 ),
             )
@@ -304,7 +306,7 @@ class SqliteStore:
         return self._submit(lambda c: _close(c, ticket, "settled", cost, refund, detail))
 
     def release(self, ticket: HoldTicket, note: str) -> asyncio.Future[bool]:
-        detail = (None, None, None, None, False, note)
+        detail = release_detail(note)
         return self._submit(lambda c: _close(c, ticket, "released", 0, ticket.amount, detail))
 
     # -- usage log -------------------------------------------------------------------

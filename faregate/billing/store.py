@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from faregate.billing.types import KeyRecord, Settlement
+from faregate.billing.types import KeyRecord, Settlement, Units
 from faregate.errors import InsufficientBalance, ServiceUnavailable
 
 
@@ -52,6 +52,7 @@ USAGE_COLUMNS = (
     "status",
     "cached",
     "estimated",
+    "units",
 )
 
 KEY_COLUMNS = (
@@ -129,16 +130,27 @@ def spend_of(value: Any) -> tuple[tuple[str, str, str], ...]:
     return tuple((str(a), str(b), str(c)) for a, b, c in orjson.loads(value)) if value else ()
 
 
+def units_json(units: Units) -> str | None:
+    """The units column: a JSON object {meter: count}, NULL when only tokens were counted."""
+    return orjson.dumps(dict(units)).decode() if units else None
+
+
 def ledger_detail(s: Settlement) -> tuple[Any, ...]:
-    """A settlement's ledger columns after the cost: tokens, estimated, note."""
+    """A settlement's ledger columns after the cost: tokens, estimated, units, note."""
     return (
         s.prompt_tokens,
         s.completion_tokens,
         s.cached_tokens,
         s.reasoning_tokens,
         s.estimated,
+        units_json(s.units),
         s.note,
     )
+
+
+def release_detail(note: str) -> tuple[Any, ...]:
+    """A release's ledger columns after the cost: nothing counted, the note."""
+    return (None, None, None, None, False, None, note)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,6 +98,7 @@ ledger = Table(
     Column("estimated", Boolean, nullable=False, server_default=text("false")),
     Column("note", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("units", Text, nullable=True),  # JSON {meter: count}: units billed beyond tokens
     Index("ix_ledger_account", "account_id", "id"),
 )
 
@@ -217,6 +218,7 @@ usage_log = Table(
     Column("status", Integer, nullable=False),
     Column("cached", Boolean, nullable=False, server_default=text("false")),
     Column("estimated", Boolean, nullable=False, server_default=text("false")),
+    Column("units", Text, nullable=True),  # JSON {meter: count}: units billed beyond tokens
     Index("ix_usage_at", "at"),
     Index("ix_usage_account_at", "account_id", "at"),
     Index("ix_usage_key_at", "key_id", "at"),
@@ -247,6 +249,7 @@ price_overrides = Table(
     Column("output", BigInteger, nullable=False),
     Column("cached_input", BigInteger, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
+    Column("meters", Text, nullable=True),  # JSON: the price's other fields (reasoning, image...)
 )
 
 plan_overrides = Table(
