@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
+from faregate.billing.steps import Plan, run_postgres
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -31,6 +32,7 @@ from faregate.billing.store import (
 )
 from faregate.billing.types import KeyRecord, Settlement
 
+T = TypeVar("T")
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
 _HOLD_DEBIT = "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1"
@@ -147,6 +149,18 @@ class PostgresStore:
         for (_, _, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
+
+    # -- steps written once for both ledgers (billing/steps.py) --------------------------
+
+    def run(self, account_id: str, plan: Plan[T]) -> asyncio.Future[T]:
+        """Run a plan as a money step, in the writer's next batch (in `account_id`'s place of
+        the lock order)."""
+        return self._submit(account_id, lambda c: run_postgres(c, plan))
+
+    async def read(self, plan: Plan[T]) -> T:
+        """Run a plan of reads on a pooled connection."""
+        async with self.pool.acquire() as conn:
+            return await run_postgres(conn, plan)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -331,7 +345,7 @@ class PostgresStore:
         ts = now_ms()
         rows = await self.pool.fetch(
             "SELECT id, account_id, key_id, amount, model, spend_windows FROM holds"
-            " WHERE status = 'open'"
+            " WHERE status = 'open' AND owner IS NULL"
             " AND (expires_at < $1 OR (instance_id != $2 AND instance_id NOT IN"
             " (SELECT id FROM instances WHERE heartbeat_at >= $3)))",
             ts,

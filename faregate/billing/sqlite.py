@@ -8,11 +8,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from faregate.billing.checkpoint import Checkpointer
+from faregate.billing.steps import Plan, run_sqlite
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -35,6 +36,7 @@ from faregate.billing.store import (
 )
 from faregate.billing.types import KeyRecord, Settlement
 
+T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 Step = tuple[Op, "asyncio.Future[Any]", "asyncio.Future[None] | None"]
 """A money step: what to run, its result, and (for a hold) when it is on disk."""
@@ -201,6 +203,16 @@ class SqliteStore:
                     durable.cancel()
             if not fut.done():
                 fut.set_exception(exc)
+
+    # -- steps written once for both ledgers (billing/steps.py) --------------------------
+
+    def run(self, account_id: str, plan: Plan[T]) -> asyncio.Future[T]:
+        """Run a plan as a money step, in the next group commit."""
+        return self._submit(lambda c: run_sqlite(c, plan))
+
+    async def read(self, plan: Plan[T]) -> T:
+        """Run a plan of reads outside the group commit."""
+        return run_sqlite(self.conn, plan)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -382,7 +394,7 @@ class SqliteStore:
         ts = now_ms()
         rows = self.conn.execute(
             "SELECT id, account_id, key_id, amount, model, spend_windows FROM holds"
-            " WHERE status = 'open'"
+            " WHERE status = 'open' AND owner IS NULL"
             " AND (expires_at < ? OR (instance_id != ? AND instance_id NOT IN"
             " (SELECT id FROM instances WHERE heartbeat_at >= ?)))",
             (ts, self.instance_id, ts - stale_ms),
