@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from faregate.billing.steps import Plan, run_postgres
+from faregate.billing import holds
+from faregate.billing.steps import Plan, pg_sql, run_postgres
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -35,29 +36,21 @@ from faregate.billing.types import KeyRecord, Settlement
 T = TypeVar("T")
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
-_HOLD_DEBIT = "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1"
-_HOLD_ROW = (
-    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at, spend_windows)"
-    " VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10)"
+# The statements every ledger runs (billing/holds.py), in PostgreSQL's placeholders; the
+# spend windows read are locked until the batch commits.
+_HOLD_DEBIT, _HOLD_ROW, _SPEND_ROW = (
+    pg_sql(holds.HOLD_DEBIT),
+    pg_sql(holds.HOLD_ROW),
+    pg_sql(holds.SPEND_ROW),
 )
-_SPEND_ROW = (
-    "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES ($1, $2, $3, 0)"
-    " ON CONFLICT DO NOTHING"
+_SPENT = pg_sql(holds.SPENT) + " FOR UPDATE"
+_SPEND_ADD, _CLOSE, _CREDIT, _LEDGER = (
+    pg_sql(holds.SPEND_ADD),
+    pg_sql(holds.CLOSE),
+    pg_sql(holds.CREDIT),
+    pg_sql(holds.LEDGER),
 )
-_SPENT = (
-    "SELECT spent FROM spend_windows WHERE scope = $1 AND scope_id = $2 AND period = $3 FOR UPDATE"
-)
-_SPEND_ADD = (
-    "UPDATE spend_windows SET spent = spent + $1 WHERE scope = $2 AND scope_id = $3 AND period = $4"
-)
-_CLOSE = "UPDATE holds SET status = $1, closed_at = $2, cost = $3 WHERE id = $4 AND status = 'open'"
-_CREDIT = "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
-_LEDGER = (
-    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, units, note, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-)
+_BALANCE = pg_sql(holds.BALANCE) + " FOR UPDATE"
 
 
 class PostgresStore:
@@ -209,7 +202,7 @@ class PostgresStore:
                 spent = int(await c.fetchval(_SPENT, *w.ref))
                 if spent + amount > w.limit:
                     return spend_refusal(w, amount, spent)
-            if await c.execute(_HOLD_DEBIT, amount, account_id) != "UPDATE 1":
+            if await c.execute(_HOLD_DEBIT, amount, account_id, amount) != "UPDATE 1":
                 return False
             for w in spend:
                 await c.execute(_SPEND_ADD, amount, *w.ref)
@@ -225,6 +218,7 @@ class PostgresStore:
                 ts,
                 ts + ttl_ms,
                 windows,
+                None,  # owner: the request
             )
             await c.execute(
                 _LEDGER,
@@ -375,9 +369,7 @@ async def _close(
 ) -> bool:
     ts = now_ms()
     if refund < 0:  # the upstream billed past the worst case: collect what the balance allows
-        balance = await c.fetchval(
-            "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", ticket.account_id
-        )
+        balance = await c.fetchval(_BALANCE, ticket.account_id)
         cost, refund, detail = overrun(ticket, cost, int(balance), detail)
     if await c.execute(_CLOSE, status, ts, cost, ticket.id) != "UPDATE 1":
         return False

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from faregate.billing import holds
 from faregate.billing.checkpoint import Checkpointer
 from faregate.billing.steps import Plan, run_sqlite
 from faregate.billing.store import (
@@ -46,27 +47,14 @@ LONE_GAP = 0.0002
 with: it is committed at once, instead of on the next loop tick (two loop iterations saved).
 Steps closer together, as under load, wait for the tick and share its commit."""
 
-_HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
-_HOLD_ROW = (
-    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at, spend_windows)"
-    " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)"
+# The statements are the ones every ledger runs (billing/holds.py).
+_HOLD_DEBIT, _HOLD_ROW, _SPEND_ROW, _SPENT = (
+    holds.HOLD_DEBIT,
+    holds.HOLD_ROW,
+    holds.SPEND_ROW,
+    holds.SPENT,
 )
-_SPEND_ROW = (
-    "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES (?, ?, ?, 0)"
-    " ON CONFLICT DO NOTHING"
-)
-_SPENT = "SELECT spent FROM spend_windows WHERE scope = ? AND scope_id = ? AND period = ?"
-_SPEND_ADD = (
-    "UPDATE spend_windows SET spent = spent + ? WHERE scope = ? AND scope_id = ? AND period = ?"
-)
-_CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND status = 'open'"
-_CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
-_LEDGER = (
-    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, units, note, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SPEND_ADD, _CLOSE, _CREDIT, _LEDGER = holds.SPEND_ADD, holds.CLOSE, holds.CREDIT, holds.LEDGER
 
 
 class SqliteStore:
@@ -281,6 +269,7 @@ class SqliteStore:
                     ts,
                     ts + ttl_ms,
                     windows,
+                    None,  # owner: the request
                 ),
             )
             c.execute(

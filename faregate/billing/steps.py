@@ -6,16 +6,14 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Awaitable, Generator
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
+class Query(NamedTuple):
     """One statement of a plan and what the plan wants back: the number of rows it changed
     (`n`), its first row or None (`one`), or every row (`all`)."""
 

@@ -1,4 +1,4 @@
-"""What the hot path asks of the database: key lookup, holds, settlement, reaping."""
+"""What the hot path asks of the database, by concern: keys, ledger, idempotency, usage log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
+from faregate.billing.steps import StepRunner
 from faregate.billing.types import KeyRecord, Settlement, Units
 from faregate.errors import InsufficientBalance, ServiceUnavailable
 
@@ -197,8 +198,14 @@ def overrun(
     return ticket.amount + collected, -collected, (*detail[:-1], note)
 
 
-class Store(Protocol):
-    """The ledger and key tables as the request path uses them.
+class KeyStore(Protocol):
+    """API keys as the request path reads them."""
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
+
+
+class Ledger(Protocol):
+    """Balances and holds.
 
     Every write is one of three atomic steps: a hold (conditional debit of the
     worst case), a settle (the hold closes, the unused part is refunded) or a
@@ -211,8 +218,6 @@ class Store(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
-
-    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
 
     async def hold(
         self,
@@ -247,6 +252,15 @@ class Store(Protocol):
 
     async def heartbeat(self) -> None: ...
 
+    async def reap(self, *, stale_ms: int) -> int:
+        """Release request holds past their expiry or left by an instance that stopped
+        beating. Holds owned by a job are never reaped (billing/jobs.py)."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency-Key claims and the results kept for replays."""
+
     async def idem_claim(
         self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int, running_ms: int
     ) -> IdemClaim:
@@ -257,14 +271,19 @@ class Store(Protocol):
 
     async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None: ...
 
-    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
-        """Append usage-log rows (`USAGE_COLUMNS` order) in one transaction."""
-        ...
-
     async def idem_forget(self, key_id: str, idem_key: str) -> None:
         """Drop a claim whose run failed in a way worth retrying."""
         ...
 
-    async def reap(self, *, stale_ms: int) -> int:
-        """Release holds past their expiry or left by an instance that stopped beating."""
+
+class UsageLog(Protocol):
+    """The usage log's writes (reporting only; the ledger is the record of money)."""
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append usage-log rows (`USAGE_COLUMNS` order) in one transaction."""
         ...
+
+
+class Store(KeyStore, Ledger, IdempotencyStore, UsageLog, StepRunner, Protocol):
+    """Everything the app asks of its database; the jobs concern is `billing.jobs.Jobs`
+    over the same store."""

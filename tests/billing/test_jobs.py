@@ -115,7 +115,7 @@ async def other_store(db: Db) -> AsyncIterator[Store]:
 
 
 def jobs_of(store: Store) -> Jobs:
-    return Jobs(store)  # type: ignore[arg-type]
+    return Jobs(store)
 
 
 async def new_job(jobs: Jobs, account: str, amount: int = 1_000, **kw: Any) -> Job:
