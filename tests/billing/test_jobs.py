@@ -5,7 +5,9 @@ whoever races for it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -390,3 +392,51 @@ async def test_concurrent_pollers_never_share_a_job(
     ids = [j.id for batch in got for j in batch]
     assert len(ids) == len(set(ids)) == 24
     assert set(ids) <= made
+
+
+_ENDER = """
+import asyncio, json, sys
+from faregate.app import make_store
+from faregate.billing.jobs import Jobs
+from faregate.billing.types import Settlement
+
+async def main(url, how, ids):
+    store = make_store(url)
+    await store.start()
+    jobs = Jobs(store)
+    try:
+        if how == "finish":
+            done = Settlement(600, 0, 0, units=(("video_ms", 8000),))
+            calls = [jobs.finish_job(i, done) for i in ids]
+        else:
+            calls = [jobs.fail_job(i, "failed in " + how) for i in ids]
+        print(json.dumps(await asyncio.gather(*calls)))
+    finally:
+        await store.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3].split(",")))
+"""
+
+
+async def test_one_terminal_transition_across_processes(db: Db, store: Store) -> None:
+    """Two more processes end the same jobs at once, one by finish and one by fail, while
+    this one fails them too: each job is ended by exactly one call."""
+    account = await db.account(1_000_000)
+    jobs = jobs_of(store)
+    made = [(await new_job(jobs, account)).id for _ in range(30)]
+    ids = ",".join(made)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ENDER, db.url, how, ids, stdout=asyncio.subprocess.PIPE
+        )
+        for how in ("finish", "fail")
+    ]
+    here = await asyncio.gather(*(jobs.fail_job(i, "failed here") for i in reversed(made)))
+    outs = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    finished, failed = (json.loads(out) for out, _ in outs)
+    for i, job_id in enumerate(made):
+        assert finished[i] + failed[i] + here[len(made) - 1 - i] == 1, job_id
+    balance, rows = await db.money(account)
+    assert balance == 1_000_000 - 600 * sum(finished)
+    assert len([r for r in rows if r["kind"] in ("settle", "release")]) == len(made)
