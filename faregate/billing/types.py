@@ -129,3 +129,17 @@ class Settlement:
     estimated: bool = False
     note: str | None = None
     units: Units = ()  # the units billed beyond tokens
+
+    @classmethod
+    def of(cls, cost: int, usage: Usage, note: str | None = None) -> Settlement:
+        """The settlement of `usage` at `cost`: every counted token and unit recorded."""
+        return cls(
+            cost=cost,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            estimated=usage.estimated,
+            note=note,
+            units=usage.units,
+        )
