@@ -225,14 +225,13 @@ class Jobs:
                 )
             return leased
 
-        return await self._ledger.run("", plan())
+        return await self._ledger.write(plan())
 
     async def renew(self, job_id: str, owner: str, lease_ms: int) -> bool:
         """Extend `owner`'s lease; False when it lost it or the job is over."""
         ts = now_ms()
         return bool(
-            await self._ledger.run(
-                "",
+            await self._ledger.write(
                 _count(
                     "UPDATE jobs SET lease_expires_at = ?, updated_at = ?"
                     f" WHERE id = ? AND lease_owner = ? AND {_ACTIVE_SQL}",
@@ -260,8 +259,7 @@ class Jobs:
         if state not in ACTIVE:
             raise ValueError(f"a job ends through finish_job or fail_job, not state {state!r}")
         return bool(
-            await self._ledger.run(
-                "",
+            await self._ledger.write(
                 _count(
                     "UPDATE jobs SET state = ?, next_poll_at = ?,"
                     " upstream_id = COALESCE(?, upstream_id), deployment = COALESCE(?, deployment),"

@@ -150,6 +150,12 @@ class PostgresStore:
         the lock order)."""
         return self._submit(account_id, lambda c: run_postgres(c, plan))
 
+    async def write(self, plan: Plan[T]) -> T:
+        """A step that changes no money: its own transaction on a pooled connection, apart
+        from the writer's batches (whose account locks it must never wait on)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await run_postgres(conn, plan)
+
     async def read(self, plan: Plan[T]) -> T:
         """Run a plan of reads on a pooled connection."""
         async with self.pool.acquire() as conn:

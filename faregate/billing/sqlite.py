@@ -198,6 +198,10 @@ class SqliteStore:
         """Run a plan as a money step, in the next group commit."""
         return self._submit(lambda c: run_sqlite(c, plan))
 
+    async def write(self, plan: Plan[T]) -> T:
+        """A step that changes no money: the group commit too (one writer at a time)."""
+        return await self._submit(lambda c: run_sqlite(c, plan))  # type: ignore[no-any-return]
+
     async def read(self, plan: Plan[T]) -> T:
         """Run a plan of reads outside the group commit."""
         return run_sqlite(self.conn, plan)

@@ -95,4 +95,10 @@ class StepRunner(Protocol):
 
     def run(self, account_id: str, plan: Plan[T]) -> Awaitable[T]: ...
 
+    async def write(self, plan: Plan[T]) -> T:
+        """A step that changes no money (job rows): in its own short transaction where the
+        database has several writers, so it never waits on an account lock while holding
+        rows a money step may want."""
+        ...
+
     async def read(self, plan: Plan[T]) -> T: ...
