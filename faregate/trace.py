@@ -27,6 +27,7 @@ class Trace:
     cost: int = 0
     cached: bool = False
     estimated: bool = False
+    units: tuple[tuple[str, int], ...] = ()  # units billed beyond tokens: (meter, count)
     status: int = 0
     latency_ms: int = 0
 

@@ -26,7 +26,14 @@ class Overrides:
 
 def load(conn: Connection) -> Overrides:
     prices = {
-        str(r.model): Price(input=r.input, output=r.output, cached_input=r.cached_input)
+        str(r.model): Price.model_validate(
+            {
+                "input": r.input,
+                "output": r.output,
+                "cached_input": r.cached_input,
+                **(orjson.loads(r.meters) if r.meters else {}),
+            }
+        )
         for r in conn.execute(select(price_overrides))
     }
     plans = {
@@ -59,10 +66,18 @@ def set_price(conn: Connection, config: Config, model: str, body: dict[str, Any]
     try:
         price = Price.model_validate(body)
     except ValidationError as exc:
-        raise AdminError(f"price: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise AdminError(f"price: {where}: {exc.errors()[0]['msg']}") from None
     conn.execute(delete(price_overrides).where(price_overrides.c.model == model))
+    tokens = {"input": price.input, "output": price.output, "cached_input": price.cached_input}
+    meters = price.model_dump(exclude_none=True, exclude=set(tokens))
     conn.execute(
-        price_overrides.insert().values(model=model, **price.model_dump(), updated_at=now_ms())
+        price_overrides.insert().values(
+            model=model,
+            **tokens,
+            meters=orjson.dumps(meters).decode() if meters else None,
+            updated_at=now_ms(),
+        )
     )
     return {"model": model, **price.model_dump(), "source": "admin"}
 

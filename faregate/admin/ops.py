@@ -158,7 +158,10 @@ def ledger_entries(conn: Connection, account_id: str, limit: int = 100) -> list[
         .order_by(ledger.c.id.desc())
         .limit(limit)
     ).mappings()
-    return [_plain(r) for r in rows]
+    entries = [_plain(r) for r in rows]
+    for entry in entries:  # {meter: count} billed beyond tokens; {} for everything else
+        entry["units"] = orjson.loads(entry["units"]) if entry["units"] else {}
+    return entries
 
 
 def bootstrap_admin(conn: Connection, hasher: KeyHasher) -> str | None:

@@ -137,4 +137,5 @@ def balancer_metadata(
         "output_tokens": getattr(usage, "completion_tokens", 0),
         "latency_ms": latency,
         "cached": cached,
+        **({"units": dict(usage.units)} if getattr(usage, "units", ()) else {}),
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
+from faregate.billing import holds
+from faregate.billing.steps import Plan, pg_sql, run_postgres
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -25,36 +27,30 @@ from faregate.billing.store import (
     new_id,
     now_ms,
     overrun,
+    release_detail,
     spend_of,
     spend_refusal,
 )
 from faregate.billing.types import KeyRecord, Settlement
 
+T = TypeVar("T")
 Op = Callable[[asyncpg.Connection], Awaitable[Any]]
 
-_HOLD_DEBIT = "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1"
-_HOLD_ROW = (
-    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at, spend_windows)"
-    " VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $10)"
+# The statements every ledger runs (billing/holds.py), in PostgreSQL's placeholders; the
+# spend windows read are locked until the batch commits.
+_HOLD_DEBIT, _HOLD_ROW, _SPEND_ROW = (
+    pg_sql(holds.HOLD_DEBIT),
+    pg_sql(holds.HOLD_ROW),
+    pg_sql(holds.SPEND_ROW),
 )
-_SPEND_ROW = (
-    "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES ($1, $2, $3, 0)"
-    " ON CONFLICT DO NOTHING"
+_SPENT = pg_sql(holds.SPENT) + " FOR UPDATE"
+_SPEND_ADD, _CLOSE, _CREDIT, _LEDGER = (
+    pg_sql(holds.SPEND_ADD),
+    pg_sql(holds.CLOSE),
+    pg_sql(holds.CREDIT),
+    pg_sql(holds.LEDGER),
 )
-_SPENT = (
-    "SELECT spent FROM spend_windows WHERE scope = $1 AND scope_id = $2 AND period = $3 FOR UPDATE"
-)
-_SPEND_ADD = (
-    "UPDATE spend_windows SET spent = spent + $1 WHERE scope = $2 AND scope_id = $3 AND period = $4"
-)
-_CLOSE = "UPDATE holds SET status = $1, closed_at = $2, cost = $3 WHERE id = $4 AND status = 'open'"
-_CREDIT = "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
-_LEDGER = (
-    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, note, created_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-)
+_BALANCE = pg_sql(holds.BALANCE) + " FOR UPDATE"
 
 
 class PostgresStore:
@@ -147,6 +143,24 @@ class PostgresStore:
             if not fut.done():
                 fut.set_result(result)
 
+    # -- steps written once for both ledgers (billing/steps.py) --------------------------
+
+    def run(self, account_id: str, plan: Plan[T]) -> asyncio.Future[T]:
+        """Run a plan as a money step, in the writer's next batch (in `account_id`'s place of
+        the lock order)."""
+        return self._submit(account_id, lambda c: run_postgres(c, plan))
+
+    async def write(self, plan: Plan[T]) -> T:
+        """A step that changes no money: its own transaction on a pooled connection, apart
+        from the writer's batches (whose account locks it must never wait on)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await run_postgres(conn, plan)
+
+    async def read(self, plan: Plan[T]) -> T:
+        """Run a plan of reads on a pooled connection."""
+        async with self.pool.acquire() as conn:
+            return await run_postgres(conn, plan)
+
     # -- reads -----------------------------------------------------------------------
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
@@ -194,7 +208,7 @@ class PostgresStore:
                 spent = int(await c.fetchval(_SPENT, *w.ref))
                 if spent + amount > w.limit:
                     return spend_refusal(w, amount, spent)
-            if await c.execute(_HOLD_DEBIT, amount, account_id) != "UPDATE 1":
+            if await c.execute(_HOLD_DEBIT, amount, account_id, amount) != "UPDATE 1":
                 return False
             for w in spend:
                 await c.execute(_SPEND_ADD, amount, *w.ref)
@@ -210,6 +224,7 @@ class PostgresStore:
                 ts,
                 ts + ttl_ms,
                 windows,
+                None,  # owner: the request
             )
             await c.execute(
                 _LEDGER,
@@ -225,6 +240,7 @@ class PostgresStore:
                 None,
                 None,
                 False,
+                None,
                 None,
                 ts,
             )
@@ -246,7 +262,7 @@ class PostgresStore:
         )
 
     async def release(self, ticket: HoldTicket, note: str) -> bool:
-        detail = (None, None, None, None, False, note)
+        detail = release_detail(note)
         return bool(
             await self._submit(
                 ticket.account_id,
@@ -329,7 +345,7 @@ class PostgresStore:
         ts = now_ms()
         rows = await self.pool.fetch(
             "SELECT id, account_id, key_id, amount, model, spend_windows FROM holds"
-            " WHERE status = 'open'"
+            " WHERE status = 'open' AND owner IS NULL"
             " AND (expires_at < $1 OR (instance_id != $2 AND instance_id NOT IN"
             " (SELECT id FROM instances WHERE heartbeat_at >= $3)))",
             ts,
@@ -359,9 +375,7 @@ async def _close(
 ) -> bool:
     ts = now_ms()
     if refund < 0:  # the upstream billed past the worst case: collect what the balance allows
-        balance = await c.fetchval(
-            "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE", ticket.account_id
-        )
+        balance = await c.fetchval(_BALANCE, ticket.account_id)
         cost, refund, detail = overrun(ticket, cost, int(balance), detail)
     if await c.execute(_CLOSE, status, ts, cost, ticket.id) != "UPDATE 1":
         return False

@@ -1,31 +1,86 @@
-"""Prices to costs: integer micro-credits, rounded up, never floats."""
+"""Prices to costs: integer micro-credits, rounded up once at the end, never floats."""
 
 from __future__ import annotations
 
-from faregate.billing.types import Price, Usage
+from faregate.billing.types import Price, Units, Usage
 
-PER = 1_000_000  # prices are per million tokens
+PER = 1_000_000  # token and character prices are per million; the common denominator of all
+MS_PER_SECOND = 1_000  # durations are counted in milliseconds, priced per second
+
+
+class UnpricedUnit(ValueError):
+    """A usage counted in a meter (or a variant) the model's price does not set."""
 
 
 def _ceil_div(num: int, den: int) -> int:
     return -(-num // den)
 
 
+def unit_price(price: Price, meter: str) -> tuple[int, int]:
+    """(price, scale) of one counted unit: its cost is count * price / scale micro-credits.
+    `meter` may carry a variant (`images:1024x1024/hd`); a variant the table lacks falls back
+    to the size alone, then the quality alone, then the meter's flat price."""
+    base, _, variant = meter.partition(":")
+    keys: tuple[str, ...] = ()
+    if base == "images":
+        table, flat, scale = price.images or {}, price.image, 1
+        size, _, quality = variant.partition("/")
+        if variant:
+            keys = (variant, size, quality)
+    elif base == "video_ms":
+        table, flat, scale = price.video_seconds or {}, price.video_second, MS_PER_SECOND
+        keys = (variant,)
+    elif base == "audio_ms" and not variant:
+        table, flat, scale = {}, price.audio_second, MS_PER_SECOND
+    elif base == "characters" and not variant:
+        table, flat, scale = {}, price.characters, PER
+    else:
+        raise UnpricedUnit(f"no meter {meter!r}")
+    for key in keys:
+        if key and key in table:
+            return table[key], scale
+    if flat is None:
+        raise UnpricedUnit(f"the price sets nothing for {meter!r}")
+    return flat, scale
+
+
+def _units_total(price: Price, units: Units) -> int:
+    """The units' cost in millionths of a micro-credit."""
+    total = 0
+    for meter, count in units:
+        if count:
+            amount, scale = unit_price(price, meter)
+            total += max(count, 0) * amount * (PER // scale)
+    return total
+
+
 def cost_of(price: Price, usage: Usage) -> int:
-    """The exact cost of `usage` at `price`: one rounding, upwards, at the end."""
+    """The exact cost of `usage` at `price`: one rounding, upwards, at the end. Reasoning
+    tokens are part of the completion tokens: at the `reasoning` price when it is set, else
+    at the output price (so they add nothing on top)."""
     cached = min(max(usage.cached_tokens, 0), usage.prompt_tokens)
     cached_price = price.input if price.cached_input is None else price.cached_input
+    reasoning = 0
+    if price.reasoning is not None:
+        reasoning = min(max(usage.reasoning_tokens, 0), max(usage.completion_tokens, 0))
     total = (
         (usage.prompt_tokens - cached) * price.input
         + cached * cached_price
-        + usage.completion_tokens * price.output
+        + (usage.completion_tokens - reasoning) * price.output
+        + reasoning * (price.reasoning or 0)
+        + _units_total(price, usage.units)
     )
     return _ceil_div(total, PER)
 
 
-def worst_case(price: Price, prompt_upper: int, max_output: int) -> int:
-    """The hold: every prompt token uncached and every allowed output token produced."""
-    return _ceil_div(prompt_upper * price.input + max_output * price.output, PER)
+def worst_case(price: Price, prompt_upper: int = 0, max_output: int = 0, units: Units = ()) -> int:
+    """The hold: every prompt token uncached, every allowed output token produced at the dearer
+    of the output and reasoning prices, and every worst-case unit counted. Raises
+    `UnpricedUnit` for a unit the price does not set, before anything is held."""
+    output = max(price.output, price.reasoning or 0)
+    return _ceil_div(
+        prompt_upper * price.input + max_output * output + _units_total(price, units), PER
+    )
 
 
 def to_usd(micro_credits: int, micro_credits_per_usd: int) -> str:

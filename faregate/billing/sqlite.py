@@ -8,11 +8,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
+from faregate.billing import holds
 from faregate.billing.checkpoint import Checkpointer
+from faregate.billing.steps import Plan, run_sqlite
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -29,11 +31,13 @@ from faregate.billing.store import (
     new_id,
     now_ms,
     overrun,
+    release_detail,
     spend_of,
     spend_refusal,
 )
 from faregate.billing.types import KeyRecord, Settlement
 
+T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 Step = tuple[Op, "asyncio.Future[Any]", "asyncio.Future[None] | None"]
 """A money step: what to run, its result, and (for a hold) when it is on disk."""
@@ -43,27 +47,14 @@ LONE_GAP = 0.0002
 with: it is committed at once, instead of on the next loop tick (two loop iterations saved).
 Steps closer together, as under load, wait for the tick and share its commit."""
 
-_HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
-_HOLD_ROW = (
-    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at, spend_windows)"
-    " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?)"
+# The statements are the ones every ledger runs (billing/holds.py).
+_HOLD_DEBIT, _HOLD_ROW, _SPEND_ROW, _SPENT = (
+    holds.HOLD_DEBIT,
+    holds.HOLD_ROW,
+    holds.SPEND_ROW,
+    holds.SPENT,
 )
-_SPEND_ROW = (
-    "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES (?, ?, ?, 0)"
-    " ON CONFLICT DO NOTHING"
-)
-_SPENT = "SELECT spent FROM spend_windows WHERE scope = ? AND scope_id = ? AND period = ?"
-_SPEND_ADD = (
-    "UPDATE spend_windows SET spent = spent + ? WHERE scope = ? AND scope_id = ? AND period = ?"
-)
-_CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND status = 'open'"
-_CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
-_LEDGER = (
-    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, note, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SPEND_ADD, _CLOSE, _CREDIT, _LEDGER = holds.SPEND_ADD, holds.CLOSE, holds.CREDIT, holds.LEDGER
 
 
 class SqliteStore:
@@ -201,6 +192,20 @@ class SqliteStore:
             if not fut.done():
                 fut.set_exception(exc)
 
+    # -- steps written once for both ledgers (billing/steps.py) --------------------------
+
+    def run(self, account_id: str, plan: Plan[T]) -> asyncio.Future[T]:
+        """Run a plan as a money step, in the next group commit."""
+        return self._submit(lambda c: run_sqlite(c, plan))
+
+    async def write(self, plan: Plan[T]) -> T:
+        """A step that changes no money: the group commit too (one writer at a time)."""
+        return await self._submit(lambda c: run_sqlite(c, plan))  # type: ignore[no-any-return]
+
+    async def read(self, plan: Plan[T]) -> T:
+        """Run a plan of reads outside the group commit."""
+        return run_sqlite(self.conn, plan)
+
     # -- reads -----------------------------------------------------------------------
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:
@@ -268,6 +273,7 @@ class SqliteStore:
                     ts,
                     ts + ttl_ms,
                     windows,
+                    None,  # owner: the request
                 ),
             )
             c.execute(
@@ -285,6 +291,7 @@ class SqliteStore:
                     None,
                     None,
                     False,
+                    None,
                     None,
                     ts,
                 ),
@@ -304,7 +311,7 @@ class SqliteStore:
         return self._submit(lambda c: _close(c, ticket, "settled", cost, refund, detail))
 
     def release(self, ticket: HoldTicket, note: str) -> asyncio.Future[bool]:
-        detail = (None, None, None, None, False, note)
+        detail = release_detail(note)
         return self._submit(lambda c: _close(c, ticket, "released", 0, ticket.amount, detail))
 
     # -- usage log -------------------------------------------------------------------
@@ -380,7 +387,7 @@ class SqliteStore:
         ts = now_ms()
         rows = self.conn.execute(
             "SELECT id, account_id, key_id, amount, model, spend_windows FROM holds"
-            " WHERE status = 'open'"
+            " WHERE status = 'open' AND owner IS NULL"
             " AND (expires_at < ? OR (instance_id != ? AND instance_id NOT IN"
             " (SELECT id FROM instances WHERE heartbeat_at >= ?)))",
             (ts, self.instance_id, ts - stale_ms),

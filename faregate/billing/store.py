@@ -1,4 +1,4 @@
-"""What the hot path asks of the database: key lookup, holds, settlement, reaping."""
+"""What the hot path asks of the database, by concern: keys, ledger, idempotency, usage log."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from faregate.billing.types import KeyRecord, Settlement
+from faregate.billing.steps import StepRunner
+from faregate.billing.types import KeyRecord, Settlement, Units
 from faregate.errors import InsufficientBalance, ServiceUnavailable
 
 
@@ -52,6 +53,7 @@ USAGE_COLUMNS = (
     "status",
     "cached",
     "estimated",
+    "units",
 )
 
 KEY_COLUMNS = (
@@ -129,16 +131,27 @@ def spend_of(value: Any) -> tuple[tuple[str, str, str], ...]:
     return tuple((str(a), str(b), str(c)) for a, b, c in orjson.loads(value)) if value else ()
 
 
+def units_json(units: Units) -> str | None:
+    """The units column: a JSON object {meter: count}, NULL when only tokens were counted."""
+    return orjson.dumps(dict(units)).decode() if units else None
+
+
 def ledger_detail(s: Settlement) -> tuple[Any, ...]:
-    """A settlement's ledger columns after the cost: tokens, estimated, note."""
+    """A settlement's ledger columns after the cost: tokens, estimated, units, note."""
     return (
         s.prompt_tokens,
         s.completion_tokens,
         s.cached_tokens,
         s.reasoning_tokens,
         s.estimated,
+        units_json(s.units),
         s.note,
     )
+
+
+def release_detail(note: str) -> tuple[Any, ...]:
+    """A release's ledger columns after the cost: nothing counted, the note."""
+    return (None, None, None, None, False, None, note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +198,14 @@ def overrun(
     return ticket.amount + collected, -collected, (*detail[:-1], note)
 
 
-class Store(Protocol):
-    """The ledger and key tables as the request path uses them.
+class KeyStore(Protocol):
+    """API keys as the request path reads them."""
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
+
+
+class Ledger(Protocol):
+    """Balances and holds.
 
     Every write is one of three atomic steps: a hold (conditional debit of the
     worst case), a settle (the hold closes, the unused part is refunded) or a
@@ -199,8 +218,6 @@ class Store(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
-
-    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
 
     async def hold(
         self,
@@ -235,6 +252,15 @@ class Store(Protocol):
 
     async def heartbeat(self) -> None: ...
 
+    async def reap(self, *, stale_ms: int) -> int:
+        """Release request holds past their expiry or left by an instance that stopped
+        beating. Holds owned by a job are never reaped (billing/jobs.py)."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Idempotency-Key claims and the results kept for replays."""
+
     async def idem_claim(
         self, key_id: str, idem_key: str, body_hash: str, ttl_ms: int, running_ms: int
     ) -> IdemClaim:
@@ -245,14 +271,19 @@ class Store(Protocol):
 
     async def idem_finish(self, key_id: str, idem_key: str, result: StoredResult) -> None: ...
 
-    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
-        """Append usage-log rows (`USAGE_COLUMNS` order) in one transaction."""
-        ...
-
     async def idem_forget(self, key_id: str, idem_key: str) -> None:
         """Drop a claim whose run failed in a way worth retrying."""
         ...
 
-    async def reap(self, *, stale_ms: int) -> int:
-        """Release holds past their expiry or left by an instance that stopped beating."""
+
+class UsageLog(Protocol):
+    """The usage log's writes (reporting only; the ledger is the record of money)."""
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append usage-log rows (`USAGE_COLUMNS` order) in one transaction."""
         ...
+
+
+class Store(KeyStore, Ledger, IdempotencyStore, UsageLog, StepRunner, Protocol):
+    """Everything the app asks of its database; the jobs concern is `billing.jobs.Jobs`
+    over the same store."""

@@ -15,15 +15,15 @@ _SCRIPTS = Path(__file__).resolve().parent.parent / "migrations"
 _LOCK_ID = 0x6661726567  # serializes migrations across replicas on PostgreSQL
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_SCRIPTS))
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
-async def upgrade(url: str) -> None:
-    """Apply every pending migration to the database at `url`."""
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Apply every pending migration (up to `revision`) to the database at `url`."""
     if is_sqlite(url):
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(sqlalchemy_url(url))
@@ -31,6 +31,6 @@ async def upgrade(url: str) -> None:
         async with engine.begin() as conn:
             if not is_sqlite(url):
                 await conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_ID})"))
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_upgrade, revision)
     finally:
         await engine.dispose()

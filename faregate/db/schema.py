@@ -70,6 +70,7 @@ holds = Table(
     Column("closed_at", BigInteger, nullable=True),
     Column("cost", BigInteger, nullable=True),
     Column("spend_windows", Text, nullable=True),  # JSON: the spend windows the hold counts in
+    Column("owner", String(8), nullable=True),  # NULL: a request; 'job': ends with its job only
     Index(
         "ix_holds_open_by_account",
         "account_id",
@@ -98,6 +99,7 @@ ledger = Table(
     Column("estimated", Boolean, nullable=False, server_default=text("false")),
     Column("note", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("units", Text, nullable=True),  # JSON {meter: count}: units billed beyond tokens
     Index("ix_ledger_account", "account_id", "id"),
 )
 
@@ -217,6 +219,7 @@ usage_log = Table(
     Column("status", Integer, nullable=False),
     Column("cached", Boolean, nullable=False, server_default=text("false")),
     Column("estimated", Boolean, nullable=False, server_default=text("false")),
+    Column("units", Text, nullable=True),  # JSON {meter: count}: units billed beyond tokens
     Index("ix_usage_at", "at"),
     Index("ix_usage_account_at", "account_id", "at"),
     Index("ix_usage_key_at", "key_id", "at"),
@@ -247,6 +250,7 @@ price_overrides = Table(
     Column("output", BigInteger, nullable=False),
     Column("cached_input", BigInteger, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
+    Column("meters", Text, nullable=True),  # JSON: the price's other fields (reasoning, image...)
 )
 
 plan_overrides = Table(
@@ -255,4 +259,34 @@ plan_overrides = Table(
     Column("name", String(64), primary_key=True),
     Column("limits", Text, nullable=False),  # JSON of a plan: {"chat": {"rpm": 60}, ...}
     Column("updated_at", BigInteger, nullable=False),
+)
+
+_ACTIVE_JOB = text("state IN ('queued', 'running')")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40), nullable=True),
+    Column("model", Text, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("surface", String(24), nullable=False),  # the API the client used
+    Column("state", String(16), nullable=False),  # queued | running | succeeded | failed
+    Column("upstream_id", Text, nullable=True),
+    Column("deployment", Text, nullable=True),
+    Column("request", Text, nullable=False),  # JSON: the request's body and parameters
+    Column("hold_id", String(40), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # the amount held
+    Column("lease_owner", String(40), nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("next_poll_at", BigInteger, nullable=False),
+    Column("polls", Integer, nullable=False, server_default=text("0")),
+    Column("result", Text, nullable=True),  # JSON
+    Column("error", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Index("ix_jobs_due", "next_poll_at", sqlite_where=_ACTIVE_JOB, postgresql_where=_ACTIVE_JOB),
+    Index("ix_jobs_account", "account_id", "created_at"),
 )

@@ -119,16 +119,8 @@ async def settle(
         trace.cost = cost
         trace.estimated = usage.estimated
         trace.cached = cached
-    settlement = Settlement(
-        cost=cost,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=usage.cached_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        estimated=usage.estimated,
-        note=note,
-    )
-    await charge.settle(settlement)
+        trace.units = usage.units
+    await charge.settle(Settlement.of(cost, usage, note))
     return cost
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import Connection, select, text, tuple_
 
 from faregate.db.schema import api_keys, usage_log
@@ -128,8 +129,8 @@ def _cursor(value: str | None) -> tuple[int, int] | None:
 
 
 def requests(conn: Connection, q: RequestsQuery) -> dict[str, Any]:
-    """{"data": [usage_log rows, newest first], "next_cursor": str | None}. A bad cursor
-    raises ValueError."""
+    """{"data": [usage_log rows, newest first], "next_cursor": str | None}. A row's `units`
+    is {meter: count} of what it was billed for beyond tokens. A bad cursor raises ValueError."""
     limit = max(1, min(q.limit, MAX_ROWS))
     t = usage_log.c
     stmt = (
@@ -150,6 +151,7 @@ def requests(conn: Connection, q: RequestsQuery) -> dict[str, Any]:
     rows = [{str(k): v for k, v in r.items()} for r in conn.execute(stmt).mappings()]
     for row in rows:
         row["cached"], row["estimated"] = bool(row["cached"]), bool(row["estimated"])
+        row["units"] = orjson.loads(row["units"]) if row["units"] else {}
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if rows else None

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from typing import Any
 
-from faregate.billing.store import Store
+from faregate.billing.store import Store, units_json
 from faregate.trace import Trace
 
 log = logging.getLogger("faregate.usage")
@@ -34,6 +34,7 @@ def row_of(t: Trace) -> tuple[Any, ...]:
         t.status,
         t.cached,
         t.estimated,
+        units_json(t.units),
     )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from faregate.billing.pricing import PER, cost_of, to_usd, worst_case
+from faregate.billing.pricing import PER, UnpricedUnit, cost_of, to_usd, worst_case
 from faregate.billing.types import Price, Usage
 
 # Micro-credits per million tokens.
@@ -139,3 +140,111 @@ def test_cost_never_exceeds_worst_case(prompt: int, completion: int, cached: int
 )
 def test_to_usd(micro: int, rate: int, usd: str) -> None:
     assert to_usd(micro, rate) == usd
+
+
+# -- reasoning tokens and the other meters ---------------------------------------------
+
+
+def test_reasoning_price_bills_reasoning_tokens_apart() -> None:
+    price = Price(input=1_000_000, output=2_000_000, reasoning=3_000_000)
+    usage = Usage(prompt_tokens=10, completion_tokens=50, reasoning_tokens=30)
+    assert cost_of(price, usage) == 10 + 20 * 2 + 30 * 3
+    # More reasoning than completion tokens reported: no more than the completion is billed.
+    odd = Usage(prompt_tokens=0, completion_tokens=5, reasoning_tokens=9)
+    assert cost_of(price, odd) == 15
+
+
+def test_worst_case_takes_the_dearer_of_output_and_reasoning() -> None:
+    price = Price(input=0, output=1_000_000, reasoning=4_000_000)
+    assert worst_case(price, 0, 10) == 40
+    cheap = Price(input=0, output=4_000_000, reasoning=1_000_000)
+    assert worst_case(cheap, 0, 10) == 40
+
+
+IMAGES = Price.model_validate(
+    {"image": 40_000, "images": {"1792x1024": 60_000, "hd": 70_000, "1792x1024/hd": 80_000}}
+)
+
+
+@pytest.mark.parametrize(
+    ("meter", "each"),
+    [
+        ("images", 40_000),
+        ("images:1024x1024", 40_000),  # a size the table lacks: the flat price
+        ("images:1792x1024", 60_000),
+        ("images:1792x1024/hd", 80_000),
+        ("images:1024x1024/hd", 70_000),  # the quality alone
+        ("images:1792x1024/standard", 60_000),  # the size alone
+    ],
+)
+def test_images_by_size_and_quality(meter: str, each: int) -> None:
+    assert cost_of(IMAGES, Usage(0, 0, units=((meter, 3),))) == 3 * each
+    assert worst_case(IMAGES, units=((meter, 3),)) == 3 * each
+
+
+def test_a_price_of_media_only_bills_tokens_at_zero() -> None:
+    assert (IMAGES.input, IMAGES.output) == (0, 0)
+    assert cost_of(IMAGES, Usage(1000, 1000, units=(("images", 1),))) == 40_000
+
+
+def test_durations_in_milliseconds_priced_per_second() -> None:
+    price = Price.model_validate({"audio_second": 100, "video_second": 3, "characters": 15})
+    assert cost_of(price, Usage(0, 0, units=(("audio_ms", 12_345),))) == 1235  # ceil(1234.5)
+    # 1 ms of video at 3 per second is 0.003: rounded up once, with the characters.
+    usage = Usage(0, 0, units=(("video_ms", 1), ("characters", 1)))
+    assert cost_of(price, usage) == 1  # ceil(0.003 + 0.000015)
+    assert cost_of(price, Usage(0, 0, units=(("characters", 2_000_000),))) == 30
+
+
+def test_video_by_resolution() -> None:
+    price = Price.model_validate({"video_second": 100_000, "video_seconds": {"1920x1080": 250_000}})
+    assert cost_of(price, Usage(0, 0, units=(("video_ms:1920x1080", 8_000),))) == 2_000_000
+    assert cost_of(price, Usage(0, 0, units=(("video_ms:1280x720", 8_000),))) == 800_000
+
+
+def test_tokens_and_units_round_once_together() -> None:
+    price = Price.model_validate({"input": 500_000, "output": 0, "audio_second": 1})
+    # 1 token at 0.5 plus 500 ms at 0.001 each: ceil(0.5 + 0.5) = 1, not 1 + 1.
+    assert cost_of(price, Usage(1, 0, units=(("audio_ms", 500),))) == 1
+
+
+@pytest.mark.parametrize("meter", ["images", "video_ms:1280x720", "furlongs", "audio_ms:x"])
+def test_a_unit_the_price_does_not_set_is_refused(meter: str) -> None:
+    with pytest.raises(UnpricedUnit):
+        cost_of(PRICE, Usage(0, 0, units=((meter, 1),)))
+    with pytest.raises(UnpricedUnit):
+        worst_case(PRICE, units=((meter, 1),))
+
+
+def test_zero_units_need_no_price() -> None:
+    assert cost_of(PRICE, Usage(10, 5, units=(("images", 0),))) == 20
+
+
+def test_units_from_json_pairs() -> None:
+    usage = Usage(0, 0, units=[["images", 1], ["images", 2]])  # type: ignore[arg-type]
+    assert usage.units == (("images", 3),)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"image": 1.5},
+        {"image": -1},
+        {"images": {"1024x1024": "40"}},
+        {"images": {"": 1}},
+        {"input": 1},  # output still required once a token price is given
+        {"video_seconds": [1]},
+        {"speed": 1},
+    ],
+)
+def test_bad_prices_are_refused(body: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        Price.model_validate(body)
+
+
+def test_prices_stay_hashable_and_comparable() -> None:
+    again = Price.model_validate(
+        {"image": 40_000, "images": {"1792x1024": 60_000, "hd": 70_000, "1792x1024/hd": 80_000}}
+    )
+    assert again == IMAGES and hash(again) == hash(IMAGES)
+    assert hash(PRICE) != hash(IMAGES)

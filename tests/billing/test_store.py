@@ -34,6 +34,8 @@ from faregate.billing.types import Settlement
 from faregate.db import migrate, schema
 from faregate.db.urls import asyncpg_dsn, sqlalchemy_url, sqlite_path
 from faregate.errors import FaregateError
+from faregate.trace import Trace
+from faregate.usage.writer import row_of
 
 TTL = 60_000
 
@@ -364,6 +366,41 @@ async def test_settle_refunds_the_unused_part(db: Db, store: Store) -> None:
     ) == (40, 60, 8, 16)
     assert settle["estimated"] is True
     assert settle["note"] == "a note"
+
+
+async def test_settle_records_the_units_billed(db: Db, store: Store) -> None:
+    account = await db.account(10_000)
+    ticket = await must_take(store, account, 1_000)
+    units = (("images:1024x1024/hd", 2), ("video_ms", 8_000))
+    assert await store.settle(
+        ticket, Settlement(cost=900, prompt_tokens=5, completion_tokens=0, units=units)
+    )
+    other = await must_take(store, account, 1_000)
+    assert await store.settle(other, settlement(100))
+    third = await must_take(store, account, 1_000)
+    assert await store.release(third, "upstream failed")
+    rows = await db.consistent(account)
+    closing = [r for r in rows if r["kind"] in ("settle", "release")]
+    assert [r["units"] for r in closing] == [
+        '{"images:1024x1024/hd":2,"video_ms":8000}',
+        None,  # tokens only: the token columns say it all
+        None,
+    ]
+    assert all(r["units"] is None for r in rows if r["kind"] == "hold")
+
+
+async def test_usage_rows_record_their_units(db: Db, store: Store) -> None:
+    trace = Trace("images", units=(("images:1024x1024", 3),), cost=120_000)
+    plain = Trace("chat", prompt_tokens=3)
+    await store.write_usage([row_of(trace), row_of(plain)])
+    rows = await db.run(
+        lambda c: c.execute(
+            select(schema.usage_log.c.route, schema.usage_log.c.units).order_by(
+                schema.usage_log.c.id
+            )
+        ).all()
+    )
+    assert [tuple(r) for r in rows] == [("images", '{"images:1024x1024":3}'), ("chat", None)]
 
 
 async def test_settle_at_the_full_hold_and_at_zero(db: Db, store: Store) -> None:

@@ -131,3 +131,12 @@ async def test_request_rows_page_by_cursor(db: AdminDB) -> None:
     assert all(r["key_id"] == "key_a0" and r["model"] == "m1" for r in one["data"])
     with pytest.raises(ValueError, match="cursor"):
         await db.run(lambda c: queries.requests(c, RequestsQuery(TODAY, TODAY, cursor="x")))
+
+
+async def test_request_rows_show_their_units(db: AdminDB) -> None:
+    rows = usage_rows(2, days=1)
+    rows[0] |= {"route": "images", "units": '{"images:1024x1024":2}', "at": rows[1]["at"] + 1}
+    rows[1]["units"] = None
+    await insert(db, rows)
+    page = await db.run(lambda c: queries.requests(c, RequestsQuery(TODAY, TODAY)))
+    assert [r["units"] for r in page["data"]] == [{"images:1024x1024": 2}, {}]
