@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-ADMIN_KEY = "fga-test-admin-key"
+ADMIN_KEY = "fga-test-admin-key-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 
 # Micro-credits per million tokens: simple numbers make exact costs easy to check.
