@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import ssl
 from typing import Any
 
 import aiohttp
@@ -43,9 +44,15 @@ class Fetcher:
     """A separate client for client-supplied URLs: every hop checked and pinned to its
     checked address, no cookies, capped size and time, redirects followed by hand."""
 
-    def __init__(self, settings: Images, resolver: Resolver = system_resolver) -> None:
+    def __init__(
+        self,
+        settings: Images,
+        resolver: Resolver = system_resolver,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._settings = settings
         self._resolver = resolver
+        self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -68,7 +75,7 @@ class Fetcher:
             async with asyncio.timeout(s.fetch_timeout_seconds):
                 for _ in range(MAX_REDIRECTS + 1):
                     target = await check(url, self._resolver, s.allow_private_addresses)
-                    async with await self._open(self._session, target) as resp:
+                    async with await self._open(target) as resp:
                         if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
                             url = str(target.url.join(URL(resp.headers["location"])))
                             continue
@@ -86,17 +93,19 @@ class Fetcher:
         except (aiohttp.ClientError, ValueError) as exc:
             raise FetchRefused(f"Fetching the image failed: {type(exc).__name__}.") from None
 
-    @staticmethod
-    async def _open(session: aiohttp.ClientSession, target: Target) -> aiohttp.ClientResponse:
-        """The response from the first checked address that accepts the connection."""
+    async def _open(self, target: Target) -> aiohttp.ClientResponse:
+        """The response from the first checked address that accepts the connection; TLS
+        verifies the certificate against the host name, not the address."""
+        assert self._session is not None
         failure: aiohttp.ClientConnectorError | None = None
         for address in target.addresses:
             try:
-                return await session.get(
+                return await self._session.get(
                     target.request_url(address),
                     allow_redirects=False,
                     headers={"Host": target.host_header},
                     server_hostname=target.server_hostname,
+                    ssl=self._tls,
                 )
             except aiohttp.ClientConnectorError as exc:
                 failure = exc

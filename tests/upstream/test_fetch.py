@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 from collections.abc import AsyncIterator
 
 import pytest
+import trustme
 from aiohttp import web
 
 from faregate.config import Images
@@ -23,14 +25,15 @@ class Recorder:
     """A loopback HTTP server that records every connection (and its Host header) and
     answers each request with a PNG, or with a redirect to `redirect`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.hosts: list[str] = []
         self.redirect: str | None = None
         self.port = 0
+        self._tls = tls
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -196,6 +199,39 @@ async def test_redirects_are_checked_again(recorder: Recorder, location: str) ->
     finally:
         await f.close()
     assert recorder.hosts == [f"img.example:{recorder.port}"]
+
+
+@pytest.mark.usefixtures("only_127_0_0_1_public")
+@pytest.mark.parametrize("certified", ["img.example", "other.example"])
+async def test_tls_goes_to_the_checked_address_and_verifies_the_host_name(
+    certified: str,
+) -> None:
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(certified).configure_cert(server_tls)
+    server_names: list[str | None] = []
+    server_tls.sni_callback = lambda _sock, name, _ctx: server_names.append(name)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    recorder = Recorder(server_tls)
+    await recorder.start()
+    names = Names({"img.example": ["127.0.0.1"], "img.example/next": ["127.0.0.2"]})
+    f = Fetcher(Images(), resolver=names, tls=client_tls)
+    await f.start()
+    try:
+        url = f"https://img.example:{recorder.port}/x.png"
+        if certified == "img.example":
+            assert await f.fetch(url) == ("image/png", PNG)
+            assert recorder.hosts == [f"img.example:{recorder.port}"]
+        else:
+            with pytest.raises(FetchRefused, match="Certificate"):
+                await f.fetch(url)
+            assert recorder.hosts in ([], [""])  # the handshake failed before any request
+    finally:
+        await f.close()
+        await recorder.stop()
+    assert server_names == ["img.example"]
+    assert names.calls == ["img.example"]
 
 
 @pytest.mark.usefixtures("only_127_0_0_1_public")
