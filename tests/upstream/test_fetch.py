@@ -357,3 +357,16 @@ async def test_inline_remote_images(origin: str) -> None:
     assert await inline_remote_images(f, {"messages": [{"role": "user", "content": "x"}]}) == {
         "messages": [{"role": "user", "content": "x"}]
     }
+
+
+@pytest.mark.parametrize(
+    "url", ["HTTP://127.0.0.1/x.png", "ftp://8.8.8.8/x.png", "gs://bucket/x.png", "x.png"]
+)
+async def test_every_url_but_inline_data_goes_through_the_guard(url: str) -> None:
+    f = await _fetcher(False)
+    body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": url}]}]}
+    try:
+        with pytest.raises(FetchRefused):
+            await inline_remote_images(f, body)
+    finally:
+        await f.close()
