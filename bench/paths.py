@@ -37,6 +37,7 @@ from procs import free_port, http_json, stop_process, wait_health  # noqa: E402
 
 PRICE = "price = { input = 1000000, output = 2000000, cached_input = 500000 }"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+ADMIN_KEY = "fga-bench-admin-key-0123456789abcdef"  # the gateway refuses one under 32 characters
 MSG = [{"role": "user", "content": "Tell me about the sea and its tides, briefly."}]
 
 
@@ -129,7 +130,7 @@ class Stack:
         env = {
             **os.environ,
             "FAREGATE_HOME": str(self.tmp),
-            "FAREGATE_ADMIN_KEY": "adm",
+            "FAREGATE_ADMIN_KEY": ADMIN_KEY,
             "FAREGATE_SECRET_KEY": "bench-secret",
         }
         gw = subprocess.Popen(
@@ -155,10 +156,10 @@ class Stack:
         gw_url = f"http://127.0.0.1:{gw_port}"
         wait_health(gw_url + "/health", gw, gw_log)
         acct = http_json(
-            "POST", gw_url + "/admin/v1/accounts", {"name": "bench", "credits": 10**13}, "adm"
+            "POST", gw_url + "/admin/v1/accounts", {"name": "bench", "credits": 10**13}, ADMIN_KEY
         )
         key = http_json(
-            "POST", f"{gw_url}/admin/v1/accounts/{acct['id']}/keys", {"name": "bench"}, "adm"
+            "POST", f"{gw_url}/admin/v1/accounts/{acct['id']}/keys", {"name": "bench"}, ADMIN_KEY
         )["key"]
         return sim_url, gw_url, key
 

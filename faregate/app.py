@@ -76,6 +76,18 @@ class Environment:
         )
 
 
+MIN_ADMIN_KEY_LENGTH = 32
+
+
+def check_admin_key(env: Environment) -> None:
+    """Refuse to serve with a FAREGATE_ADMIN_KEY short enough to guess."""
+    if env.admin_key is not None and len(env.admin_key) < MIN_ADMIN_KEY_LENGTH:
+        raise ConfigError(
+            f"FAREGATE_ADMIN_KEY is {len(env.admin_key)} characters long; it must be at least"
+            f" {MIN_ADMIN_KEY_LENGTH} (for example the output of `openssl rand -hex 32`)"
+        )
+
+
 def database_url(config: Config, env: Environment) -> str:
     """FAREGATE_DATABASE_URL, else the config file's `database.url`, else SQLite in the home
     folder (FAREGATE_HOME, `.faregate` by default)."""
@@ -116,6 +128,7 @@ class App:
         self.announce = announce
         self.first_run_key: str | None = None
         self.env = environment or Environment.from_env()
+        check_admin_key(self.env)
         self.database_url = database_url(config, self.env)
         self.router = Router()
         self.services: Services | None = None

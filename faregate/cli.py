@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from faregate.admin import ops
-from faregate.app import App, Environment, database_url
+from faregate.app import App, Environment, check_admin_key, database_url
 from faregate.auth.keys import KeyHasher, load_secret
 from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
@@ -147,6 +147,10 @@ def serve(
 
     config = _listen(_load(config_path), host, port)
     env = Environment.from_env()
+    try:
+        check_admin_key(env)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     load_secret(env.secret_key, env.home)  # created here, once, before any worker needs it
     if config_path:
         os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)

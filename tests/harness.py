@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-ADMIN_KEY = "fga-test-admin-key"
+ADMIN_KEY = "fga-test-admin-key-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 
 # Micro-credits per million tokens: simple numbers make exact costs easy to check.
@@ -87,6 +87,7 @@ def config_toml(
     timeouts: dict[str, float] | None = None,
     billing: dict[str, Any] | None = None,
     max_body_bytes: int | None = None,
+    trusted_proxies: list[str] | None = None,
     routing: dict[str, Any] | None = None,
     extra_models: str = "",
 ) -> str:
@@ -95,6 +96,7 @@ def config_toml(
     lines = [
         "[server]",
         *([f"max_body_bytes = {max_body_bytes}"] if max_body_bytes else []),
+        *([f"trusted_proxies = {trusted_proxies!r}"] if trusted_proxies else []),
         "[database]",
         f'url = "{database_url}"',
         "[billing]",

@@ -10,10 +10,18 @@ import msgspec
 from sqlalchemy import Connection
 
 from faregate.admin import audit, ops
-from faregate.api.common import json_body
+from faregate.api.common import caller_address, json_body
+from faregate.auth.throttle import Throttle
 from faregate.config import ConfigError
 from faregate.db.engine import AdminDB
-from faregate.errors import BadRequest, FaregateError, NotFound, Unauthorized, ValidationFailed
+from faregate.errors import (
+    BadRequest,
+    FaregateError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
 from faregate.http.request import Request
 from faregate.http.responses import Response
 from faregate.http.router import Handler, Route, Visibility
@@ -53,11 +61,13 @@ class AdminAPI:
         db: AdminDB,
         env_admin_key: str | None,
         reload: Callable[[], str],
+        throttle: Throttle | None = None,
     ) -> None:
         self.svc = svc
         self.db = db
         self.env_admin_key = env_admin_key
         self._reload = reload
+        self.throttle = throttle if throttle is not None else Throttle()
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """One operator action, as one transaction."""
@@ -84,15 +94,41 @@ class AdminAPI:
         return await self.run(audit.audited(fn, actor, action, target, detail))
 
     async def _authorize(self, req: Request) -> None:
+        """A valid admin key, or 401; an address with too many failures gets 429 before its
+        key is even checked (auth/throttle.py), and each failure is audited."""
+        address = caller_address(self.svc, req)
+        self._not_throttled(address)
         auth = req.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not token:
             raise Unauthorized("The admin API needs 'Authorization: Bearer ADMIN_KEY'.")
         if self.env_admin_key and hmac.compare_digest(token, self.env_admin_key):
+            self.throttle.succeeded(address)
             return
         digest = self.svc.hasher(token)
-        if not await self.run(lambda c: ops.is_admin(c, digest)):
-            raise Unauthorized("Invalid admin key.")
+        async with self.throttle.one_at_a_time(address):
+            self._not_throttled(address)  # an attempt before this one may have failed
+            if await self.run(lambda c: ops.is_admin(c, digest)):
+                self.throttle.succeeded(address)
+                return
+            failure = self.throttle.failed(address)
+        action = "admin_auth.blocked" if failure.blocked else "admin_auth.failed"
+        detail = {
+            "address": address,
+            "failures": failure.failures,
+            "retry_after": failure.wait_seconds,
+        }
+        await self.run(lambda c: audit.record(c, f"addr:{address}", action, None, detail))
+        raise Unauthorized("Invalid admin key.")
+
+    def _not_throttled(self, address: str) -> None:
+        wait = self.throttle.wait(address)
+        if wait is not None:
+            raise RateLimited(
+                f"Too many failed admin authentications from this address; retry in {wait} s.",
+                code="admin_auth_throttled",
+                retry_after=wait,
+            )
 
     async def _body(self, req: Request, schema: type[S]) -> S:
         data = await json_body(self.svc, req)

@@ -32,6 +32,13 @@ def api_key_of(req: Request) -> str | None:
     return headers.get("x-api-key") or headers.get("x-goog-api-key") or req.query.get("key")
 
 
+def caller_address(svc: Services, req: Request) -> str:
+    """The caller's address: the peer, or behind `server.trusted_proxies` the nearest
+    untrusted `X-Forwarded-For` hop."""
+    trusted = restrictions.networks(tuple(svc.config.server.trusted_proxies))
+    return restrictions.client_address(req.client_host, req.headers.get("x-forwarded-for"), trusted)
+
+
 async def authenticate(svc: Services, req: Request) -> KeyRecord:
     """The caller's key, checked against its restrictions (where and when it may be used):
     once per request, then kept on the request."""

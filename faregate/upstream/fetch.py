@@ -1,110 +1,64 @@
 """Fetching the URLs that clients send (images), only through a guard against internal targets.
 
-Every address a host name resolves to must be public: loopback, private, link-local
-(cloud metadata included), multicast, reserved and unspecified addresses are refused,
-also behind IPv4-mapped IPv6. The guard sits in the resolver, so it holds for every
-redirect hop and pins the connection to the address that was checked.
+Each hop (the first and every redirect) goes through `url_guard.check`: the host is
+normalised once, resolved once, and every address must be public (loopback, private,
+link-local and cloud metadata, multicast, reserved and unspecified refused, also behind
+IPv4-mapped IPv6). The connection then goes to the checked IP itself, with the host name
+as Host header and TLS server name, so nothing is resolved a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import socket
+import ssl
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from faregate.config import Images
-from faregate.errors import BadRequest
+from faregate.upstream.url_guard import FetchRefused, Resolver, Target, check, system_resolver
+
+__all__ = ["MAX_REDIRECTS", "FetchRefused", "Fetcher", "inline_remote_images"]
 
 MAX_REDIRECTS = 3
 
 
-class FetchRefused(BadRequest):
-    code = "url_refused"
-
-
-def _address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like the system, then refuses the host unless every address is public."""
-
-    def __init__(self, allow_private: bool = False) -> None:
-        self._allow_private = allow_private
+class _NoResolver(AbstractResolver):
+    """The HTTP client's resolver: the fetcher only ever gives it IP addresses, so any name
+    reaching it is a bug, refused rather than resolved unchecked."""
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
-        except socket.gaierror:
-            raise FetchRefused(f"The host '{host}' does not resolve.") from None
-        results: list[ResolveResult] = []
-        for fam, _, proto, _, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0])
-            if not self._allow_private and not _address_allowed(ip):
-                raise FetchRefused(f"The host '{host}' resolves to a non-public address.")
-            results.append(
-                {
-                    "hostname": host,
-                    "host": str(ip),
-                    "port": int(sockaddr[1]),
-                    "family": fam,
-                    "proto": proto,
-                    "flags": socket.AI_NUMERICHOST,
-                }
-            )
-        return results
+        raise FetchRefused(f"The host '{host}' was not checked before connecting.")
 
     async def close(self) -> None:
         return None
 
 
-def check_url(url: str, allow_private: bool = False) -> str:
-    """Refuse non-HTTP(S) URLs and literal internal addresses before any connection."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchRefused("Only http and https URLs can be fetched.")
-    try:
-        ip = ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        return url
-    if not allow_private and not _address_allowed(ip):
-        raise FetchRefused("The URL points at a non-public address.")
-    return url
-
-
 class Fetcher:
-    """A separate client for client-supplied URLs: guarded resolver, no cookies, capped size
-    and time, redirects followed by hand and checked at every hop."""
+    """A separate client for client-supplied URLs: every hop checked and pinned to its
+    checked address, no cookies, capped size and time, redirects followed by hand."""
 
-    def __init__(self, settings: Images) -> None:
+    def __init__(
+        self,
+        settings: Images,
+        resolver: Resolver = system_resolver,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._settings = settings
+        self._resolver = resolver
+        self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(self._settings.allow_private_addresses), limit=64
-        )
+        connector = aiohttp.TCPConnector(resolver=_NoResolver(), limit=64)
         self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
 
     async def close(self) -> None:
@@ -120,10 +74,10 @@ class Fetcher:
         try:
             async with asyncio.timeout(s.fetch_timeout_seconds):
                 for _ in range(MAX_REDIRECTS + 1):
-                    check_url(url, s.allow_private_addresses)
-                    async with self._session.get(url, allow_redirects=False) as resp:
+                    target = await check(url, self._resolver, s.allow_private_addresses)
+                    async with await self._open(target) as resp:
                         if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
-                            url = str(resp.url.join(URL(resp.headers["location"])))
+                            url = str(target.url.join(URL(resp.headers["location"])))
                             continue
                         if resp.status != 200:
                             raise FetchRefused(
@@ -136,8 +90,27 @@ class Fetcher:
                 raise FetchRefused("Too many redirects while fetching the image.")
         except TimeoutError:
             raise FetchRefused("Fetching the image took too long.") from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
             raise FetchRefused(f"Fetching the image failed: {type(exc).__name__}.") from None
+
+    async def _open(self, target: Target) -> aiohttp.ClientResponse:
+        """The response from the first checked address that accepts the connection; TLS
+        verifies the certificate against the host name, not the address."""
+        assert self._session is not None
+        failure: aiohttp.ClientConnectorError | None = None
+        for address in target.addresses:
+            try:
+                return await self._session.get(
+                    target.request_url(address),
+                    allow_redirects=False,
+                    headers={"Host": target.host_header},
+                    server_hostname=target.server_hostname,
+                    ssl=self._tls,
+                )
+            except aiohttp.ClientConnectorError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -164,7 +137,9 @@ def _remote_image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(part, dict) and part.get("type") == "image_url":
                 image = part.get("image_url")
                 url = image.get("url") if isinstance(image, dict) else image
-                if isinstance(url, str) and url.startswith(("http://", "https://")):
+                # Anything but inline data is fetched, so the guard judges every other URL
+                # (a scheme it does not fetch is refused, not passed on).
+                if isinstance(url, str) and url and not url.startswith("data:"):
                     parts.append(part)
     return parts
 
