@@ -16,7 +16,6 @@ from faregate.limits.config import Limits, Plan, check_plans
 from faregate.usage.config import UsageConfig
 
 PositiveFloat = Annotated[float, Field(gt=0)]
-MicroCredits = Annotated[int, Field(ge=0, strict=True)]
 
 
 class ConfigError(Exception):

@@ -59,7 +59,9 @@ def set_price(conn: Connection, config: Config, model: str, body: dict[str, Any]
     try:
         price = Price.model_validate(body)
     except ValidationError as exc:
-        raise AdminError(f"price: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else None
+        raise AdminError(f"price: {field}: {error['msg']}", 422, param=field) from None
     conn.execute(delete(price_overrides).where(price_overrides.c.model == model))
     conn.execute(
         price_overrides.insert().values(model=model, **price.model_dump(), updated_at=now_ms())

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.store import (
     KEY_COLUMNS,
     USAGE_COLUMNS,
@@ -182,6 +183,8 @@ class PostgresStore:
         spend: tuple[SpendWindow, ...] = (),
         overlap: bool = False,  # each hold is committed before its ticket is handed out
     ) -> HoldTicket | None:
+        if amount > MAX_AMOUNT:  # above any balance: refused before SQL binds it
+            return None
         ticket = HoldTicket(
             new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend)
         )

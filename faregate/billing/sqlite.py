@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.checkpoint import Checkpointer
 from faregate.billing.store import (
     KEY_COLUMNS,
@@ -236,6 +237,8 @@ class SqliteStore:
         spend: tuple[SpendWindow, ...] = (),
         overlap: bool = False,
     ) -> HoldTicket | None:
+        if amount > MAX_AMOUNT:  # above any balance: refused before SQL binds it
+            return None
         durable: asyncio.Future[None] | None = (
             asyncio.get_running_loop().create_future() if overlap else None
         )

@@ -1,14 +1,16 @@
 """The money types every layer shares: a key as the request path sees it, prices, usage and
-what a settlement records. A leaf: it imports nothing of Faregate."""
+what a settlement records. A leaf: it imports only the range of amounts (`bounds`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-MicroCredits = Annotated[int, Field(ge=0, strict=True)]
+from faregate.billing.bounds import MicroCredits
+
+__all__ = ["KeyRecord", "MicroCredits", "Price", "Settlement", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +31,7 @@ class KeyRecord:
 
 
 class Price(BaseModel):
-    """Micro-credits per million tokens."""
+    """Micro-credits per million tokens, each 0 to `bounds.MAX_AMOUNT`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
