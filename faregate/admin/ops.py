@@ -271,6 +271,11 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
     if row is None:
         raise AdminError(f"no key {key_id!r}", 404)
     _check_spend(fields)
+    expires_at = fields.get("expires_at")
+    if expires_at is not None and (
+        not bounds.in_range(expires_at) or expires_at > bounds.MAX_EPOCH_MS
+    ):
+        raise AdminError("expires_at must be epoch milliseconds, or null", 422, param="expires_at")
     limits = _check_limits(fields.get("limits"))
     values: dict[str, Any] = {
         k: v

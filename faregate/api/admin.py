@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from faregate.admin import audit, ops
 from faregate.api.common import json_body
-from faregate.billing.bounds import Amount, SignedAmount
+from faregate.billing.bounds import Amount, EpochMs, SignedAmount
 from faregate.config import ConfigError
 from faregate.db.engine import AdminDB
 from faregate.errors import BadRequest, FaregateError, NotFound, Unauthorized, ValidationFailed
@@ -38,7 +38,7 @@ class _Grant(msgspec.Struct, forbid_unknown_fields=True):
 class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
     name: str = "default"
     models: list[str] | None = None
-    expires_at: int | None = None  # epoch milliseconds
+    expires_at: EpochMs | None = None
 
 
 _ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period"})

@@ -15,7 +15,7 @@ from faregate.admin import audit, codes, users
 from faregate.admin.ops import AdminError
 from faregate.api.admin import AdminAPI
 from faregate.api.usage import date_range, limit_of, refusal, report, usage_query
-from faregate.billing.bounds import PositiveAmount
+from faregate.billing.bounds import EpochMs, PositiveAmount
 from faregate.errors import BadRequest
 from faregate.http.request import Request
 from faregate.http.router import Router
@@ -39,7 +39,7 @@ class _KeyUser(msgspec.Struct, forbid_unknown_fields=True):
 class _NewCode(msgspec.Struct, forbid_unknown_fields=True):
     amount: PositiveAmount
     max_uses: Annotated[int, msgspec.Meta(ge=1, le=codes.MAX_USES)] = 1
-    expires_at: int | None = None  # epoch milliseconds
+    expires_at: EpochMs | None = None
 
 
 class _Redeem(msgspec.Struct, forbid_unknown_fields=True):

@@ -42,6 +42,13 @@ SignedAmount = Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 """A grant (positive) or an adjustment (negative)."""
 
 
+MAX_EPOCH_MS = 253_402_300_799_999
+"""The last millisecond of year 9999: the latest `expires_at` (not money, but a BIGINT too)."""
+
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
+"""A time in a msgspec body, epoch milliseconds."""
+
+
 def in_range(value: object, *, signed: bool = False) -> bool:
     """Whether `value` is an integer amount (not a bool) within the range."""
     if not isinstance(value, int) or isinstance(value, bool):

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, select
 
 from faregate.admin import ops
 from faregate.admin.ops import AdminError
+from faregate.auth.keys import KeyHasher
 from faregate.billing.bounds import MAX_AMOUNT
 from faregate.db.engine import AdminDB
 from faregate.db.schema import accounts, ledger
@@ -80,3 +81,14 @@ async def test_a_spend_limit_outside_the_range_is_refused(db: AdminDB, limit: An
     assert (await db.run(lambda c: ops.update_account(c, account, top)))["spend_limit"] == (
         MAX_AMOUNT
     )
+
+
+@pytest.mark.parametrize("expires_at", [2**63, -1, True, "tomorrow"])
+async def test_a_key_expiry_outside_the_range_is_refused(
+    db: AdminDB, hasher: KeyHasher, expires_at: Any
+) -> None:
+    account = await _account(db)
+    record, _ = await db.run(lambda c: ops.create_key(c, hasher, account, "k"))
+    fields = {"expires_at": expires_at}
+    err = await _refused(db, lambda c: ops.update_key(c, record["id"], fields))
+    assert (err.status, err.param) == (422, "expires_at")

@@ -72,6 +72,19 @@ def test_codes_and_spend_limits_outside_the_range(any_gateway: Gateway) -> None:
     assert gw.account_state(account)["spend_limit"] is None
 
 
+def test_times_outside_the_range(any_gateway: Gateway) -> None:
+    """Not money, but a BIGINT all the same: 2**63 used to answer 500."""
+    gw = any_gateway
+    account, _ = gw.account(0)
+    keys = f"/accounts/{account}/keys"
+    _refused(_admin(gw, "POST", keys, {"expires_at": 2**63}), 422, "expires_at")
+    key_id = gw.admin("GET", keys)["data"][0]["id"]
+    _refused(_admin(gw, "PATCH", f"/keys/{key_id}", {"expires_at": 2**63}), 422, "expires_at")
+    body = {"amount": 1, "expires_at": 2**63}
+    _refused(_admin(gw, "POST", "/codes", body), 422, "expires_at")
+    assert len(gw.admin("GET", keys)["data"]) == 1
+
+
 def test_a_redemption_past_the_bound_is_refused(any_gateway: Gateway) -> None:
     gw = any_gateway
     account, _ = gw.account(MAX)
