@@ -1,9 +1,11 @@
-"""Property tests of the ledger (Hypothesis): random sequences of grants, adjustments, holds,
-settles, releases and code redemptions against the real stores on SQLite and PostgreSQL.
+"""Property tests of the ledger (Hypothesis): random sequences of grants, adjustments, holds
+(under a spend limit or not), settles, releases and code redemptions against the real stores
+on SQLite and PostgreSQL.
 
 After every step: the balance equals the opening balance plus the sum of the ledger, is an
 integer from 0 to the bound, the open holds sum to what is held, each hold ends at most
-once, and a settle never refunds more than its hold."""
+once, a settle never refunds more than its hold, and the spend window holds what the holds
+under the limit took, less what they gave back."""
 
 from __future__ import annotations
 
@@ -31,13 +33,14 @@ from faregate.app import make_store
 from faregate.auth.keys import KeyHasher
 from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.sqlite import SqliteStore
-from faregate.billing.store import HoldTicket, Store
+from faregate.billing.store import HoldTicket, SpendLimited, SpendWindow, Store
 from faregate.billing.types import Settlement
 from faregate.db import migrate
 from faregate.db.engine import AdminDB
-from faregate.db.schema import holds, ledger
+from faregate.db.schema import holds, ledger, spend_windows
 
 T = TypeVar("T")
+WINDOW = "Dproperty"  # the spend window every hold under a limit counts in
 
 amounts = st.integers(1, 10**6) | st.sampled_from([MAX_AMOUNT - 1, MAX_AMOUNT])
 grants = amounts | amounts.map(lambda a: -a)
@@ -78,6 +81,9 @@ class Ledger(RuleBasedStateMachine):
         self.balance = 0
         self.open: dict[str, int] = {}  # hold id -> amount
         self.closed: set[str] = set()
+        self.limit: int | None = None  # the account's spend limit in window WINDOW
+        self.spent = 0
+        self.counted: set[str] = set()  # holds taken under the limit
 
     # -- steps -------------------------------------------------------------------------
 
@@ -124,22 +130,39 @@ class Ledger(RuleBasedStateMachine):
             self.balance += amount
             assert done["balance"] == self.balance
 
+    @rule(limit=st.none() | st.integers(0, 3 * 10**6) | st.just(MAX_AMOUNT))
+    def set_spend_limit(self, limit: int | None) -> None:
+        self.limit = limit
+
     @rule(target=tickets, amount=hold_amounts)
     def hold(self, amount: int) -> HoldTicket | None:
-        ticket = self.b.run(
-            lambda: self.b.store.hold(
-                account_id=self.account,
-                key_id=None,
-                amount=amount,
-                model="m",
-                request_id="req_prop",
-                ttl_ms=600_000,
+        limit = self.limit
+        spend = () if limit is None else (SpendWindow("account", self.account, WINDOW, limit),)
+        ticket, limited = None, False
+        try:
+            ticket = self.b.run(
+                lambda: self.b.store.hold(
+                    account_id=self.account,
+                    key_id=None,
+                    amount=amount,
+                    model="m",
+                    request_id="req_prop",
+                    ttl_ms=600_000,
+                    spend=spend,
+                )
             )
-        )
-        assert (ticket is not None) == (amount <= self.balance), (amount, self.balance)
+        except SpendLimited:
+            limited = True
+        over_limit = limit is not None and amount <= MAX_AMOUNT and self.spent + amount > limit
+        assert limited == over_limit, (amount, self.spent, limit)
+        admitted = not over_limit and amount <= self.balance
+        assert (ticket is not None) == admitted, (amount, self.balance)
         if ticket is not None:
             self.balance -= amount
             self.open[ticket.id] = amount
+            if spend:
+                self.spent += amount
+                self.counted.add(ticket.id)
         return ticket
 
     @rule(ticket=consumes(tickets), cost=st.integers(0, 2 * 10**6) | st.just(2**70))
@@ -171,10 +194,11 @@ class Ledger(RuleBasedStateMachine):
         assert closed and ticket.id in self.open
         amount = self.open.pop(ticket.id)
         self.closed.add(ticket.id)
-        if cost <= amount:
-            self.balance += amount - cost
-        else:  # the overrun takes what the balance has, never more
-            self.balance -= min(cost - amount, self.balance)
+        # An overrun takes what the balance has, never more.
+        refund = amount - cost if cost <= amount else -min(cost - amount, self.balance)
+        self.balance += refund
+        if ticket.id in self.counted:  # what is given back leaves the window
+            self.spent -= refund
 
     # -- invariants --------------------------------------------------------------------
 
@@ -196,6 +220,16 @@ class Ledger(RuleBasedStateMachine):
             return list(entries), list(taken)
 
         entries, taken = self.b.act(rows)
+        spent = self.b.act(
+            lambda c: c.execute(
+                select(spend_windows.c.spent).where(
+                    spend_windows.c.scope == "account",
+                    spend_windows.c.scope_id == self.account,
+                    spend_windows.c.period == WINDOW,
+                )
+            ).scalar_one_or_none()
+        )
+        assert (spent or 0) == self.spent and (spent is None or type(spent) is int)
         assert type(view.balance) is int and 0 <= view.balance <= MAX_AMOUNT
         assert view.balance == self.balance == 0 + sum(r.amount for r in entries)
         assert all(type(r.amount) is int for r in entries)
