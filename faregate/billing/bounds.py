@@ -6,14 +6,16 @@ operator can write, and every balance, lies in [-MAX_AMOUNT, MAX_AMOUNT] (balanc
 prices in [0, MAX_AMOUNT]); the database refuses anything else (migration 0009).
 
 Why no sum can reach 2**63 (the range of a 64-bit integer, SQLite's and PostgreSQL's
-BIGINT): 2**63 - 1 is about 9.22e18 = 9,223 x MAX_AMOUNT. A balance is at most one
-MAX_AMOUNT; a hold at most one (it is debited from the balance); a ledger row at most one
-in either direction; and an account's ledger sums to its balance. So a sum overflows only
-past 9,222 maximal amounts: a full balance plus 9,222 open holds of US$1e9 each, or one
-window of a spend limit charged more than 9,222 times its largest possible hold. A cost is
-a product of a bounded price and a token count, computed in Python (no overflow); a hold
-above MAX_AMOUNT can never be covered and is refused as an insufficient balance before any
-SQL sees it.
+BIGINT): 2**63 - 1 is about 9.22e18 = 9,223 x MAX_AMOUNT. Per account, balance + open holds
+stay within one MAX_AMOUNT: a grant refuses more, a hold moves money from the balance into
+the hold, a settle or a release gives back at most what it held. So a balance, a hold, a
+ledger row (either sign), a settled cost, an account's ledger sum (its balance) and its
+balance plus held all fit in one MAX_AMOUNT. Only sums over time or over accounts grow
+further (an account's grants alone, the costs of a usage report, a total over every
+account, a spend window): they reach 2**63 after 9,223 maximal amounts, that is 9,223
+grants or requests of US$1e9 each. A cost is a bounded price times a token count, computed
+in Python (no overflow); a hold above MAX_AMOUNT can never be covered and is refused as an
+insufficient balance before any SQL sees it.
 """
 
 from __future__ import annotations
