@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from faregate.admin import ops
 from faregate.app import App, Environment, check_admin_key, database_url
 from faregate.auth.keys import KeyHasher, load_secret
+from faregate.billing.bounds import MAX_AMOUNT, RANGE_TEXT
 from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
 from faregate.db.urls import sqlalchemy_url
@@ -222,7 +223,13 @@ def accounts() -> None:
 
 @accounts.command("create")
 @click.argument("name")
-@click.option("--credits", "amount", type=int, default=0, help="Initial micro-credits.")
+@click.option(
+    "--credits",
+    "amount",
+    type=click.IntRange(0, MAX_AMOUNT),
+    default=0,
+    help=f"Initial micro-credits ({RANGE_TEXT}).",
+)
 @CONFIG_OPTION
 def accounts_create(name: str, amount: int, config_path: str | None) -> None:
     def act(c: Connection, _: KeyHasher) -> dict[str, Any]:
@@ -250,11 +257,12 @@ def accounts_show(account_id: str, config_path: str | None) -> None:
 
 @main.command()
 @click.argument("account_id")
-@click.argument("amount", type=int)
+@click.argument("amount", type=click.IntRange(-MAX_AMOUNT, MAX_AMOUNT))
 @click.option("--note", default=None)
 @CONFIG_OPTION
 def grant(account_id: str, amount: int, note: str | None, config_path: str | None) -> None:
-    """Grant micro-credits to an account (negative to take back)."""
+    """Grant micro-credits to an account (negative to take back); the balance stays within
+    0 to 10**15."""
     balance = _db_action(config_path, lambda c, _: ops.grant(c, account_id, amount, note))
     _echo({"account_id": account_id, "balance": balance})
 

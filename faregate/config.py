@@ -26,7 +26,6 @@ from faregate.providers.registry import kinds_of
 from faregate.usage.config import UsageConfig
 
 PositiveFloat = Annotated[float, Field(gt=0)]
-MicroCredits = Annotated[int, Field(ge=0, strict=True)]
 # A kind by its name or an alias ("embedding"), stored as the Kind.
 KindName = Annotated[Kind, BeforeValidator(lambda v: parse_kind(v) if isinstance(v, str) else v)]
 

@@ -64,6 +64,20 @@ def test_refusals_are_clear(cli: CliRunner) -> None:
     assert result.exit_code != 0 and "no account" in result.output
 
 
+def test_amounts_outside_the_range_are_refused(cli: CliRunner) -> None:
+    for credits in (str(2**63), "1000000000000001", "-1"):
+        result = cli.invoke(main, ["accounts", "create", "rich", "--credits", credits])
+        assert result.exit_code == 2 and "--credits" in result.output, result.output
+    acct = _json(cli, "accounts", "create", "a", "--credits", "1000000000000000")["id"]  # type: ignore[index]
+    result = cli.invoke(main, ["grant", acct, str(2**63)])
+    assert result.exit_code == 2 and "AMOUNT" in result.output, result.output
+    result = cli.invoke(main, ["grant", acct, "1"])
+    assert result.exit_code == 1 and "above" in result.output, result.output
+    entries = _json(cli, "ledger", acct)
+    assert [e["amount"] for e in entries] == [10**15]  # type: ignore[union-attr]
+    assert [a["name"] for a in _json(cli, "accounts", "list")] == ["a"]  # type: ignore[union-attr]
+
+
 def test_check_config(cli: CliRunner, tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(

@@ -47,6 +47,8 @@ def test_good_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (GOOD.replace("input = 100", 'input = "a lot"'), "models.m-1.price.input"),
         (GOOD.replace("input = 100", "input = 1.5"), "models.m-1.price.input"),
         (GOOD.replace("input = 100", "input = -1"), "greater than or equal to 0"),
+        (GOOD.replace("input = 100", f"input = {2**63}"), "models.m-1.price.input"),
+        (GOOD.replace("output = 200", "output = 1_000_000_000_000_001"), "less than or equal to"),
         (GOOD.replace('provider = "up"', 'provider = "nope"'), "unknown provider 'nope'"),
         (GOOD.replace("output = 200, ", ""), "models.m-1.price.output: required key is missing"),
         ('[providers.x]\nvendor = "acme"\n', "unknown vendor 'acme'"),

@@ -73,7 +73,11 @@ def audited(
     detail: Mapping[str, Any] | Callable[[T], Mapping[str, Any] | None] | None = None,
 ) -> Callable[[Connection], T]:
     """`fn` followed, in the same transaction, by its audit row. `target` and `detail` may be
-    functions of `fn`'s result (for an object the action creates)."""
+    functions of `fn`'s result (for an object the action creates).
+
+    The result is rendered as JSON before the transaction ends: a reply that cannot be
+    rendered (say an integer past 64 bits) raises here and rolls the action back, so an
+    action never commits and then fails to answer (its retry would apply it twice)."""
 
     def act(conn: Connection) -> T:
         result = fn(conn)
@@ -84,6 +88,7 @@ def audited(
             target(result) if callable(target) else target,
             detail(result) if callable(detail) else detail,
         )
+        orjson.dumps(result)  # as `Response.json` will, after the commit
         return result
 
     return act

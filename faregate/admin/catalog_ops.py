@@ -66,8 +66,10 @@ def set_price(conn: Connection, config: Config, model: str, body: dict[str, Any]
     try:
         price = Price.model_validate(body)
     except ValidationError as exc:
-        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
-        raise AdminError(f"price: {where}: {exc.errors()[0]['msg']}") from None
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        field = str(error["loc"][0]) if error["loc"] else None
+        raise AdminError(f"price: {where}: {error['msg']}", 422, param=field) from None
     conn.execute(delete(price_overrides).where(price_overrides.c.model == model))
     tokens = {"input": price.input, "output": price.output, "cached_input": price.cached_input}
     meters = price.model_dump(exclude_none=True, exclude=set(tokens))

@@ -24,14 +24,14 @@ from faregate.db.schema import redemption_codes, redemptions
 
 CODE_PREFIX = "fgc-"
 MAX_LIMIT = 1000
+MAX_USES = 2**31 - 1  # `max_uses` and `uses` are 32-bit integer columns
 
 
 class CodeRefused(AdminError):
     """A redemption that cannot be done; `code` is the machine-readable reason."""
 
     def __init__(self, message: str, status: int, code: str) -> None:
-        super().__init__(message, status)
-        self.code = code
+        super().__init__(message, status, code=code)
 
 
 def generate_code() -> str:
@@ -62,10 +62,10 @@ def create_code(
 ) -> tuple[dict[str, Any], str]:
     """A new code worth `amount` micro-credits to each of up to `max_uses` accounts:
     (its record, the code itself, shown this once only)."""
-    if amount <= 0:
-        raise AdminError("amount must be a positive number of micro-credits", 422)
-    if max_uses < 1:
-        raise AdminError("max_uses must be at least 1", 422)
+    if ops.check_amount(amount, "amount") == 0:
+        raise AdminError("amount must be a positive number of micro-credits", 422, param="amount")
+    if isinstance(max_uses, bool) or not 1 <= max_uses <= MAX_USES:
+        raise AdminError(f"max_uses must be from 1 to {MAX_USES}", 422, param="max_uses")
     ts = now_ms()
     if expires_at is not None and expires_at <= ts:
         raise AdminError("expires_at (epoch milliseconds) is in the past", 422)

@@ -12,8 +12,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select, update
 
+from faregate.admin.audit import write_lock
 from faregate.auth import restrictions
 from faregate.auth.keys import ADMIN_PREFIX, KeyHasher, display_prefix, generate_key
+from faregate.billing import bounds
 from faregate.billing.spend import PERIODS
 from faregate.billing.store import new_id, now_ms
 from faregate.db.schema import accounts, admin_keys, api_keys, holds, ledger
@@ -21,12 +23,23 @@ from faregate.limits.config import LimitsConfigError, check_overrides
 
 
 class AdminError(Exception):
-    """An operator action that cannot be done; `status` is the HTTP status to report."""
+    """An operator action that cannot be done; `status` is the HTTP status to report,
+    `param` the field at fault (if one is), `code` a machine-readable reason (if any)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    code: str | None = None
+
+    def __init__(
+        self, message: str, status: int = 400, *, param: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+BALANCE_TOO_LARGE = "balance_too_large"
 
 
 def _plain(row: Any) -> dict[str, Any]:
@@ -65,18 +78,54 @@ def list_accounts(conn: Connection) -> list[dict[str, Any]]:
     return [_plain(r) for r in rows]
 
 
+def check_amount(value: Any, field: str, *, signed: bool = False) -> int:
+    """`value` as an amount of micro-credits within the one range, else a 422 naming `field`."""
+    if not bounds.in_range(value, signed=signed):
+        span = bounds.SIGNED_RANGE_TEXT if signed else bounds.RANGE_TEXT
+        raise AdminError(
+            f"{field} must be a whole number of micro-credits from {span}", 422, param=field
+        )
+    return int(value)
+
+
+def _funds(conn: Connection, account_id: str) -> tuple[int, int]:
+    """(balance, held in open holds) of the account, read under the lock its grant takes:
+    the database's write lock on SQLite, the account's row on PostgreSQL (a hold debits that
+    row, so every hold taken before is committed and counted)."""
+    write_lock(conn)
+    stmt = select(accounts.c.balance).where(accounts.c.id == account_id)
+    if conn.dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    balance = conn.execute(stmt).scalar_one_or_none()
+    if balance is None:
+        raise AdminError(f"no account {account_id!r}", 404)
+    held = conn.execute(
+        select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+            holds.c.account_id == account_id, holds.c.status == "open"
+        )
+    ).scalar_one()
+    return int(balance), int(held)
+
+
 def grant(conn: Connection, account_id: str, amount: int, note: str | None = None) -> int:
-    """Add (or, negative, take back) credits; returns the new balance. Never below zero."""
+    """Add (or, negative, take back) credits; returns the new balance. Never below zero;
+    never above `bounds.MAX_AMOUNT` with what open holds may give back (409, nothing
+    changed), so no refund can take a balance past the bound either."""
+    amount = check_amount(amount, "amount", signed=True)
     if amount == 0:
-        raise AdminError("amount must not be zero")
-    _account_row(conn, account_id)
-    stmt = (
-        update(accounts)
-        .where(accounts.c.id == account_id, accounts.c.balance + amount >= 0)
-        .values(balance=accounts.c.balance + amount)
-    )
-    if conn.execute(stmt).rowcount != 1:
+        raise AdminError("amount must not be zero", param="amount")
+    balance, held = _funds(conn, account_id)
+    if balance + amount < 0:
         raise AdminError("the balance cannot go below zero", 409)
+    if amount > 0 and balance + held + amount > bounds.MAX_AMOUNT:
+        raise AdminError(
+            f"the balance cannot go above {bounds.MAX_AMOUNT:_} micro-credits (the largest"
+            f" balance; {balance} and {held} held now): nothing was granted",
+            409,
+            code=BALANCE_TOO_LARGE,
+        )
+    new_balance = accounts.c.balance + amount
+    conn.execute(update(accounts).where(accounts.c.id == account_id).values(balance=new_balance))
     conn.execute(
         ledger.insert().values(
             account_id=account_id,
@@ -188,8 +237,8 @@ def _json_or_none(value: Any) -> str | None:
 
 def _check_spend(fields: dict[str, Any]) -> None:
     limit, period = fields.get("spend_limit"), fields.get("spend_period")
-    if limit is not None and (not isinstance(limit, int) or limit < 0):
-        raise AdminError("spend_limit must be a whole number of micro-credits, 0 or more")
+    if limit is not None:
+        check_amount(limit, "spend_limit")
     if period is not None and period not in PERIODS:
         raise AdminError(f"spend_period must be one of {', '.join(PERIODS)}")
     if ("spend_limit" in fields) != ("spend_period" in fields) and limit is not None:
@@ -225,6 +274,11 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
     if row is None:
         raise AdminError(f"no key {key_id!r}", 404)
     _check_spend(fields)
+    expires_at = fields.get("expires_at")
+    if expires_at is not None and (
+        not bounds.in_range(expires_at) or expires_at > bounds.MAX_EPOCH_MS
+    ):
+        raise AdminError("expires_at must be epoch milliseconds, or null", 422, param="expires_at")
     limits = _check_limits(fields.get("limits"))
     values: dict[str, Any] = {
         k: v

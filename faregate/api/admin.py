@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from faregate.admin import audit, ops
 from faregate.api.common import caller_address, json_body
 from faregate.auth.throttle import Throttle
+from faregate.billing.bounds import Amount, EpochMs, SignedAmount
 from faregate.config import ConfigError
 from faregate.db.engine import AdminDB
 from faregate.errors import (
@@ -34,18 +35,18 @@ S = TypeVar("S")
 
 class _NewAccount(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    credits: int = 0
+    credits: Amount = 0
 
 
 class _Grant(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int
+    amount: SignedAmount
     note: str | None = None
 
 
 class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
     name: str = "default"
     models: list[str] | None = None
-    expires_at: int | None = None  # epoch milliseconds
+    expires_at: EpochMs | None = None
 
 
 _ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period"})
@@ -74,7 +75,11 @@ class AdminAPI:
         try:
             return await self.db.run(fn)
         except ops.AdminError as exc:
-            err = NotFound(exc.message) if exc.status == 404 else FaregateError(exc.message)
+            err = (
+                NotFound(exc.message)
+                if exc.status == 404
+                else FaregateError(exc.message, param=exc.param)
+            )
             if exc.status != 404:
                 err.status = exc.status
                 err.type = "invalid_request_error"
@@ -135,7 +140,9 @@ class AdminAPI:
         try:
             return msgspec.convert(data, schema)
         except msgspec.ValidationError as exc:
-            raise ValidationFailed(f"Invalid request: {exc}") from None
+            text = str(exc)
+            param = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else None
+            raise ValidationFailed(f"Invalid request: {text}", param=param) from None
 
     def _route(
         self, fn: Callable[[Request], Awaitable[Any]], status: int = 200

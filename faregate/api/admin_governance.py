@@ -6,7 +6,7 @@ Every action that changes something writes its audit row in the transaction of t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from sqlalchemy import Connection
@@ -15,6 +15,7 @@ from faregate.admin import audit, codes, users
 from faregate.admin.ops import AdminError
 from faregate.api.admin import AdminAPI, admin_route
 from faregate.api.usage import date_range, limit_of, refusal, report, usage_query
+from faregate.billing.bounds import EpochMs, PositiveAmount
 from faregate.errors import BadRequest
 from faregate.http.request import Request
 from faregate.http.router import Route
@@ -36,9 +37,9 @@ class _KeyUser(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _NewCode(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int
-    max_uses: int = 1
-    expires_at: int | None = None  # epoch milliseconds
+    amount: PositiveAmount
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=codes.MAX_USES)] = 1
+    expires_at: EpochMs | None = None
 
 
 class _Redeem(msgspec.Struct, forbid_unknown_fields=True):

@@ -101,12 +101,12 @@ def report(q: queries.UsageQuery, result: dict[str, Any]) -> dict[str, Any]:
 
 def refusal(exc: AdminError) -> FaregateError:
     """A refused redemption as the client sees it."""
-    code = exc.code if isinstance(exc, codes.CodeRefused) else None
+    code, param = exc.code, exc.param
     if exc.status == 404:
-        return NotFound(exc.message, code=code)
+        return NotFound(exc.message, code=code, param=param)
     if exc.status == 409:
-        return Conflict(exc.message, code=code)
-    return ValidationFailed(exc.message, code=code)
+        return Conflict(exc.message, code=code, param=param)
+    return ValidationFailed(exc.message, code=code, param=param)
 
 
 class ClientUsage:

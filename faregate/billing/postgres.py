@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 
 from faregate.billing import holds
+from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.steps import Plan, pg_sql, run_postgres
 from faregate.billing.store import (
     KEY_COLUMNS,
@@ -196,6 +197,8 @@ class PostgresStore:
         spend: tuple[SpendWindow, ...] = (),
         overlap: bool = False,  # each hold is committed before its ticket is handed out
     ) -> HoldTicket | None:
+        if amount > MAX_AMOUNT:  # above any balance: refused before SQL binds it
+            return None
         ticket = HoldTicket(
             new_id("hold"), account_id, key_id, amount, model, tuple(w.ref for w in spend)
         )

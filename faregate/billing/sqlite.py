@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 
 from faregate.billing import holds
+from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.checkpoint import Checkpointer
 from faregate.billing.steps import Plan, run_sqlite
 from faregate.billing.store import (
@@ -241,6 +242,8 @@ class SqliteStore:
         spend: tuple[SpendWindow, ...] = (),
         overlap: bool = False,
     ) -> HoldTicket | None:
+        if amount > MAX_AMOUNT:  # above any balance: refused before SQL binds it
+            return None
         durable: asyncio.Future[None] | None = (
             asyncio.get_running_loop().create_future() if overlap else None
         )

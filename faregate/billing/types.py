@@ -1,5 +1,5 @@
 """The money types every layer shares: a key as the request path sees it, prices, usage and
-what a settlement records. A leaf: it imports nothing of Faregate."""
+what a settlement records. A leaf: it imports only the range of amounts (`bounds`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MicroCredits = Annotated[int, Field(ge=0, strict=True)]
+from faregate.billing.bounds import MicroCredits
+
+__all__ = ["KeyRecord", "MicroCredits", "Price", "Settlement", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,8 @@ class Price(BaseModel):
     image, audio and video per second. A variant table (`images` by size and/or quality,
     `video_seconds` by resolution) takes precedence over the flat price of its meter.
 
-    A price that sets no token field (an image, audio or video model) bills tokens at zero."""
+    A price that sets no token field (an image, audio or video model) bills tokens at zero.
+    Every amount lies in 0 to `bounds.MAX_AMOUNT`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ForeignKey,
     Index,
@@ -17,9 +18,39 @@ from sqlalchemy import (
     text,
 )
 
+from faregate.billing.bounds import MAX_AMOUNT
+
 metadata = MetaData()
 
-# Timestamps are integer epoch milliseconds; money is integer micro-credits.
+# Timestamps are integer epoch milliseconds; money is integer micro-credits, each money
+# column checked by the database (migration 0009): an integer (SQLite would store a float or
+# a string) within the range of amounts.
+
+
+def amount_check(
+    table: str,
+    column: str,
+    low: int | None = 0,
+    high: int | None = MAX_AMOUNT,
+    *,
+    nullable: bool = False,
+) -> list[CheckConstraint]:
+    """The CHECK of a money column, `ck_TABLE_COLUMN`, in its SQLite and PostgreSQL forms."""
+    name = f"ck_{table}_{column}"
+    out = []
+    for dialect in ("sqlite", "postgresql"):
+        parts = [f"typeof({column}) = 'integer'"] if dialect == "sqlite" else []
+        if low is not None and high is not None:
+            parts.append(f"{column} BETWEEN {low} AND {high}")
+        elif low is not None:
+            parts.append(f"{column} >= {low}")
+        if not parts:
+            continue
+        test = " AND ".join(parts)
+        text_ = f"{column} IS NULL OR ({test})" if nullable else test
+        out.append(CheckConstraint(text_, name=name).ddl_if(dialect=dialect))
+    return out
+
 
 accounts = Table(
     "accounts",
@@ -32,6 +63,8 @@ accounts = Table(
     Column("limits", Text, nullable=True),  # JSON: overrides of the plan's limits
     Column("spend_limit", BigInteger, nullable=True),
     Column("spend_period", String(10), nullable=True),  # daily | weekly | monthly
+    *amount_check("accounts", "balance"),
+    *amount_check("accounts", "spend_limit", nullable=True),
 )
 
 api_keys = Table(
@@ -51,6 +84,7 @@ api_keys = Table(
     Column("spend_limit", BigInteger, nullable=True),
     Column("spend_period", String(10), nullable=True),
     Column("user_id", String(40), nullable=True),
+    *amount_check("api_keys", "spend_limit", nullable=True),
     Index("ix_api_keys_account", "account_id"),
 )
 
@@ -71,6 +105,8 @@ holds = Table(
     Column("cost", BigInteger, nullable=True),
     Column("spend_windows", Text, nullable=True),  # JSON: the spend windows the hold counts in
     Column("owner", String(8), nullable=True),  # NULL: a request; 'job': ends with its job only
+    *amount_check("holds", "amount"),
+    *amount_check("holds", "cost", high=None, nullable=True),
     Index(
         "ix_holds_open_by_account",
         "account_id",
@@ -100,6 +136,8 @@ ledger = Table(
     Column("note", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("units", Text, nullable=True),  # JSON {meter: count}: units billed beyond tokens
+    *amount_check("ledger", "amount", -MAX_AMOUNT),
+    *amount_check("ledger", "cost", high=None, nullable=True),
     Index("ix_ledger_account", "account_id", "id"),
 )
 
@@ -142,6 +180,7 @@ spend_windows = Table(
     Column("scope_id", String(40), primary_key=True),
     Column("period", String(16), primary_key=True),
     Column("spent", BigInteger, nullable=False, server_default=text("0")),
+    *amount_check("spend_windows", "spent", None, None),
 )
 
 users = Table(
@@ -175,6 +214,7 @@ redemption_codes = Table(
     Column("expires_at", BigInteger, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    *amount_check("redemption_codes", "amount", 1),
 )
 
 redemptions = Table(
@@ -251,6 +291,9 @@ price_overrides = Table(
     Column("cached_input", BigInteger, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
     Column("meters", Text, nullable=True),  # JSON: the price's other fields (reasoning, image...)
+    *amount_check("price_overrides", "input"),
+    *amount_check("price_overrides", "output"),
+    *amount_check("price_overrides", "cached_input", nullable=True),
 )
 
 plan_overrides = Table(

@@ -3,13 +3,14 @@ paged newest first."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from sqlalchemy import Connection, func, select
 
 from faregate.admin import audit, ops, users
 from faregate.admin.ops import AdminError
 from faregate.db.engine import AdminDB
-from faregate.db.schema import audit_log
+from faregate.db.schema import accounts, audit_log
 from faregate.db.schema import users as users_table
 
 
@@ -52,6 +53,21 @@ async def test_the_row_commits_with_the_action_or_not_at_all(db: AdminDB) -> Non
     assert await db.run(_count) == 1
     emails = await db.run(lambda c: list(c.execute(select(users_table.c.email)).scalars()))
     assert emails == ["ada@example.com"]
+
+
+async def test_a_reply_that_cannot_be_rendered_commits_nothing(db: AdminDB) -> None:
+    """An action whose reply would fail to render after its commit (the client gets a 500,
+    retries, and the action is applied twice) is rolled back instead."""
+
+    def act(c: Connection) -> dict[str, object]:
+        account = ops.create_account(c, "unrenderable")
+        return {**account, "balance": 2**64}  # past what orjson renders
+
+    with pytest.raises(orjson.JSONEncodeError):
+        await db.run(audit.audited(act, "admin:env", "account.create", lambda a: str(a["id"])))
+    assert await db.run(_count) == 0
+    names = await db.run(lambda c: list(c.execute(select(accounts.c.name)).scalars()))
+    assert names == []
 
 
 async def test_filters_and_pages(db: AdminDB) -> None:

@@ -14,6 +14,7 @@ from faregate.admin import codes, ops
 from faregate.admin.codes import CodeRefused
 from faregate.admin.ops import AdminError
 from faregate.auth.keys import KeyHasher
+from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.store import now_ms
 from faregate.db import migrate
 from faregate.db.engine import AdminDB
@@ -191,3 +192,37 @@ async def _fresh_accounts(url: str, n: int) -> list[str]:
         return await _accounts(own, n)
     finally:
         await own.dispose()
+
+
+@pytest.mark.parametrize(
+    ("amount", "max_uses", "param"),
+    [
+        (2**63, 1, "amount"),
+        (MAX_AMOUNT + 1, 1, "amount"),
+        (0, 1, "amount"),
+        (1, 2**31, "max_uses"),
+        (1, 0, "max_uses"),
+    ],
+)
+async def test_a_code_outside_the_range_is_refused_naming_the_field(
+    db: AdminDB, hasher: KeyHasher, amount: int, max_uses: int, param: str
+) -> None:
+    def act(c: Connection) -> Any:
+        return codes.create_code(c, hasher, amount, max_uses=max_uses)
+
+    with pytest.raises(AdminError) as info:
+        await db.run(act)
+    assert (info.value.status, info.value.param) == (422, param)
+    assert await db.run(lambda c: c.execute(select(redemption_codes.c.id)).all()) == []
+
+
+async def test_a_redemption_past_the_bound_changes_nothing(db: AdminDB, hasher: KeyHasher) -> None:
+    (account,) = await _accounts(db, 1)
+    await db.run(lambda c: ops.grant(c, account, MAX_AMOUNT))
+    record, code = await db.run(lambda c: codes.create_code(c, hasher, 1))
+    with pytest.raises(AdminError) as info:
+        await db.run(lambda c: codes.redeem(c, hasher, code, account))
+    assert (info.value.status, info.value.code) == (409, ops.BALANCE_TOO_LARGE)
+    state = await db.run(lambda c: _state(c, record["id"]))
+    assert state["uses"] == 0 and state["redeemed"] == [] and state["grants"] == []
+    assert state["balances"][account] == MAX_AMOUNT

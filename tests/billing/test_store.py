@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from faregate.admin import ops
 from faregate.app import make_store
 from faregate.auth.keys import KeyHasher
+from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.postgres import PostgresStore
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import BalanceView, HoldTicket, LedgerUnavailable, Store
@@ -227,6 +228,44 @@ async def test_insufficient_balance_returns_none_and_writes_nothing(db: Db, stor
     assert await take(store, empty, 1) is None
     assert await db.holds(empty) == {}
     assert await db.ledger(empty) == []
+
+
+async def test_a_hold_past_the_bound_is_refused_before_sql(db: Db, store: Store) -> None:
+    """A worst case past any balance (and past 64 bits) is an insufficient balance, not a
+    failed batch: SQLite cannot even bind 2**63."""
+    account = await db.account(MAX_AMOUNT)
+    for amount in (MAX_AMOUNT + 1, 2**63, 2**70):
+        assert await take(store, account, amount) is None
+    assert await db.balance(account) == MAX_AMOUNT
+    assert await db.holds(account) == {}
+    assert await take(store, account, MAX_AMOUNT) is not None
+    await db.consistent(account)
+
+
+async def test_a_huge_reported_cost_stays_an_integer_charge(db: Db, store: Store) -> None:
+    """Usage past any price times any token count: the overrun collects the balance, in
+    integers, and the stored cost stays within the bound."""
+    account = await db.account(MAX_AMOUNT)
+    ticket = await must_take(store, account, 1_000)
+    assert await store.settle(ticket, settlement(2**70))
+    assert await db.balance(account) == 0
+    hold = (await db.holds(account))[ticket.id]
+    assert hold["cost"] == MAX_AMOUNT and isinstance(hold["cost"], int)
+    rows = await db.consistent(account)
+    assert all(isinstance(r["amount"], int) for r in rows)
+
+
+async def test_a_grant_counts_what_open_holds_may_give_back(db: Db, store: Store) -> None:
+    """A grant up to the bound while a hold is open would let its release take the balance
+    past the bound (and, with the database's check, fail the release's whole batch)."""
+    account = await db.account(MAX_AMOUNT)
+    ticket = await must_take(store, account, 1_000)
+    with pytest.raises(ops.AdminError) as info:
+        await db.run(lambda c: ops.grant(c, account, 1_000))
+    assert info.value.code == ops.BALANCE_TOO_LARGE and "1000 held" in info.value.message
+    assert await store.release(ticket, "test")
+    assert await db.balance(account) == MAX_AMOUNT
+    await db.consistent(account)
 
 
 async def test_hold_on_unknown_account_is_refused(db: Db, store: Store) -> None:

@@ -58,7 +58,15 @@ def test_a_stored_price_applies_at_once_and_can_be_removed(gw: Gateway) -> None:
 def test_prices_are_validated(gw: Gateway) -> None:
     assert _admin(gw, "PUT", "/prices/no-such", json={"input": 1, "output": 1}).status_code == 404
     r = _admin(gw, "PUT", "/prices/sim-large", json={"input": -1, "output": 1})
-    assert r.status_code == 400 and "input" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "input" in r.json()["error"]["message"]
+    for field in ("input", "output", "cached_input"):
+        body = {"input": 1, "output": 1, field: 2**63}
+        r = _admin(gw, "PUT", "/prices/sim-large", json=body)
+        assert r.status_code == 422 and r.json()["error"]["param"] == field, r.text
+    r = _admin(gw, "PUT", "/prices/sim-large", json={"input": 10**15, "output": 10**15 + 1})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "output"
+    prices = {p["model"]: p for p in gw.admin("GET", "/prices")["data"]}
+    assert prices["sim-large"]["source"] == "config"
 
 
 def test_a_stored_plan_limits_at_once(gw: Gateway) -> None:
