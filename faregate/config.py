@@ -226,6 +226,8 @@ class Routing(_Strict):
     rate_limit_cooldown_seconds: PositiveFloat = 5.0
     max_cooldown_seconds: PositiveFloat = 120.0
     credential_disable_seconds: PositiveFloat = 600.0
+    credential_confirmations: int = Field(default=3, ge=1)
+    credential_window_seconds: PositiveFloat = 300.0
     quota_disable_seconds: PositiveFloat = 3600.0
     latency_ewma_alpha: float = Field(default=0.2, gt=0, le=1)
 

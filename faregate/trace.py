@@ -27,6 +27,7 @@ class Trace:
     cost: int = 0
     cached: bool = False
     estimated: bool = False
+    attempts: int = 0  # upstream attempts made for this request
     status: int = 0
     latency_ms: int = 0
 
