@@ -251,6 +251,12 @@ class Images(_Strict):
     allow_private_addresses: bool = False  # only for tests on loopback; never in production
 
 
+class Log(_Strict):
+    """What the gateway writes to stdout."""
+
+    access: bool = True  # one JSON line per request
+
+
 class Simulator(_Strict):
     """The built-in provider simulator, started in process by `faregate serve`."""
 
@@ -269,6 +275,7 @@ class Config(_Strict):
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
+    log: Log = Field(default_factory=Log)
     limits: Limits = Field(default_factory=Limits)
     plans: dict[str, Plan] = Field(default_factory=dict)
     usage: UsageConfig = Field(default_factory=UsageConfig)
