@@ -3,9 +3,8 @@
 Bounded in count (`routing.max_attempts`) and in time (`routing.retry_budget_seconds`);
 never repeats what the caller got wrong, nor sends the request again to a deployment that
 refused it or with an upstream key the provider called invalid; when every deployment is
-cooling down, waits
-up to `routing.wait_for_recovery_seconds` for the first to recover, else answers 503
-with Retry-After.
+cooling down, waits up to `routing.wait_for_recovery_seconds` for the first to recover,
+else answers 503 with Retry-After.
 """
 
 from __future__ import annotations

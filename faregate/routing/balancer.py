@@ -209,7 +209,8 @@ class Balancer:
         series.completion_tokens.inc(completion_tokens)
 
     def broke_mid_stream(self, attempt: Attempt, err: UpstreamError) -> None:
-        """A stream that failed after its first byte: no retry, but the breaker counts it."""
+        """A stream that failed after its first byte: no retry; the breaker counts it when it
+        speaks of the upstream's health."""
         h = self.health(attempt.deployment)
         if err.failure in HEALTH_FAILURES:
             h.inflight += 1  # `failed` settles the books of an attempt still in flight
