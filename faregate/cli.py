@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from faregate.admin import ops
+from faregate.api import access_log
 from faregate.app import App, Environment, check_admin_key, database_url
 from faregate.auth.keys import KeyHasher, load_secret
 from faregate.billing.bounds import MAX_AMOUNT, RANGE_TEXT
@@ -129,6 +130,7 @@ def app_factory() -> App:
     config = _load(os.environ.get("FAREGATE_CONFIG") or None)
     host, _, port = os.environ.get("FAREGATE_LISTEN", "").rpartition(":")
     config = _listen(config, host or None, int(port) if port else None)
+    access_log.configure(config.log.access)
     return App(config, announce=_announce, config_path=os.environ.get("FAREGATE_CONFIG") or None)
 
 
@@ -153,6 +155,7 @@ def serve(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     load_secret(env.secret_key, env.home)  # created here, once, before any worker needs it
+    access_log.configure(config.log.access and workers == 1)  # workers set up their own
     if config_path:
         os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)
     if workers > 1:

@@ -246,6 +246,8 @@ class Routing(_Strict):
     rate_limit_cooldown_seconds: PositiveFloat = 5.0
     max_cooldown_seconds: PositiveFloat = 120.0
     credential_disable_seconds: PositiveFloat = 600.0
+    credential_confirmations: int = Field(default=3, ge=1)
+    credential_window_seconds: PositiveFloat = 300.0
     quota_disable_seconds: PositiveFloat = 3600.0
     latency_ewma_alpha: float = Field(default=0.2, gt=0, le=1)
 
@@ -269,6 +271,12 @@ class Images(_Strict):
     allow_private_addresses: bool = False  # only for tests on loopback; never in production
 
 
+class Log(_Strict):
+    """What the gateway writes to stdout."""
+
+    access: bool = True  # one JSON line per request
+
+
 class Simulator(_Strict):
     """The built-in provider simulator, started in process by `faregate serve`."""
 
@@ -287,6 +295,7 @@ class Config(_Strict):
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
+    log: Log = Field(default_factory=Log)
     limits: Limits = Field(default_factory=Limits)
     plans: dict[str, Plan] = Field(default_factory=dict)
     usage: UsageConfig = Field(default_factory=UsageConfig)

@@ -32,7 +32,9 @@ class FailureClass(enum.Enum):
     RATE_LIMIT = "rate_limit"  # upstream 429: retry elsewhere, cool down
     TRANSIENT = "transient"  # 5xx, reset connection: retry elsewhere
     TIMEOUT = "timeout"  # no answer in time: retry elsewhere
-    CREDENTIAL = "credential"  # upstream key refused: disable that key
+    REFUSED = "refused"  # upstream refused this one request (403 on the model, policy)
+    CREDENTIAL = "credential"  # the provider says the key itself is invalid: once confirmed,
+    # on several requests, that key is set aside
     QUOTA = "quota"  # upstream account out of quota: disable until reset
 
 
@@ -169,6 +171,11 @@ class UpstreamError(Exception):
         match self.failure:
             case FailureClass.CALLER:
                 return BadRequest(self.message, code="upstream_rejected_request")
+            case FailureClass.REFUSED:
+                return PermissionDenied(
+                    f"The provider refused this request: {self.message}",
+                    code="upstream_refused_request",
+                )
             case FailureClass.RATE_LIMIT:
                 return RateLimited(
                     "The provider is rate limiting this model; retry later.",

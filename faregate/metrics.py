@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -9,9 +11,31 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class SetAsideKeys(Collector):
+    """`faregate_upstream_key_set_aside_seconds`: read from the balancer at each scrape, so
+    that a key's seconds left are current and a key back in rotation disappears."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], list[tuple[str, str, str, float]]] = list
+        """(provider, key label, reason, seconds left) of each set-aside key."""
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "faregate_upstream_key_set_aside_seconds",
+            "Seconds until a set-aside upstream key is used again (key = its place in the"
+            " provider's list).",
+            labels=["provider", "key", "reason"],
+        )
+        for provider, key, reason, seconds in self.source():
+            gauge.add_metric([provider, key, reason], seconds)
+        yield gauge
 
 
 class Metrics:
@@ -62,6 +86,8 @@ class Metrics:
             ["model", "result"],
             registry=r,
         )
+        self.set_aside_keys = SetAsideKeys()
+        r.register(self.set_aside_keys)
         self.limiter_degraded = Counter(
             "faregate_limiter_degraded",
             "Rate-limit checks that fell back to local limits.",

@@ -28,6 +28,7 @@ class Trace:
     cached: bool = False
     estimated: bool = False
     units: tuple[tuple[str, int], ...] = ()  # units billed beyond tokens: (meter, count)
+    attempts: int = 0  # upstream attempts made for this request
     status: int = 0
     latency_ms: int = 0
 

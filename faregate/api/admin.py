@@ -268,7 +268,8 @@ class AdminAPI:
         return data
 
     async def routing_state(self, req: Request) -> dict[str, Any]:
-        return {"deployments": self.svc.balancer.snapshot()}
+        balancer = self.svc.balancer
+        return {"deployments": balancer.snapshot(), "upstream_keys": balancer.set_aside_keys()}
 
     async def reload(self, req: Request) -> dict[str, Any]:
         try:

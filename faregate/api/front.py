@@ -7,13 +7,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import time
 from typing import Any
 
 import asyncpg
 
+from faregate.api import access_log
 from faregate.api.common import authenticate
 from faregate.api.envelopes import render_error
 from faregate.api.idempotency import HEADER, run_idempotent
+from faregate.auth import restrictions
 from faregate.billing.types import KeyRecord
 from faregate.errors import (
     FaregateError,
@@ -59,6 +62,8 @@ class FrontDoor:
             return
         # The trace and the limits see the route's class (images, audio, ...), not its kind.
         trace = Trace(route_class(Kind(route.kind))) if route is not None and route.kind else None
+        logged = access_log.enabled()
+        started = trace.started if trace is not None else time.monotonic() if logged else 0.0
         token = current.set(trace)
         lease: Lease | None = None
         protocol = route.protocol if route else self.router.protocol_for(path)
@@ -89,8 +94,27 @@ class FrontDoor:
                     lease.release()
                 if trace is not None and request.key is not None:
                     await self._account(trace, request.key, response.status)
+                if logged:
+                    self._log(request, response.status, trace, started)
         finally:
             current.reset(token)
+
+    def _log(self, request: Request, status: int, trace: Trace | None, started: float) -> None:
+        """The request's access-log line, once its response has ended."""
+        trusted = restrictions.networks(tuple(self.svc.config.server.trusted_proxies))
+        address = restrictions.client_address(
+            request.client_host, request.headers.get("x-forwarded-for"), trusted
+        )
+        access_log.write(
+            access_log.entry(
+                method=request.method,
+                path=request.path,
+                status=status,
+                trace=trace,
+                started=started,
+                client_ip=address,
+            )
+        )
 
     async def _admit(self, request: Request, trace: Trace) -> Lease:
         """Who calls (401), from where and when (403), and within which limits (429)."""

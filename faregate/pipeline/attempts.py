@@ -1,9 +1,10 @@
 """Retries and fallback: try deployments in the balancer's order until one serves.
 
 Bounded in count (`routing.max_attempts`) and in time (`routing.retry_budget_seconds`);
-never repeats what the caller got wrong; when every deployment is cooling down, waits
-up to `routing.wait_for_recovery_seconds` for the first to recover, else answers 503
-with Retry-After.
+never repeats what the caller got wrong, nor sends the request again to a deployment that
+refused it or with an upstream key the provider called invalid; when every deployment is
+cooling down, waits up to `routing.wait_for_recovery_seconds` for the first to recover,
+else answers 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -44,15 +45,23 @@ async def run_attempts(
     deadline = loop.time() + s.retry_budget_seconds
     trail: list[Attempt] = []
     tried: set[str] = set()
+    refused: set[str] = set()  # deployments that refused this request
+    bad_keys: set[str] = set()  # upstream keys the provider called invalid for this request
     last: UpstreamError | None = None
     replans = 0
+    trace = current_trace.get()
     while len(trail) < s.max_attempts and loop.time() < deadline:
         attempt = None
+        blocked = False  # ready candidates, but none this request may use again
         for model, dep in balancer.plan(chain, tried):
-            attempt = balancer.begin(model, dep)
-            if attempt is not None:
-                break
+            if dep.id not in refused:
+                attempt = balancer.begin(model, dep, bad_keys)
+                if attempt is not None:
+                    break
+            blocked = True
         if attempt is None:
+            if blocked:
+                break
             wait = balancer.recovers_in(chain)
             budget = min(s.wait_for_recovery_seconds, deadline - loop.time())
             if wait is None or wait > budget or (wait == 0 and replans >= 2):
@@ -64,19 +73,24 @@ async def run_attempts(
             continue
         trail.append(attempt)
         tried.add(attempt.deployment.id)
+        if trace is not None:
+            trace.attempts = len(trail)
         try:
             result = await op(attempt)
         except UpstreamError as err:
             balancer.failed(attempt, err)
             if err.failure is FailureClass.CALLER:
                 raise _with_trail(err.to_client(), trail) from None
+            if err.failure is FailureClass.REFUSED:
+                refused.add(attempt.deployment.id)
+            elif err.failure is FailureClass.CREDENTIAL and attempt.key is not None:
+                bad_keys.add(attempt.key)
             last = err
             continue
         except BaseException:
             balancer.abandoned(attempt)
             raise
         balancer.succeeded(attempt)
-        trace = current_trace.get()
         if trace is not None:
             trace.model, trace.deployment = attempt.model.name, attempt.deployment.name
         return result, attempt, trail

@@ -48,7 +48,7 @@ ERROR_TYPES: dict[str, tuple[FailureClass, int]] = {
     "invalid_request_error": (FailureClass.CALLER, 400),
     "authentication_error": (FailureClass.CREDENTIAL, 401),
     "billing_error": (FailureClass.QUOTA, 402),
-    "permission_error": (FailureClass.CREDENTIAL, 403),
+    "permission_error": (FailureClass.REFUSED, 403),  # this request, not the key
     "not_found_error": (FailureClass.TRANSIENT, 404),
     "request_too_large": (FailureClass.CALLER, 413),
     "rate_limit_error": (FailureClass.RATE_LIMIT, 429),
@@ -61,7 +61,7 @@ _STATUS_FAILURES = {
     400: FailureClass.CALLER,
     401: FailureClass.CREDENTIAL,
     402: FailureClass.QUOTA,
-    403: FailureClass.CREDENTIAL,
+    403: FailureClass.REFUSED,
     408: FailureClass.TIMEOUT,
     413: FailureClass.CALLER,
     422: FailureClass.CALLER,

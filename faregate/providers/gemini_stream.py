@@ -187,6 +187,24 @@ def _details(details: Any, kind: str) -> list[dict[str, Any]]:
     return [d for d in items if isinstance(d, dict) and str(d.get("@type", "")).endswith(kind)]
 
 
+KEY_REASONS = frozenset(
+    {
+        "API_KEY_INVALID",
+        "API_KEY_EXPIRED",
+        "API_KEY_SERVICE_BLOCKED",
+        "API_KEY_HTTP_REFERRER_BLOCKED",
+        "API_KEY_IP_ADDRESS_BLOCKED",
+        "API_KEY_ANDROID_APP_BLOCKED",
+        "API_KEY_IOS_APP_BLOCKED",
+        "SERVICE_DISABLED",
+        "CONSUMER_SUSPENDED",
+    }
+)
+"""`ErrorInfo.reason`s that say the API key (or its project) cannot be used at all."""
+
+_KEY_MARKERS = ("api key not valid", "api key expired", "unregistered callers")
+
+
 def failure_of(status: int, status_name: str, message: str, details: Any) -> FailureClass:
     """Classify a Google API error by HTTP status, its status name and details."""
     lowered = message.lower()
@@ -201,12 +219,14 @@ def failure_of(status: int, status_name: str, message: str, details: Any) -> Fai
             marker in lowered for marker in ("depleted", "limit: 0", "per day")
         )
         return FailureClass.QUOTA if exhausted else FailureClass.RATE_LIMIT
-    if status in (401, 403) or status_name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+    reasons = {str(d.get("reason", "")) for d in _details(details, "ErrorInfo")}
+    if reasons & KEY_REASONS or any(marker in lowered for marker in _KEY_MARKERS):
+        return FailureClass.CREDENTIAL  # the key itself (Google answers a bad key with a 400)
+    if status == 401 or status_name == "UNAUTHENTICATED":
         return FailureClass.CREDENTIAL
+    if status == 403 or status_name == "PERMISSION_DENIED":
+        return FailureClass.REFUSED  # e.g. a model this project may not use
     if status in (400, 413, 422):
-        reasons = {str(d.get("reason", "")) for d in _details(details, "ErrorInfo")}
-        if reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED"} or "api key" in lowered:
-            return FailureClass.CREDENTIAL  # Google answers a bad key with a 400
         return FailureClass.CALLER
     if status in (408, 504) or status_name == "DEADLINE_EXCEEDED":
         return FailureClass.TIMEOUT

@@ -223,12 +223,14 @@ class OpenAIChat:
         if status == 429:
             quota = "insufficient_quota" in (kind, code)
             failure = FailureClass.QUOTA if quota else FailureClass.RATE_LIMIT
-        elif status in (401, 403):
+        elif status == 401:  # invalid_api_key and the other refusals of the key itself
             failure = FailureClass.CREDENTIAL
-        elif status in (400, 413, 422):
-            failure = FailureClass.CALLER
+        elif status == 403:  # this request is not allowed (model, policy): not the key's fault
+            failure = FailureClass.REFUSED
         elif status in (408, 504):
             failure = FailureClass.TIMEOUT
+        elif 400 <= status < 500 and status != 404:  # 404: the deployment's model is missing
+            failure = FailureClass.CALLER
         else:
             failure = FailureClass.TRANSIENT
         return UpstreamError(failure, message, status=status, retry_after=retry, body=body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from faregate.config import Routing
@@ -12,6 +12,10 @@ from faregate.errors import FailureClass, UpstreamError
 from faregate.metrics import DeploymentSeries, Metrics
 from faregate.routing.catalog import Deployment, ModelEntry
 from faregate.routing.health import BreakerState, DeploymentHealth, KeyPool
+from faregate.trace import request_id
+
+HEALTH_FAILURES = (FailureClass.TRANSIENT, FailureClass.TIMEOUT)
+"""The failures that speak of the upstream's health, the only ones a breaker counts."""
 
 
 @dataclass(slots=True)
@@ -20,6 +24,7 @@ class Attempt:
     deployment: Deployment
     key: str | None
     started: float
+    request_id: str = ""
     outcome: str = "pending"
 
 
@@ -42,6 +47,7 @@ class Balancer:
         self._health: dict[str, DeploymentHealth] = {}
         self._series: dict[tuple[str, str], DeploymentSeries] = {}
         self._keys: dict[str, KeyPool] = {}
+        metrics.set_aside_keys.source = self._set_aside_series
 
     def series(self, attempt: Attempt) -> DeploymentSeries:
         key = (attempt.model.name, attempt.deployment.name)
@@ -81,6 +87,44 @@ class Balancer:
             }
             for dep_id, h in self._health.items()
         }
+
+    def _set_aside_series(self) -> list[tuple[str, str, str, float]]:
+        now = self.clock()
+        return [
+            (provider, label, entry.reason, round(entry.until - now, 3))
+            for provider, pool in self._keys.items()
+            for label, entry in pool.set_aside(now)
+        ]
+
+    def set_aside_keys(self) -> list[dict[str, object]]:
+        """Upstream keys out of rotation (shown by their place in the provider's list, never
+        the key), and keys whose invalid-key errors are being counted."""
+        now = self.clock()
+        out: list[dict[str, object]] = []
+        for provider, pool in sorted(self._keys.items()):
+            out += [
+                {
+                    "provider": provider,
+                    "key": label,
+                    "set_aside": True,
+                    "reason": entry.reason,
+                    "status": entry.status,
+                    "seconds_left": round(entry.until - now, 3),
+                }
+                for label, entry in pool.set_aside(now)
+            ]
+            out += [
+                {
+                    "provider": provider,
+                    "key": label,
+                    "set_aside": False,
+                    "reason": "credential",
+                    "requests_seen": seen,
+                    "requests_needed": self.settings.credential_confirmations,
+                }
+                for label, seen in pool.suspected()
+            ]
+        return out
 
     # -- choosing --------------------------------------------------------------------
 
@@ -145,14 +189,17 @@ class Balancer:
 
     # -- outcomes --------------------------------------------------------------------
 
-    def begin(self, model: ModelEntry, dep: Deployment) -> Attempt | None:
-        """Start an attempt (None when the provider has no usable key left)."""
+    def begin(
+        self, model: ModelEntry, dep: Deployment, avoid: Collection[str] = ()
+    ) -> Attempt | None:
+        """Start an attempt (None when the provider has no usable key left but those in
+        `avoid`: keys that already failed this request)."""
         now = self.clock()
-        key = self.keys(dep).pick(now)
+        key = self.keys(dep).pick(now, avoid)
         if key is False:
             return None
         self.health(dep).begin(0)
-        return Attempt(model, dep, key if isinstance(key, str) else None, now)
+        return Attempt(model, dep, key if isinstance(key, str) else None, now, request_id())
 
     def used(self, attempt: Attempt, prompt_tokens: int, completion_tokens: int) -> None:
         """Tokens an attempt consumed: the deployment's TPM cap and the token counters."""
@@ -162,9 +209,10 @@ class Balancer:
         series.completion_tokens.inc(completion_tokens)
 
     def broke_mid_stream(self, attempt: Attempt, err: UpstreamError) -> None:
-        """A stream that failed after its first byte: no retry, but the breaker counts it."""
+        """A stream that failed after its first byte: no retry; the breaker counts it when it
+        speaks of the upstream's health."""
         h = self.health(attempt.deployment)
-        if err.failure not in (FailureClass.CALLER, FailureClass.RATE_LIMIT):
+        if err.failure in HEALTH_FAILURES:
             h.inflight += 1  # `failed` settles the books of an attempt still in flight
             h.failed(self.clock())
         labels = (attempt.model.name, attempt.deployment.name)
@@ -175,6 +223,8 @@ class Balancer:
         h = self.health(attempt.deployment)
         latency = self.clock() - attempt.started
         h.succeeded(latency * 1000)
+        if attempt.key is not None:
+            self.keys(attempt.deployment).vouch(attempt.key)
         attempt.outcome = "ok"
         series = self.series(attempt)
         series.ok.inc()
@@ -188,19 +238,27 @@ class Balancer:
         h = self.health(dep)
         s = self.settings
         match err.failure:
-            case FailureClass.CALLER:
+            case FailureClass.CALLER | FailureClass.REFUSED:
                 h.released()
             case FailureClass.RATE_LIMIT:
                 h.rate_limited(now, err.retry_after)
-            case FailureClass.CREDENTIAL | FailureClass.QUOTA:
+            case FailureClass.QUOTA:
                 h.released()
                 if attempt.key is not None:
-                    hold_off = (
-                        s.credential_disable_seconds
-                        if err.failure is FailureClass.CREDENTIAL
-                        else s.quota_disable_seconds
-                    )
-                    self.keys(dep).disable(attempt.key, now + hold_off)
+                    until = now + s.quota_disable_seconds
+                    self.keys(dep).disable(attempt.key, until, "quota", err.status)
+            case FailureClass.CREDENTIAL:
+                h.released()
+                pool = self.keys(dep)
+                if attempt.key is not None and pool.suspect(
+                    attempt.key,
+                    attempt.request_id,
+                    now,
+                    s.credential_confirmations,
+                    s.credential_window_seconds,
+                ):
+                    until = now + s.credential_disable_seconds
+                    pool.disable(attempt.key, until, "credential", err.status)
             case _:
                 h.failed(now)
         attempt.outcome = err.failure.value

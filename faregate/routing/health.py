@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from faregate.config import Routing
@@ -134,28 +135,78 @@ class DeploymentHealth:
         self.failures.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """Why and until when an upstream key is out of rotation."""
+
+    until: float
+    reason: str  # the failure class: credential | quota
+    status: int | None = None  # the upstream's HTTP status that set it aside
+
+
 @dataclass(slots=True)
 class KeyPool:
-    """A provider's upstream keys, rotated round robin; a key the upstream refuses (credential)
-    or that ran out of quota is set aside for a while."""
+    """A provider's upstream keys, rotated round robin. A key out of quota is set aside at once;
+    a key the provider calls invalid only once that was seen on `needed` different requests
+    within a window: the invalid-key error depends on the key alone, and one request counts
+    once however often it retried, so no single request (or tenant) sets a key aside."""
 
     keys: tuple[str, ...]
-    disabled_until: dict[str, float] = field(default_factory=dict)
+    aside: dict[str, SetAside] = field(default_factory=dict)
+    suspicions: dict[str, dict[str, float]] = field(default_factory=dict)
+    """key -> id of each request that saw the invalid-key error -> when."""
     cursor: int = 0
 
-    def pick(self, now: float) -> str | bool | None:
-        """A usable key; None for a keyless provider; False when every key is set aside."""
+    def pick(self, now: float, avoid: Collection[str] = ()) -> str | bool | None:
+        """A usable key not in `avoid`; None for a keyless provider; False when none is left."""
         if not self.keys:
             return None
         for _ in range(len(self.keys)):
             key = self.keys[self.cursor % len(self.keys)]
             self.cursor += 1
-            if self.disabled_until.get(key, 0.0) <= now:
+            if self._free(key, now) and key not in avoid:
                 return key
         return False
 
     def usable(self, now: float) -> bool:
-        return not self.keys or any(self.disabled_until.get(k, 0.0) <= now for k in self.keys)
+        return not self.keys or any(self._free(k, now) for k in self.keys)
 
-    def disable(self, key: str, until: float) -> None:
-        self.disabled_until[key] = max(self.disabled_until.get(key, 0.0), until)
+    def _free(self, key: str, now: float) -> bool:
+        entry = self.aside.get(key)
+        return entry is None or entry.until <= now
+
+    def disable(
+        self, key: str, until: float, reason: str = "quota", status: int | None = None
+    ) -> None:
+        entry = self.aside.get(key)
+        if entry is None or entry.until < until:
+            self.aside[key] = SetAside(until, reason, status)
+        self.suspicions.pop(key, None)
+
+    def suspect(self, key: str, request_id: str, now: float, needed: int, window: float) -> bool:
+        """Count one request's invalid-key error; True once `needed` different requests saw it
+        within `window` seconds (the count then starts over)."""
+        seen = self.suspicions.setdefault(key, {})
+        seen[request_id] = now
+        for rid in [r for r, at in seen.items() if at < now - window]:
+            del seen[rid]
+        if len(seen) < needed:
+            return False
+        del self.suspicions[key]
+        return True
+
+    def vouch(self, key: str) -> None:
+        """The key just served a request: earlier invalid-key errors were not about it."""
+        self.suspicions.pop(key, None)
+
+    def label(self, key: str) -> str:
+        """How the key is shown (never the key): its 1-based place in the provider's list."""
+        return f"#{self.keys.index(key) + 1}"
+
+    def set_aside(self, now: float) -> list[tuple[str, SetAside]]:
+        """(label, entry) of every key out of rotation now."""
+        return [(self.label(k), e) for k, e in self.aside.items() if e.until > now]
+
+    def suspected(self) -> list[tuple[str, int]]:
+        """(label, requests that saw its invalid-key error) of keys not yet set aside."""
+        return [(self.label(k), len(seen)) for k, seen in self.suspicions.items() if seen]

@@ -54,6 +54,7 @@ _TYPE_STATUS = {
     "invalid_api_key": 401,
     "billing_error": 402,
     "permission_error": 403,
+    "model_not_allowed": 403,
     "not_found_error": 404,
     "request_too_large": 413,
     "rate_limit_error": 429,

@@ -8,7 +8,10 @@ skipped, a repeated directive keeps its last value):
     error_type=TYPE     answer with this error type (default status from the
                         type: insufficient_quota/rate_limit_exceeded 429,
                         invalid_request_error/context_length_exceeded 400,
-                        invalid_api_key 401, not_found_error 404, else 500)
+                        invalid_api_key 401 (gemini: its 400 API_KEY_INVALID),
+                        model_not_allowed 403 (this request's model is not
+                        allowed: a refusal that says nothing of the key),
+                        not_found_error 404, else 500)
     retry_after=SECONDS Retry-After on the error (429 defaults to 1 second)
     hang                never send headers; wait until the client goes away
     latency_ms=MS       wait before sending headers
@@ -56,6 +59,7 @@ _ERROR_TYPE_STATUS = {
     "invalid_request_error": 400,
     "context_length_exceeded": 400,
     "invalid_api_key": 401,
+    "model_not_allowed": 403,
     "not_found_error": 404,
     "server_error": 500,
 }

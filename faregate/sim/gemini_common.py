@@ -83,6 +83,16 @@ def invalid(message: str) -> web.Response:
     return google_error(400, message)
 
 
+def _key_invalid() -> web.Response:
+    info = {
+        "@type": _TYPE + "ErrorInfo",
+        "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com"},
+    }
+    return google_error(400, "API key not valid. Please pass a valid API key.", details=[info])
+
+
 def check_key(request: web.BaseRequest) -> web.Response | None:
     """403 without a key, 400 API_KEY_INVALID for the always-invalid keys."""
     key = request.headers.get("x-goog-api-key") or request.query.get("key")
@@ -93,13 +103,7 @@ def check_key(request: web.BaseRequest) -> web.Response | None:
             "Please use API Key or other form of API consumer identity to call this API.",
         )
     if key in (GEMINI_INVALID_KEY, INVALID_KEY):
-        info = {
-            "@type": _TYPE + "ErrorInfo",
-            "reason": "API_KEY_INVALID",
-            "domain": "googleapis.com",
-            "metadata": {"service": "generativelanguage.googleapis.com"},
-        }
-        return google_error(400, "API key not valid. Please pass a valid API key.", details=[info])
+        return _key_invalid()
     return None
 
 
@@ -108,6 +112,8 @@ def fault_error(script: FaultScript, model: str) -> web.Response | None:
     status = script.error_status
     if status is None:
         return None
+    if script.error_type == "invalid_api_key" and script.status is None:
+        return _key_invalid()  # Google answers a bad key with a 400
     message = MESSAGES.get(status, "Simulated error.")
     details: list[dict[str, Any]] = []
     headers = retry_headers(script.retry_after_seconds)
@@ -117,6 +123,8 @@ def fault_error(script: FaultScript, model: str) -> web.Response | None:
             "generateContent. Call ListModels to see the list of available models and their "
             "supported methods."
         )
+    elif script.error_type == "model_not_allowed":
+        message = f"You do not have permission to access model models/{model}."
     elif script.error_type == "context_length_exceeded":
         message = "The input token count exceeds the maximum number of tokens allowed (1048576)."
     elif status == 429:

@@ -143,6 +143,12 @@ def fault_error_response(script: FaultScript, model: str) -> web.Response | None
             f"This model's maximum context length is 128000 tokens. However, your messages "
             f"resulted in more tokens. Please reduce the length of the messages. ({model})"
         )
+    elif script.error_type == "model_not_allowed":
+        error_type, code = "invalid_request_error", "model_not_found"
+        message = f"Project `proj_sim` does not have access to model `{model}`."
+    elif script.error_type == "invalid_api_key":
+        error_type, code = "invalid_request_error", "invalid_api_key"
+        message = "Incorrect API key provided: sk-sim***. You can find your API key in the portal."
     elif script.error_type is not None:
         error_type = code = script.error_type
     if status == 429 and not message:

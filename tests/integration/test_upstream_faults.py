@@ -59,8 +59,10 @@ def _upstream_attempts(sim: Sim, model: str = "sim-faulty") -> int:
         ("error_type=insufficient_quota", 503, "no_provider_available", "30", 1),
         ("status=500", 502, "provider_error", None, 3),
         ("status=503", 502, "provider_error", None, 3),
-        # the upstream refused our key: set aside, nothing else serves
+        # the upstream called our key invalid: not tried again for this request
         ("status=401", 503, "no_provider_available", "30", 1),
+        # the upstream refused this request (a model the key may not use): its own failure
+        ("error_type=model_not_allowed", 403, "upstream_refused_request", None, 1),
         # the caller's fault is never retried
         ("status=400", 400, "upstream_rejected_request", None, 1),
         ("hang", 408, "provider_timeout", None, 3),
@@ -104,11 +106,68 @@ def test_a_retry_that_succeeds_is_billed_once(fast_gw: Gateway, sim: Sim, stream
     ledger_consistent(fast_gw, account)
 
 
-def test_a_disabled_key_stops_upstream_calls(fast_gw: Gateway, sim: Sim) -> None:
-    _, key = fast_gw.account(1_000_000)
-    assert _chat(fast_gw, key, "status=401").status_code == 503
-    assert _chat(fast_gw, key).status_code == 503  # no usable upstream key: not even tried
-    assert _upstream_attempts(sim) == 1
+def _as(gw: Gateway, key: str, model: str, fault: str | None = None) -> httpx.Response:
+    """A chat request whose fault script reaches every upstream protocol (in `user`)."""
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    if fault:
+        body["user"] = "sim:" + fault
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=15,
+    )
+
+
+PROTOCOL_MODELS = ["sim-faulty", "claude-sim", "gemini-sim"]
+
+
+@pytest.mark.parametrize("model", PROTOCOL_MODELS)
+def test_one_tenants_refused_request_leaves_the_key_to_everyone_else(
+    fast_gw: Gateway, model: str
+) -> None:
+    _, tenant = fast_gw.account(1_000_000)
+    _, other = fast_gw.account(1_000_000)
+    for _ in range(6):  # more than the breaker's failures and the key's confirmations
+        r = _as(fast_gw, tenant, model, "error_type=model_not_allowed")
+        assert r.status_code == 403, r.text
+        assert r.json()["error"]["code"] == "upstream_refused_request"
+        assert r.headers["x-faregate-attempts"].endswith("=refused")
+    assert _as(fast_gw, other, model).status_code == 200
+    state = fast_gw.admin("GET", "/routing")
+    assert state["upstream_keys"] == []
+    assert {d["breaker"] for d in state["deployments"].values()} == {"closed"}
+
+
+@pytest.mark.parametrize("model", PROTOCOL_MODELS)
+def test_an_invalid_key_is_set_aside_once_confirmed(fast_gw: Gateway, sim: Sim, model: str) -> None:
+    _, tenant = fast_gw.account(1_000_000)
+    _, other = fast_gw.account(1_000_000)
+    for seen in (1, 2):
+        assert _as(fast_gw, tenant, model, "error_type=invalid_api_key").status_code == 503
+        (row,) = fast_gw.admin("GET", "/routing")["upstream_keys"]
+        assert not row["set_aside"] and row["requests_seen"] == seen
+    calls = int(sim.stats()["requests"])
+    # the third request that the provider answers "invalid key" confirms it
+    assert _as(fast_gw, tenant, model, "error_type=invalid_api_key").status_code == 503
+    (row,) = fast_gw.admin("GET", "/routing")["upstream_keys"]
+    assert row["set_aside"] and row["reason"] == "credential" and row["key"] == "#1"
+    assert 0 < row["seconds_left"] <= 600
+    metrics = httpx.get(fast_gw.url + "/metrics", timeout=5).text
+    assert 'faregate_upstream_key_set_aside_seconds{key="#1",provider=' in metrics
+    r = _as(fast_gw, other, model)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "no_provider_available"
+    assert int(sim.stats()["requests"]) == calls + 1  # the set-aside key is not even tried
+
+
+def test_the_breaker_ignores_requests_the_upstream_calls_wrong(fast_gw: Gateway) -> None:
+    _, tenant = fast_gw.account(1_000_000)
+    _, other = fast_gw.account(1_000_000)
+    for fault in ["status=400", "status=409", "status=422", "status=413"] * 2:
+        assert _chat(fast_gw, tenant, fault).status_code == 400
+    assert _chat(fast_gw, other).status_code == 200
+    (dep,) = fast_gw.admin("GET", "/routing")["deployments"].values()
+    assert dep["breaker"] == "closed" and dep["recent_failures"] == 0
 
 
 def test_connection_refused_is_503_with_retry_after(fast_gw: Gateway) -> None:

@@ -383,7 +383,7 @@ ERRORS = {
     "failed_precondition": (FailureClass.CALLER, None),
     "api_key_invalid": (FailureClass.CREDENTIAL, None),
     "unauthenticated": (FailureClass.CREDENTIAL, None),
-    "permission_denied": (FailureClass.CREDENTIAL, None),
+    "permission_denied": (FailureClass.CREDENTIAL, None),  # no key: "unregistered callers"
     "not_found": (FailureClass.TRANSIENT, None),
     "rate_limited": (FailureClass.RATE_LIMIT, 27.0),
     "quota_exhausted": (FailureClass.QUOTA, 3600.0),
@@ -392,6 +392,35 @@ ERRORS = {
     "deadline_exceeded": (FailureClass.TIMEOUT, None),
     "stream_array_error": (FailureClass.RATE_LIMIT, None),
 }
+
+
+def _google(status: int, name: str, message: str, reason: str | None = None) -> bytes:
+    error: dict[str, Any] = {"code": status, "message": message, "status": name}
+    if reason is not None:
+        info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}
+        error["details"] = [info]
+    return orjson.dumps({"error": error})
+
+
+KEY = FailureClass.CREDENTIAL
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "failure"),
+    [
+        # a 403 about the model or the request is that request's, not the key's
+        (403, _google(403, "PERMISSION_DENIED", "no access to tuned model"), FailureClass.REFUSED),
+        (403, _google(403, "PERMISSION_DENIED", "blocked", "API_KEY_SERVICE_BLOCKED"), KEY),
+        (403, _google(403, "PERMISSION_DENIED", "suspended", "CONSUMER_SUSPENDED"), KEY),
+        (400, _google(400, "INVALID_ARGUMENT", "API key expired. Renew it."), KEY),
+        # a prompt's words in a 400 never make it a key failure
+        (400, _google(400, "INVALID_ARGUMENT", "bad value: 'my api key'"), FailureClass.CALLER),
+    ],
+)
+def test_only_the_keys_own_errors_are_credential_failures(
+    status: int, body: bytes, failure: FailureClass
+) -> None:
+    assert ADAPTER.classify_error(status, {}, body).failure is failure
 
 
 @pytest.mark.parametrize("name", sorted(ERRORS))

@@ -112,9 +112,12 @@ def test_error_event_mid_stream_raises() -> None:
         (429, (FIXTURES / "error_quota.json").read_bytes(), {}, FailureClass.QUOTA, None),
         (429, b"{}", {"retry-after-ms": "1500"}, FailureClass.RATE_LIMIT, 1.5),
         (401, b'{"error":{"message":"bad key"}}', {}, FailureClass.CREDENTIAL, None),
-        (403, b"", {}, FailureClass.CREDENTIAL, None),
+        (403, b"", {}, FailureClass.REFUSED, None),  # this request, not the key
         (400, b'{"error":{"message":"bad"}}', {}, FailureClass.CALLER, None),
         (422, b"", {}, FailureClass.CALLER, None),
+        (409, b"", {}, FailureClass.CALLER, None),  # any other 4xx is the request's
+        (415, b"", {}, FailureClass.CALLER, None),
+        (404, b"", {}, FailureClass.TRANSIENT, None),  # the deployment's model is missing
         (500, b"oops", {}, FailureClass.TRANSIENT, None),
         (503, b"", {}, FailureClass.TRANSIENT, None),
         (504, b"", {}, FailureClass.TIMEOUT, None),

@@ -97,3 +97,14 @@ def test_key_pool_rotates_and_sets_keys_aside() -> None:
     assert pool.pick(1) is False and not pool.usable(1)
     assert pool.pick(10) in ("a", "b")
     assert KeyPool(()).pick(0) is None and KeyPool(()).usable(0)
+
+
+def test_key_pool_counts_each_request_once_and_avoids_keys_on_demand() -> None:
+    pool = KeyPool(("a", "b"))
+    assert [pool.suspect("a", "r1", 0, 2, 60) for _ in range(3)] == [False] * 3
+    assert pool.suspect("a", "r2", 1, 2, 60)  # a second request: confirmed
+    assert pool.suspicions == {}
+    assert pool.pick(0, avoid={"a"}) == "b" and pool.pick(0, avoid={"a"}) == "b"
+    assert pool.pick(0, avoid={"a", "b"}) is False
+    pool.disable("b", 10, "credential", 401)
+    assert pool.set_aside(5) == [("#2", pool.aside["b"])] and pool.set_aside(10) == []

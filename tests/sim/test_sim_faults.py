@@ -74,6 +74,14 @@ async def test_rate_limit_with_retry_after(
     assert info.value.response.headers["retry-after"] == "1"
 
 
+async def test_invalid_key_and_refused_model(sim_url: str, http: aiohttp.ClientSession) -> None:
+    status, _, body = await post(http, sim_url, BODY, fault("error_type=invalid_api_key"))
+    assert status == 401 and body["error"]["code"] == "invalid_api_key"
+    status, _, body = await post(http, sim_url, BODY, fault("error_type=model_not_allowed"))
+    assert status == 403 and body["error"]["code"] == "model_not_found"
+    assert "does not have access to model" in body["error"]["message"]
+
+
 async def test_insufficient_quota(sim_url: str, http: aiohttp.ClientSession) -> None:
     status, headers, body = await post(http, sim_url, BODY, fault("error_type=insufficient_quota"))
     assert status == 429

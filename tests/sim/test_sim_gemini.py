@@ -395,6 +395,19 @@ async def test_keys(sim_url: str, http: aiohttp.ClientSession) -> None:
         assert resp.status == 403
 
 
+async def test_scripted_invalid_key_and_refused_model(
+    sim_url: str, http: aiohttp.ClientSession
+) -> None:
+    """The two 4xx a gateway must tell apart: the key itself, or this request's model."""
+    body = {**HELLO, "labels": {"sim_fault": "error_type=invalid_api_key"}}
+    status, _, data = await post(http, sim_url, body)
+    assert status == 400 and data["error"]["details"][0]["reason"] == "API_KEY_INVALID"
+    body = {**HELLO, "labels": {"sim_fault": "error_type=model_not_allowed"}}
+    status, _, data = await post(http, sim_url, body)
+    assert status == 403 and data["error"]["status"] == "PERMISSION_DENIED"
+    assert "details" not in data["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
