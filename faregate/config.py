@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -71,6 +73,26 @@ class Provider(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    ca_bundle: str | None = None  # PEM file of the CAs trusted for this provider's TLS
+    proxy: str | None = None  # an http:// CONNECT proxy; unset: the environment's; "": none
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load CA certificates from this file ({exc})") from None
+        return path
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, url: str | None) -> str | None:
+        if url:
+            check_proxy_url(url)
+        return url
 
     @model_validator(mode="after")
     def _vendor_defaults(self) -> Provider:
@@ -116,6 +138,20 @@ class Provider(_Strict):
         keys = [*self.api_keys, *(os.environ.get(e, "") for e in self.api_keys_env)]
         single = self.resolve_key()
         return [k for k in dict.fromkeys([*([single] if single else []), *keys]) if k]
+
+
+def check_proxy_url(url: str) -> None:
+    """An egress proxy must be `http://[user:password@]host[:port]`: Faregate opens a CONNECT
+    tunnel through it (TLS to the proxy itself is not supported)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError('use http://[USER:PASSWORD@]HOST[:PORT] (a CONNECT proxy), or "" for none')
+    try:
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        raise ValueError("the proxy URL has an invalid port") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a proxy URL has no path, query or fragment")
 
 
 class DeploymentConfig(_Strict):

@@ -34,6 +34,7 @@ class FailureClass(enum.Enum):
     TIMEOUT = "timeout"  # no answer in time: retry elsewhere
     CREDENTIAL = "credential"  # upstream key refused: disable that key
     QUOTA = "quota"  # upstream account out of quota: disable until reset
+    TLS = "tls"  # the provider's TLS certificate or handshake refused: elsewhere, not again
 
 
 class FaregateError(Exception):
@@ -183,7 +184,7 @@ class UpstreamError(Exception):
                     code="no_provider_available",
                     retry_after=retry or 30,
                 )
-            case FailureClass.TRANSIENT if self.status is None:
+            case FailureClass.TRANSIENT | FailureClass.TLS if self.status is None:
                 return ServiceUnavailable(
                     "The provider could not be reached.",
                     code="no_provider_available",

@@ -44,11 +44,15 @@ async def run_attempts(
     deadline = loop.time() + s.retry_budget_seconds
     trail: list[Attempt] = []
     tried: set[str] = set()
+    refused: set[str] = set()  # deployments whose TLS failed: not again in this request
     last: UpstreamError | None = None
     replans = 0
     while len(trail) < s.max_attempts and loop.time() < deadline:
         attempt = None
-        for model, dep in balancer.plan(chain, tried):
+        candidates = [(m, d) for m, d in balancer.plan(chain, tried) if d.id not in refused]
+        if refused and not candidates:
+            break
+        for model, dep in candidates:
             attempt = balancer.begin(model, dep)
             if attempt is not None:
                 break
@@ -70,6 +74,8 @@ async def run_attempts(
             balancer.failed(attempt, err)
             if err.failure is FailureClass.CALLER:
                 raise _with_trail(err.to_client(), trail) from None
+            if err.failure is FailureClass.TLS:
+                refused.add(attempt.deployment.id)
             last = err
             continue
         except BaseException:
