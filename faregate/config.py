@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from faregate.billing.types import Price
 from faregate.limits.config import Limits, Plan, check_plans
+from faregate.observe.config import Telemetry
+from faregate.upstream.config import check_ca_bundle, check_proxy_url
 from faregate.usage.config import UsageConfig
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -79,12 +79,8 @@ class Provider(_Strict):
     @field_validator("ca_bundle")
     @classmethod
     def _readable_bundle(cls, path: str | None) -> str | None:
-        if path is None:
-            return None
-        try:
-            ssl.create_default_context(cafile=path)
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"cannot load CA certificates from this file ({exc})") from None
+        if path is not None:
+            check_ca_bundle(path)
         return path
 
     @field_validator("proxy")
@@ -138,20 +134,6 @@ class Provider(_Strict):
         keys = [*self.api_keys, *(os.environ.get(e, "") for e in self.api_keys_env)]
         single = self.resolve_key()
         return [k for k in dict.fromkeys([*([single] if single else []), *keys]) if k]
-
-
-def check_proxy_url(url: str) -> None:
-    """An egress proxy must be `http://[user:password@]host[:port]`: Faregate opens a CONNECT
-    tunnel through it (TLS to the proxy itself is not supported)."""
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError('use http://[USER:PASSWORD@]HOST[:PORT] (a CONNECT proxy), or "" for none')
-    try:
-        parts.port  # noqa: B018 - a malformed port raises here
-    except ValueError:
-        raise ValueError("the proxy URL has an invalid port") from None
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("a proxy URL has no path, query or fragment")
 
 
 class DeploymentConfig(_Strict):
@@ -303,6 +285,7 @@ class Config(_Strict):
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
     limits: Limits = Field(default_factory=Limits)
     plans: dict[str, Plan] = Field(default_factory=dict)
     usage: UsageConfig = Field(default_factory=UsageConfig)

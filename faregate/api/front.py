@@ -26,6 +26,7 @@ from faregate.http.request import Request, Scope
 from faregate.http.responses import Response, Send, StreamResponse
 from faregate.http.router import Route, Router
 from faregate.limits.base import Lease
+from faregate.observe import tracing
 from faregate.pipeline.services import Services
 from faregate.trace import Trace, current
 
@@ -58,6 +59,11 @@ class FrontDoor:
             return
         trace = Trace(route.kind) if route is not None and route.kind else None
         token = current.set(trace)
+        spans = tracing.backend()
+        span = None
+        if spans is not None and trace is not None and route is not None:
+            span = spans.request(method, route.path, trace.request_id, trace.route)
+        span_token = tracing.current.set(span)
         lease: Lease | None = None
         protocol = route.protocol if route else self.router.protocol_for(path)
         try:
@@ -84,9 +90,14 @@ class FrontDoor:
             finally:
                 if lease is not None:
                     lease.release()
+                if span is not None and trace is not None:
+                    span.end(
+                        response.status, trace.model, trace.prompt_tokens, trace.completion_tokens
+                    )
                 if trace is not None and request.key is not None:
                     await self._account(trace, request.key, response.status)
         finally:
+            tracing.current.reset(span_token)
             current.reset(token)
 
     async def _admit(self, request: Request, trace: Trace) -> Lease:

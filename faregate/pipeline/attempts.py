@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faregate.errors import FailureClass, FaregateError, ServiceUnavailable, UpstreamError
+from faregate.observe import tracing
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import ModelEntry
@@ -68,9 +69,12 @@ async def run_attempts(
             continue
         trail.append(attempt)
         tried.add(attempt.deployment.id)
+        span = _attempt_span(attempt)
         try:
             result = await op(attempt)
         except UpstreamError as err:
+            if span is not None:
+                span.fail(err.failure.value)
             balancer.failed(attempt, err)
             if err.failure is FailureClass.CALLER:
                 raise _with_trail(err.to_client(), trail) from None
@@ -78,15 +82,32 @@ async def run_attempts(
                 refused.add(attempt.deployment.id)
             last = err
             continue
-        except BaseException:
+        except BaseException as exc:
+            if span is not None:
+                span.fail(type(exc).__name__)
             balancer.abandoned(attempt)
             raise
+        if span is not None:
+            tracing.served(span, attempt.deployment.upstream_model)
         balancer.succeeded(attempt)
         trace = current_trace.get()
         if trace is not None:
             trace.model, trace.deployment = attempt.model.name, attempt.deployment.name
         return result, attempt, trail
     raise _with_trail(_exhausted(last, balancer.recovers_in(chain)), trail)
+
+
+def _attempt_span(attempt: Attempt) -> tracing.AttemptSpan | None:
+    """A span for the attempt when the request is traced (GenAI conventions)."""
+    request = tracing.current.get()
+    if request is None:
+        return None
+    dep = attempt.deployment
+    trace = current_trace.get()
+    operation = "embeddings" if trace is not None and trace.route == "embeddings" else "chat"
+    return request.attempt(
+        operation, attempt.model.name, dep.upstream_model, dep.protocol.name, dep.provider
+    )
 
 
 def _exhausted(last: UpstreamError | None, recovers_in: float | None) -> FaregateError:

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from faregate.config import ConfigError, check_proxy_url
+from faregate.config import ConfigError
 from faregate.errors import FailureClass, UpstreamError
+from faregate.upstream.config import check_proxy_url
 
 MAX_REPLY_HEAD = 16 * 1024
 """Bytes of the proxy's answer to CONNECT read at most."""
