@@ -74,7 +74,7 @@ class Provider(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     ca_bundle: str | None = None  # PEM file of the CAs trusted for this provider's TLS
-    proxy: str | None = None  # an http:// CONNECT proxy; unset: the environment's; "": none
+    proxy: str | None = Field(default=None, repr=False)  # http:// CONNECT proxy; "": none
 
     @field_validator("ca_bundle")
     @classmethod
