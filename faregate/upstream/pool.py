@@ -22,10 +22,11 @@ def _tls(ca_bundle: str | None = None) -> ssl.SSLContext:
     if ca_bundle is None:
         return _context(None, 0)
     try:
-        changed = os.stat(ca_bundle).st_mtime_ns
-    except OSError:
-        changed = 0
-    return _context(ca_bundle, changed)
+        return _context(ca_bundle, os.stat(ca_bundle).st_mtime_ns)
+    except (OSError, ssl.SSLError) as exc:  # removed or spoiled since the config was loaded
+        raise UpstreamError(
+            FailureClass.TLS, f"cannot load the provider's CA bundle ({exc})"
+        ) from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -235,7 +236,7 @@ class Pool:
         loop = self._loop
         conn = Connection(loop, origin)
         tls = _tls(origin.ca_bundle) if origin.scheme == "https" else None
-        name = origin.host if tls is not None else None
+        name = origin.host if tls is not None else None  # names the certificate must match
         try:
             if origin.proxy:
                 sock = await open_tunnel(loop, origin.proxy, origin.host, origin.port)

@@ -153,3 +153,30 @@ def test_a_replaced_ca_bundle_is_read_again(
             assert reply.status == 200
 
     run(scenario)
+
+
+def _spoil(path: Path) -> None:
+    before = path.stat().st_mtime_ns
+    path.write_text("not a certificate")
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # coarse clocks: a sure change
+
+
+def test_a_ca_bundle_spoiled_after_the_start_fails_the_attempt_as_tls(
+    run: Callable[[Scenario], None], ca: trustme.CA, tmp_path: Path
+) -> None:
+    path = Path(bundle(ca, tmp_path, "spoiled.pem"))
+
+    async def scenario() -> None:
+        async with TLSServer(ca.issue_cert("127.0.0.1")) as server:
+            async with client() as up:
+                assert (await up.send(creds(server.port, str(path)), post(), FAST)).status == 200
+            _spoil(path)
+            async with client() as up:  # a new connection reads the bundle
+                exc = await refusal(up, creds(server.port, str(path)))
+                assert exc.failure is FailureClass.TLS
+                assert exc.message.startswith("cannot load the provider's CA bundle (")
+                os.remove(path)
+                exc = await refusal(up, creds(server.port, str(path)))
+                assert exc.message.startswith("cannot load the provider's CA bundle (")
+
+    run(scenario)
