@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Protocol
 
+from faregate.config import ConfigError
 from faregate.observe.config import Telemetry
 
 
@@ -51,8 +52,13 @@ def configure(settings: Telemetry, environ: Mapping[str, str]) -> None:
     shutdown()
     url = endpoint(settings, environ)
     if url is not None:
-        from faregate.observe.otel import OtelBackend
-
+        try:
+            from faregate.observe.otel import OtelBackend
+        except ImportError as exc:
+            raise ConfigError(
+                f"telemetry: traces go to {url}, but OpenTelemetry is not installed ({exc});"
+                " install the `otel` extra (pip install 'faregate[otel]') or unset the endpoint"
+            ) from None
         _backend = OtelBackend(url, settings.service_name)
 
 

@@ -7,7 +7,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 from harness import ROOT
+
+from faregate.config import ConfigError
+from faregate.observe import tracing
+from faregate.observe.config import Telemetry
 
 OFF = """
 import builtins, json, sys
@@ -54,3 +59,12 @@ def test_with_an_endpoint_the_backend_is_loaded() -> None:
     assert configured is True
     assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" in modules  # type: ignore[operator]
     assert "faregate.observe.otel" in modules  # type: ignore[operator]
+
+
+def test_an_endpoint_without_opentelemetry_installed_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "faregate.observe.otel", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"install the `otel` extra"):
+        tracing.configure(Telemetry(otlp_endpoint="http://127.0.0.1:4318"), {})
+    assert tracing.backend() is None
