@@ -40,6 +40,7 @@ from faregate.limits.base import Limiter
 from faregate.limits.config import LimitsConfigError
 from faregate.limits.factory import make_limiter
 from faregate.metrics import Metrics
+from faregate.observe import tracing
 from faregate.pipeline.cache import make_cache
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Balancer
@@ -162,6 +163,7 @@ class App:
 
             self._sim_runner, port = await start_sim("127.0.0.1", self.config.simulator.port)
             self.sim_url = f"http://127.0.0.1:{port}/v1"
+        tracing.configure(self.config.telemetry, os.environ)
         upstream = Upstream()
         await upstream.start()
         fetcher = Fetcher(self.config.images)
@@ -312,6 +314,7 @@ class App:
             await self._db.dispose()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
+        await asyncio.to_thread(tracing.shutdown)  # exports what is still buffered
 
     def _mount(self, svc: Services, db: AdminDB) -> None:
         """Every route of the table in `faregate.api.routes`."""

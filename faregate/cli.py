@@ -201,11 +201,24 @@ def serve(
 @click.option("--port", type=int, default=9100, show_default=True)
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--chunk-delay-ms", type=float, default=0.0, show_default=True)
-def sim(host: str, port: int, latency_ms: float, chunk_delay_ms: float) -> None:
-    """Run the provider simulator (OpenAI-compatible upstream with scriptable faults)."""
-    from faregate.sim.server import run
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
+def sim(
+    host: str,
+    port: int,
+    latency_ms: float,
+    chunk_delay_ms: float,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    """Run the provider simulator (OpenAI-compatible upstream with scriptable faults); over
+    HTTPS with --tls-cert (and --tls-key unless the certificate file holds the key)."""
+    from faregate.sim.server import run, tls_context
 
-    run(host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    if tls_key and not tls_cert:
+        raise click.UsageError("--tls-key needs --tls-cert")
+    tls = tls_context(tls_cert, tls_key) if tls_cert else None
+    run(host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, tls=tls)
 
 
 @main.command("check-config")

@@ -22,7 +22,9 @@ from pydantic import (
 from faregate.billing.types import Price
 from faregate.kinds import Kind, parse_kind
 from faregate.limits.config import Limits, Plan, check_plans
+from faregate.observe.config import Telemetry
 from faregate.providers.registry import kinds_of
+from faregate.upstream.config import check_ca_bundle, check_proxy_url
 from faregate.usage.config import UsageConfig
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -83,6 +85,22 @@ class Provider(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     kinds: list[KindName] | None = None  # what this provider serves; None: all its protocol does
+    ca_bundle: str | None = None  # PEM file of the CAs trusted for this provider's TLS
+    proxy: str | None = Field(default=None, repr=False)  # http:// CONNECT proxy; "": none
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable_bundle(cls, path: str | None) -> str | None:
+        if path is not None:
+            check_ca_bundle(path)
+        return path
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, url: str | None) -> str | None:
+        if url:
+            check_proxy_url(url)
+        return url
 
     @model_validator(mode="after")
     def _vendor_defaults(self) -> Provider:
@@ -296,6 +314,7 @@ class Config(_Strict):
     idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
     log: Log = Field(default_factory=Log)
+    telemetry: Telemetry = Field(default_factory=Telemetry)
     limits: Limits = Field(default_factory=Limits)
     plans: dict[str, Plan] = Field(default_factory=dict)
     usage: UsageConfig = Field(default_factory=UsageConfig)

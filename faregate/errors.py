@@ -36,6 +36,7 @@ class FailureClass(enum.Enum):
     CREDENTIAL = "credential"  # the provider says the key itself is invalid: once confirmed,
     # on several requests, that key is set aside
     QUOTA = "quota"  # upstream account out of quota: disable until reset
+    TLS = "tls"  # the provider's TLS certificate or handshake refused: elsewhere, not again
 
 
 class FaregateError(Exception):
@@ -190,7 +191,7 @@ class UpstreamError(Exception):
                     code="no_provider_available",
                     retry_after=retry or 30,
                 )
-            case FailureClass.TRANSIENT if self.status is None:
+            case FailureClass.TRANSIENT | FailureClass.TLS if self.status is None:
                 return ServiceUnavailable(
                     "The provider could not be reached.",
                     code="no_provider_available",

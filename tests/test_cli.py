@@ -105,3 +105,11 @@ def test_workers_without_redis_are_refused_when_limits_apply(
     result = cli.invoke(main, ["serve", "--config", str(config), "--workers", "2"])
     assert result.exit_code != 0
     assert "limits.redis_url" in result.output
+
+
+def test_sim_tls_key_needs_a_certificate(cli: CliRunner, tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("unused")
+    result = cli.invoke(main, ["sim", "--tls-key", str(key)])
+    assert result.exit_code == 2
+    assert "--tls-key needs --tls-cert" in result.output

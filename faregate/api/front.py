@@ -30,6 +30,7 @@ from faregate.http.responses import Response, Send, StreamResponse
 from faregate.http.router import Route, Router
 from faregate.kinds import Kind, route_class
 from faregate.limits.base import Lease
+from faregate.observe import tracing
 from faregate.pipeline.services import Services
 from faregate.trace import Trace, current
 
@@ -65,6 +66,11 @@ class FrontDoor:
         logged = access_log.enabled()
         started = trace.started if trace is not None else time.monotonic() if logged else 0.0
         token = current.set(trace)
+        spans = tracing.backend()
+        span = None
+        if spans is not None and trace is not None and route is not None:
+            span = spans.request(method, route.path, trace.request_id, trace.route)
+        span_token = tracing.current.set(span)
         lease: Lease | None = None
         protocol = route.protocol if route else self.router.protocol_for(path)
         try:
@@ -92,11 +98,16 @@ class FrontDoor:
                 request.close()  # an uploaded form's temporary files
                 if lease is not None:
                     lease.release()
+                if span is not None and trace is not None:
+                    span.end(
+                        response.status, trace.model, trace.prompt_tokens, trace.completion_tokens
+                    )
                 if trace is not None and request.key is not None:
                     await self._account(trace, request.key, response.status)
                 if logged:
                     self._log(request, response.status, trace, started)
         finally:
+            tracing.current.reset(span_token)
             current.reset(token)
 
     def _log(self, request: Request, status: int, trace: Trace | None, started: float) -> None:

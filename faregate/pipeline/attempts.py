@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from faregate.errors import FailureClass, FaregateError, ServiceUnavailable, UpstreamError
+from faregate.observe import tracing
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import ModelEntry
@@ -45,7 +46,7 @@ async def run_attempts(
     deadline = loop.time() + s.retry_budget_seconds
     trail: list[Attempt] = []
     tried: set[str] = set()
-    refused: set[str] = set()  # deployments that refused this request
+    refused: set[str] = set()  # deployments that refused this request, or failed its TLS
     bad_keys: set[str] = set()  # upstream keys the provider called invalid for this request
     last: UpstreamError | None = None
     replans = 0
@@ -75,26 +76,48 @@ async def run_attempts(
         tried.add(attempt.deployment.id)
         if trace is not None:
             trace.attempts = len(trail)
+        span = _attempt_span(attempt)
         try:
             result = await op(attempt)
         except UpstreamError as err:
+            if span is not None:
+                span.fail(err.failure.value)
             balancer.failed(attempt, err)
             if err.failure is FailureClass.CALLER:
                 raise _with_trail(err.to_client(), trail) from None
-            if err.failure is FailureClass.REFUSED:
+            if err.failure in (FailureClass.REFUSED, FailureClass.TLS):
                 refused.add(attempt.deployment.id)
             elif err.failure is FailureClass.CREDENTIAL and attempt.key is not None:
                 bad_keys.add(attempt.key)
             last = err
             continue
-        except BaseException:
+        except BaseException as exc:
+            if span is not None:
+                span.fail(type(exc).__name__)
             balancer.abandoned(attempt)
             raise
+        if span is not None:
+            tracing.served(span, attempt.deployment.upstream_model)
         balancer.succeeded(attempt)
         if trace is not None:
             trace.model, trace.deployment = attempt.model.name, attempt.deployment.name
         return result, attempt, trail
     raise _with_trail(_exhausted(last, balancer.recovers_in(chain)), trail)
+
+
+def _attempt_span(attempt: Attempt) -> tracing.AttemptSpan | None:
+    """A span for the attempt when the request is traced (GenAI conventions)."""
+    request = tracing.current.get()
+    if request is None:
+        return None
+    dep = attempt.deployment
+    return request.attempt(
+        attempt.model.kind.value,
+        attempt.model.name,
+        dep.upstream_model,
+        dep.adapter.name,
+        dep.provider,
+    )
 
 
 def _exhausted(last: UpstreamError | None, recovers_in: float | None) -> FaregateError:

@@ -63,13 +63,17 @@ class StreamDecoder(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """How to reach one upstream: where, with which key, extra headers, and the name of its
-    output-cap parameter (OpenAI's newer models take only `max_completion_tokens`)."""
+    """How to reach one upstream: where, with which key, extra headers, the name of its
+    output-cap parameter (OpenAI's newer models take only `max_completion_tokens`), the CA
+    bundle its TLS certificate is checked against (None: the system's) and its egress proxy
+    as configured (None: from the environment; "": none)."""
 
     base_url: str
     api_key: str | None
     headers: dict[str, str] = field(default_factory=dict)
     max_tokens_param: str = "max_tokens"
+    ca_bundle: str | None = None
+    proxy: str | None = None
 
 
 class Adapter(Protocol):

@@ -31,9 +31,13 @@ class Deployment:
     tpm: int | None
     cost: Price
     max_tokens_param: str
+    ca_bundle: str | None = None
+    proxy: str | None = None
 
     def creds(self, key: str | None) -> Credentials:
-        return Credentials(self.base_url, key, self.headers, self.max_tokens_param)
+        return Credentials(
+            self.base_url, key, self.headers, self.max_tokens_param, self.ca_bundle, self.proxy
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ def build_catalog(config: Config, sim_url: str | None = None) -> Catalog:
                     tpm=dc.tpm,
                     cost=dc.cost or model.price,
                     max_tokens_param=provider.output_cap_param,
+                    ca_bundle=provider.ca_bundle,
+                    proxy="" if simulated else provider.proxy,
                 )
             )
         models[name] = ModelEntry(

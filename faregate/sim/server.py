@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +18,22 @@ SHUTDOWN_TIMEOUT = 1.0
 """Seconds `runner.cleanup()` lets in-flight requests (e.g. hangs) finish."""
 
 
+def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
+    """A server TLS context from a PEM certificate chain and its key (or one file with both)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def start(
-    host: str = "127.0.0.1", port: int = 9100, **opts: Any
+    host: str = "127.0.0.1",
+    port: int = 9100,
+    *,
+    tls: ssl.SSLContext | None = None,
+    **opts: Any,
 ) -> tuple[web.AppRunner, int]:
-    """Start serving in the current loop; return the runner and the bound port.
+    """Start serving in the current loop (over HTTPS with `tls`); return the runner and the
+    bound port.
 
     `opts` go to `create_app` (`latency_ms`, `chunk_delay_ms`). Port 0 binds a
     free port. Stop with `await runner.cleanup()`.
@@ -32,7 +45,7 @@ async def start(
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     try:
         await site.start()
     except BaseException:
@@ -55,13 +68,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-async def _serve(host: str, port: int, latency_ms: float, chunk_delay_ms: float) -> None:
-    runner, bound = await start(host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+async def _serve(
+    host: str, port: int, latency_ms: float, chunk_delay_ms: float, tls: ssl.SSLContext | None
+) -> None:
+    runner, bound = await start(
+        host, port, tls=tls, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if sys.platform != "win32":
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    print(f"faregate sim listening on http://{host}:{bound}", flush=True)
+    scheme = "https" if tls is not None else "http"
+    print(f"faregate sim listening on {scheme}://{host}:{bound}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -73,10 +91,12 @@ def run(
     port: int = 9100,
     latency_ms: float = 0.0,
     chunk_delay_ms: float = 0.0,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM), on uvloop when installed."""
+    """Serve until interrupted (Ctrl-C or SIGTERM), on uvloop when installed; over HTTPS
+    with `tls`."""
     with (
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=_loop_factory()) as runner,
     ):
-        runner.run(_serve(host, port, latency_ms, chunk_delay_ms))
+        runner.run(_serve(host, port, latency_ms, chunk_delay_ms, tls))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote, urlsplit
 
 from faregate.config import Timeouts
@@ -13,6 +14,7 @@ from faregate.providers.base import Credentials, UpstreamRequest
 from faregate.upstream.base import Reply as Reply  # re-exported: the reply type of `send`
 from faregate.upstream.http1 import Connection, Origin, encode_head
 from faregate.upstream.pool import Pool
+from faregate.upstream.proxy import EnvProxies, choose
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -66,13 +68,7 @@ def _target(base: str, path: str, method: str) -> tuple[Origin, bytes, bytes]:
     if port != default:
         authority += f":{port}"
     request_line = f"{method} {target} HTTP/1.1\r\n".encode("ascii")
-    return (scheme, host, port), request_line, f"Host: {authority}\r\n".encode("ascii")
-
-
-def _request(creds: Credentials, req: UpstreamRequest, method: str) -> tuple[Origin, bytes]:
-    origin, request_line, host = _target(creds.base_url, req.path, method)
-    length = None if method == "GET" and not req.body else len(req.body)
-    return origin, encode_head(request_line, host, req.headers, length)
+    return Origin(scheme, host, port), request_line, f"Host: {authority}\r\n".encode("ascii")
 
 
 class Upstream:
@@ -80,13 +76,35 @@ class Upstream:
     `limit_per_host` per origin). A request that finds its reused connection closed by the
     provider before any reply is sent once more on a new connection."""
 
-    def __init__(self, *, limit: int = 1024, limit_per_host: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int = 1024,
+        limit_per_host: int = 512,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._pool: Pool | None = None
+        # The environment's proxies, read once (a provider's `proxy` key overrides them).
+        self._env_proxies = EnvProxies.read(os.environ if environ is None else environ)
+        self._routes: dict[tuple[Origin, str | None, str | None], Origin] = {}
 
     async def start(self) -> None:
         self._pool = Pool(asyncio.get_running_loop(), self._limit, self._limit_per_host)
+
+    def _request(
+        self, creds: Credentials, req: UpstreamRequest, method: str
+    ) -> tuple[Origin, bytes]:
+        """Where the request goes (its server, CA bundle and proxy: the pool's key) and its head."""
+        server, request_line, host = _target(creds.base_url, req.path, method)
+        route = (server, creds.ca_bundle, creds.proxy)
+        origin = self._routes.get(route)
+        if origin is None:
+            proxy = choose(creds.proxy, self._env_proxies, *server[:3])
+            origin = self._routes[route] = server._replace(ca_bundle=creds.ca_bundle, proxy=proxy)
+        length = None if method == "GET" and not req.body else len(req.body)
+        return origin, encode_head(request_line, host, req.headers, length)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -138,7 +156,7 @@ class Upstream:
         """A connection with the request sent and the response head (`stream`) or the whole
         response in. A reused connection the provider had closed gets one retry, fresh."""
         pool = self.pool
-        origin, head = _request(creds, req, method)
+        origin, head = self._request(creds, req, method)
         message = _NO_HEADERS if stream else _NO_ANSWER
         fresh = False
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import httptools
 
@@ -14,8 +14,17 @@ from faregate.errors import FailureClass, UpstreamError
 if TYPE_CHECKING:
     from faregate.upstream.pool import Pool
 
-Origin = tuple[str, str, int]
-"""(scheme, host, port): what a connection is to, and what the pool is keyed by."""
+
+class Origin(NamedTuple):
+    """What a connection is to, and what the pool is keyed by: the server, the CA bundle its
+    certificate is checked against (None: the system's) and the proxy tunnelled through."""
+
+    scheme: str
+    host: str
+    port: int
+    ca_bundle: str | None = None
+    proxy: str | None = None
+
 
 HIGH_WATER = 1024 * 1024
 """Bytes of a streamed body buffered unread before the socket stops being read."""

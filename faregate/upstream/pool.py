@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import ssl
 from collections import deque
 
 from faregate.errors import FailureClass, UpstreamError
 from faregate.upstream.http1 import Connection, Origin
+from faregate.upstream.proxy import open_tunnel
 
 KEEPALIVE = 30.0
 """Seconds a connection may sit idle and still be reused."""
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
+def _tls(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """The client TLS context: the system's trust store, or only the CAs of `ca_bundle`
+    (read again when the file changes)."""
+    if ca_bundle is None:
+        return _context(None, 0)
+    try:
+        return _context(ca_bundle, os.stat(ca_bundle).st_mtime_ns)
+    except (OSError, ssl.SSLError) as exc:  # removed or spoiled since the config was loaded
+        raise UpstreamError(
+            FailureClass.TLS, f"cannot load the provider's CA bundle ({exc})"
+        ) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _context(ca_bundle: str | None, changed: int) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_bundle)
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -201,20 +216,8 @@ class Pool:
 
     async def _connect(self, origin: Origin) -> Connection:
         """A new connection in a slot already reserved."""
-        scheme, host, port = origin
-        conn = Connection(self._loop, origin)
         try:
-            if scheme == "https":
-                await self._loop.create_connection(
-                    lambda: conn, host, port, ssl=_tls(), server_hostname=host
-                )
-            else:
-                await self._loop.create_connection(lambda: conn, host, port)
-        except OSError as exc:
-            self._free(origin)
-            raise UpstreamError(
-                FailureClass.TRANSIENT, f"cannot connect to the provider ({exc})"
-            ) from None
+            conn = await self._dial(origin)
         except BaseException:
             self._free(origin)
             raise
@@ -225,4 +228,40 @@ class Pool:
             raise UpstreamError(FailureClass.TRANSIENT, what)
         conn.pool = self
         self._conns.add(conn)
+        return conn
+
+    async def _dial(self, origin: Origin) -> Connection:
+        """A connection to the origin, directly or through a CONNECT tunnel, TLS checked
+        against the origin's name; failures classified."""
+        loop = self._loop
+        conn = Connection(loop, origin)
+        tls = _tls(origin.ca_bundle) if origin.scheme == "https" else None
+        name = origin.host if tls is not None else None  # names the certificate must match
+        try:
+            if origin.proxy:
+                sock = await open_tunnel(loop, origin.proxy, origin.host, origin.port)
+                try:
+                    await loop.create_connection(
+                        lambda: conn, sock=sock, ssl=tls, server_hostname=name
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                await loop.create_connection(
+                    lambda: conn, origin.host, origin.port, ssl=tls, server_hostname=name
+                )
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamError(
+                FailureClass.TLS,
+                f"the provider's TLS certificate was refused ({exc.verify_message})",
+            ) from None
+        except ssl.SSLError as exc:
+            raise UpstreamError(
+                FailureClass.TLS, f"the TLS handshake with the provider failed ({exc})"
+            ) from None
+        except OSError as exc:
+            raise UpstreamError(
+                FailureClass.TRANSIENT, f"cannot connect to the provider ({exc})"
+            ) from None
         return conn

@@ -12,6 +12,7 @@ import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -256,12 +257,12 @@ def test_default_ports_stay_out_of_the_host_header() -> None:
     from faregate.upstream.client import _target
 
     assert _target("https://api.example.com/v1", "/chat", "POST") == (
-        ("https", "api.example.com", 443),
+        http1.Origin("https", "api.example.com", 443),
         b"POST /v1/chat HTTP/1.1\r\n",
         b"Host: api.example.com\r\n",
     )
     assert _target("http://[::1]:8080", "/a b?q=x y", "GET") == (
-        ("http", "::1", 8080),
+        http1.Origin("http", "::1", 8080),
         b"GET /a%20b?q=x%20y HTTP/1.1\r\n",
         b"Host: [::1]:8080\r\n",
     )
@@ -1030,7 +1031,7 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_https_checks_the_certificate_and_keeps_alive(
-    run: Callable[[Scenario], None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    run: Callable[[Scenario], None], tmp_path: Path
 ) -> None:
     cert, key = _self_signed(tmp_path)
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -1042,12 +1043,11 @@ def test_https_checks_the_certificate_and_keeps_alive(
             # The system's trust store does not know this certificate.
             async with upstream() as client:
                 exc = await failure(client.send(creds(server, "https"), post(), FAST))
-                assert exc.message.startswith("cannot connect to the provider (")
-            trusting = ssl.create_default_context(cafile=str(cert))
-            monkeypatch.setattr(pool_module, "_tls", lambda: trusting)
+                assert exc.message.startswith("the provider's TLS certificate was refused (")
+            trusting = replace(creds(server, "https"), ca_bundle=str(cert))
             async with upstream() as client:
                 for _ in range(3):
-                    reply = await client.send(creds(server, "https"), post(), FAST)
+                    reply = await client.send(trusting, post(), FAST)
                     assert reply.status == 200
         assert server.connections == 1  # the refused handshake never reached the handler
 
