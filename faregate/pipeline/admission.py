@@ -11,6 +11,7 @@ from faregate.errors import BadRequest, InsufficientBalance, PermissionDenied
 from faregate.pipeline.services import Services
 from faregate.providers.base import ChatCall
 from faregate.routing.catalog import ModelEntry
+from faregate.trace import current as current_trace
 
 
 def check_model_allowed(key: KeyRecord, model: str) -> None:
@@ -39,7 +40,12 @@ def hold_amount(chain: list[ModelEntry], call: ChatCall) -> int:
 async def take_hold(
     svc: Services, key: KeyRecord, model: str, amount: int, request_id: str
 ) -> Charge:
-    """The hold of `amount` on the key's account, or 402 when the balance cannot cover it."""
+    """The hold of `amount` on the key's account, or 402 when the balance cannot cover it.
+    The request's usage row names the model asked for from here on (a refusal's included);
+    the attempts replace it with the model that served."""
+    trace = current_trace.get()
+    if trace is not None:
+        trace.model = model
     ticket = await svc.store.hold(
         account_id=key.account_id,
         key_id=key.id,
