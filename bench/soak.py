@@ -203,6 +203,7 @@ async def sampler(stack: Stack, every: float, into: dict[str, list[Sample]]) -> 
 
 
 async def soak(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    source = source_version()  # the code under test, before the run
     stack = Stack(tmp, args.pg, args.redis)
     try:
         await stack.start()
@@ -241,7 +242,7 @@ async def soak(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if server_errors:
         failures.append(f"{server_errors} replies were a 500")
     return {
-        "source": source_version(),
+        "source": source,
         "minutes": round(elapsed / 60, 2),
         "rate": args.rate,
         "concurrency": args.concurrency,
