@@ -121,3 +121,35 @@ def test_first_run_prints_a_key_that_works(tmp_path: Path) -> None:
         assert "admin key" not in second and "demo account" not in second
     finally:
         stop(proc, subprocess.signal.SIGINT)
+
+
+def test_two_processes_starting_at_once_on_a_fresh_folder_both_come_up(tmp_path: Path) -> None:
+    """They take turns on the migrations; one alone creates the admin key and the demo key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAREGATE_")}
+    env.pop("OPENAI_API_KEY", None)
+    ports = [free_port(), free_port()]
+    procs = [
+        spawn(
+            [sys.executable, "-m", "faregate.cli", "serve", "--port", str(port)],
+            tmp_path / f"serve-{port}.log",
+            env=env,
+            cwd=tmp_path,
+        )
+        for port in ports
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=60)
+        deadline = time.monotonic() + 10
+        logs = [""]
+        while time.monotonic() < deadline:
+            logs = [(tmp_path / f"serve-{port}.log").read_text() for port in ports]
+            if all("new keys:" in log for log in logs):
+                break
+            time.sleep(0.05)
+        assert all("new keys:" in log for log in logs), logs
+        assert sum("admin key (shown once" in log for log in logs) == 1
+        assert sum("this API key was created" in log for log in logs) == 1
+    finally:
+        for proc in procs:
+            stop(proc)
