@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from soak_checks import Hold, Sample, flatness, ledger_failures
+# Loaded from its file: putting bench/ on sys.path would shadow test packages (bench/usage.py).
+_spec = importlib.util.spec_from_file_location(
+    "soak_checks", Path(__file__).resolve().parents[2] / "bench" / "soak_checks.py"
+)
+assert _spec is not None and _spec.loader is not None
+soak_checks = importlib.util.module_from_spec(_spec)
+sys.modules["soak_checks"] = soak_checks  # its dataclasses look their module up there
+_spec.loader.exec_module(soak_checks)
+Hold, Sample = soak_checks.Hold, soak_checks.Sample
+flatness, ledger_failures = soak_checks.flatness, soak_checks.ledger_failures
 
 BASE = Sample(0.0, rss_kb=100_000, fds=20)
 
