@@ -21,7 +21,7 @@ from faregate.auth.keys import KeyHasher, load_secret
 from faregate.billing.bounds import MAX_AMOUNT, RANGE_TEXT
 from faregate.config import Config, ConfigError, load_config
 from faregate.db import migrate
-from faregate.db.urls import sqlalchemy_url
+from faregate.db.urls import display_url, is_sqlite, sqlalchemy_url, sqlite_path
 from faregate.kinds import Kind
 from faregate.limits.config import any_limits
 
@@ -48,14 +48,29 @@ def _echo(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
-def _db_action(config_path: str | None, fn: Callable[[Connection, KeyHasher], T]) -> T:
-    """Run one operator action against the configured database, migrating it first."""
-    config = _load(config_path)
-    env = Environment.from_env()
+def _existing_database(config_path: str | None, env: Environment) -> str:
+    """The URL of the database an operator command acts on: the one the server would use.
+    A SQLite file that does not exist is refused: acting there would create a new, empty
+    database beside the server's (a CLI run from another folder), not change the server's."""
     try:
-        url = database_url(config, env)
+        url = database_url(_load(config_path), env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if is_sqlite(url) and not sqlite_path(url).exists():
+        raise click.ClickException(
+            f"no database at {sqlite_path(url).resolve()}; this command would create a new,"
+            " empty one. Run it from the folder where `faregate serve` runs, or point it at"
+            " the server's database: FAREGATE_HOME=DIR (the folder holding faregate.db and"
+            " secret.key), FAREGATE_DATABASE_URL=URL or --config FILE"
+        )
+    click.echo(f"database: {display_url(url)}", err=True)
+    return url
+
+
+def _db_action(config_path: str | None, fn: Callable[[Connection, KeyHasher], T]) -> T:
+    """Run one operator action against the server's existing database, migrating it first."""
+    env = Environment.from_env()
+    url = _existing_database(config_path, env)
     hasher = KeyHasher(load_secret(env.secret_key, env.home))
 
     async def run() -> T:
@@ -87,7 +102,7 @@ def _announce(app: App) -> None:
     assert svc is not None
     server = app.config.server
     lines = [f"Faregate is serving on http://{server.host}:{server.port}"]
-    lines.append(f"  database: {app.database_url}")
+    lines.append(f"  database: {display_url(app.database_url)}")
     if app.sim_url:
         lines.append(f"  built-in provider simulator: {app.sim_url}")
     lines.append(f"  models: {', '.join(svc.catalog.models)}")

@@ -397,9 +397,15 @@ def default_config() -> Config:
             "price": {"input": inp, "output": out, "cached_input": cached},
             "owned_by": owner,
         }
+    models["text-embedding-3-small"] = {
+        "kind": "embedding",
+        "provider": SIM_PROVIDER,
+        "price": {"input": 20_000, "output": 0},
+        "owned_by": "openai",
+    }
     if os.environ.get("OPENAI_API_KEY"):
         providers["openai"] = {"vendor": "openai"}
-        for name in ("gpt-4o-mini", "gpt-4o"):
+        for name in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"):
             models[name] = {**models[name], "provider": "openai"}
     if os.environ.get("DEEPSEEK_API_KEY"):
         providers["deepseek"] = {"vendor": "deepseek"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -9,14 +10,17 @@ import pytest
 from click.testing import CliRunner
 
 from faregate.cli import main
+from faregate.db import migrate
 
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """The CLI against a server's database: one that exists (the server created it)."""
     monkeypatch.setenv("FAREGATE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FAREGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.delenv("FAREGATE_CONFIG", raising=False)
     monkeypatch.delenv("FAREGATE_SECRET_KEY", raising=False)
+    asyncio.run(migrate.upgrade(f"sqlite:///{tmp_path / 'cli.db'}"))
     return CliRunner()
 
 
@@ -113,3 +117,37 @@ def test_sim_tls_key_needs_a_certificate(cli: CliRunner, tmp_path: Path) -> None
     result = cli.invoke(main, ["sim", "--tls-key", str(key)])
     assert result.exit_code == 2
     assert "--tls-key needs --tls-cert" in result.output
+
+
+def test_commands_say_which_database_they_used(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(main, ["accounts", "list"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert f"database: sqlite:///{tmp_path / 'cli.db'}" in result.stderr
+    assert json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["accounts", "create", "acme", "--credits", "5"],
+        ["accounts", "list"],
+        ["grant", "acct_x", "5"],
+        ["keys", "create", "acct_x"],
+        ["ledger", "acct_x"],
+    ],
+)
+def test_a_command_that_would_create_a_new_database_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    """Run from another folder than the server's: no `.faregate/faregate.db` there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for name in ("FAREGATE_HOME", "FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    looked = elsewhere / ".faregate" / "faregate.db"
+    assert f"no database at {looked}" in result.output
+    assert "FAREGATE_HOME" in result.output and "FAREGATE_DATABASE_URL" in result.output
+    assert not (elsewhere / ".faregate").exists()  # neither a database nor a secret

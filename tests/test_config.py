@@ -70,6 +70,15 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
 
 
+def test_the_zero_config_default_serves_an_embedding_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    model = default_config().models["text-embedding-3-small"]
+    assert (model.kind, model.provider) == ("embedding", "simulator")
+    assert (model.price.input, model.price.output) == (20_000, 0)
+
+
 def test_secrets_are_not_required_in_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     cfg = default_config()
@@ -78,6 +87,7 @@ def test_secrets_are_not_required_in_the_file(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
     cfg = default_config()
     assert cfg.models["gpt-4o"].provider == "openai"
+    assert cfg.models["text-embedding-3-small"].provider == "openai"
     assert cfg.providers["openai"].resolve_key() == "sk-real"
     assert cfg.providers["openai"].url == "https://api.openai.com/v1"
 

@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "faregate"
 
 LEAF = ("faregate.kinds", "faregate.billing.types", "faregate.errors", "faregate.tokens")
-LEAF += ("faregate.trace",)
+LEAF += ("faregate.trace", "faregate.billing.bounds")
 """The leaf types: what every layer may use."""
 
 

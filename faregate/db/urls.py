@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 
 def is_sqlite(url: str) -> bool:
@@ -25,3 +26,14 @@ def sqlalchemy_url(url: str) -> str:
 def asyncpg_dsn(url: str) -> str:
     """The DSN asyncpg accepts for an operator URL."""
     return "postgresql://" + url.split("://", 1)[1]
+
+
+def display_url(url: str) -> str:
+    """The URL to show an operator: a SQLite file's absolute path, a password masked."""
+    if is_sqlite(url):
+        return f"sqlite:///{sqlite_path(url).resolve()}"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))

@@ -7,6 +7,7 @@ from faregate.billing.charge import Charge
 from faregate.billing.types import KeyRecord
 from faregate.errors import InsufficientBalance, PermissionDenied
 from faregate.pipeline.services import Services
+from faregate.trace import current as current_trace
 
 
 def check_model_allowed(key: KeyRecord, model: str) -> None:
@@ -21,7 +22,12 @@ def check_model_allowed(key: KeyRecord, model: str) -> None:
 async def take_hold(
     svc: Services, key: KeyRecord, model: str, amount: int, request_id: str
 ) -> Charge:
-    """The hold of `amount` on the key's account, or 402 when the balance cannot cover it."""
+    """The hold of `amount` on the key's account, or 402 when the balance cannot cover it.
+    The request's usage row names the model asked for from here on (a refusal's included);
+    the attempts replace it with the model that served."""
+    trace = current_trace.get()
+    if trace is not None:
+        trace.model = model
     ticket = await svc.store.hold(
         account_id=key.account_id,
         key_id=key.id,

@@ -26,7 +26,8 @@ invalid_request_error 400, authentication_error/invalid_api_key 401, billing_err
 permission_error 403, not_found_error 404, request_too_large 413, rate_limit_error/
 rate_limit_exceeded 429 (Retry-After 1 unless given), api_error/server_error 500,
 timeout_error 504, overloaded/overloaded_error 529; insufficient_quota is Anthropic's
-400 "credit balance is too low". `no_usage` leaves the usage out of `message_delta`; for
+400 "credit balance is too low". `no_usage` leaves the usage out of a message, and out of
+a stream's `message_delta`; for
 stall_after/cut_after, the text, thinking, signature and tool-input deltas count.
 """
 
@@ -203,5 +204,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **_headers()}
         events = stream_events(message_id, req, reply, usage, not script.no_usage)
         return await play_stream(request, script, headers, events)
-    payload = orjson.dumps(message_payload(message_id, req, reply, usage))
+    body = message_payload(message_id, req, reply, usage)
+    if script.no_usage:
+        del body["usage"]
+    payload = orjson.dumps(body)
     return await send_json(request, script, payload, _headers())

@@ -17,7 +17,7 @@ skipped, a repeated directive keeps its last value):
     latency_ms=MS       wait before sending headers
     stall_after=N       send N content chunks, then go silent (connection open)
     cut_after=N         send N content chunks, then abort the TCP connection
-    no_usage            streaming: leave out the usage chunk
+    no_usage            leave out the usage (streams: the usage chunk or field)
     chunk_delay_ms=MS   wait between streamed chunks
     tokens=N            make the reply exactly N completion tokens
     cached_tokens=N     report exactly N cached prompt tokens

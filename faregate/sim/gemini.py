@@ -11,7 +11,8 @@ Gemini bodies have no free metadata, a `labels: {"sim_fault": SCRIPT}` field. Er
 Google's shape `{"error": {"code", "message", "status", "details"}}`; a 429 carries Retry-After
 and a RetryInfo detail, and `error_type=insufficient_quota` a daily QuotaFailure.
 In streams every chunk with output counts as a content chunk for stall_after/cut_after;
-`no_usage` leaves usageMetadata out of every chunk (and out of batchEmbedContents).
+`no_usage` leaves usageMetadata out of a generateContent reply, every chunk of a stream and
+batchEmbedContents.
 
 Embeddings are unit vectors of `outputDimensionality` (default 8) numbers from a BLAKE2b hash
 of the model and text; usage is count_text of the texts. Requests are validated and counted in
@@ -96,7 +97,10 @@ async def generate_content(
     request: web.Request, model: str, body: dict[str, Any], script: FaultScript
 ) -> web.StreamResponse:
     req, candidates, usage = _generated(model, body, script)
-    return await _reply(request, response_payload(req, candidates, usage, response_id()), script)
+    payload = response_payload(req, candidates, usage, response_id())
+    if script.no_usage:
+        del payload["usageMetadata"]
+    return await _reply(request, payload, script)
 
 
 async def stream_generate_content(

@@ -18,7 +18,8 @@ Replies are deterministic (see `faregate.sim.text`) and usage is exact:
 a reply cut by the cap ends with finish_reason "length". Stop sequences cut
 the text first. Tool-call replies are never capped. The `tokens=N` directive
 fixes the text of plain and json_object replies (before stop and cap); it does
-not apply to json_schema replies or tool calls.
+not apply to json_schema replies or tool calls. `no_usage` leaves `usage` out of a
+reply, and the usage chunk out of a stream.
 
 Streams send one content delta per token. For stall_after/cut_after, every
 chunk after a choice's first one counts as a content chunk except the finish,
@@ -69,5 +70,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return await play_stream(
             request, script, headers, stream_chunks(parsed, choices, usage, script)
         )
-    payload = orjson.dumps(completion_payload(parsed, choices, usage))
+    body = completion_payload(parsed, choices, usage)
+    if script.no_usage:
+        del body["usage"]
+    payload = orjson.dumps(body)
     return await send_json(request, script, payload, request_headers())

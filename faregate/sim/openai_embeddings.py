@@ -2,7 +2,7 @@
 
 Vectors are deterministic (seeded by a hash of the input and the model) and unit-length;
 usage is exact: prompt_tokens = the sum of `faregate.tokens.count_text` over the string
-inputs, or the number of token ids for token-array inputs.
+inputs, or the number of token ids for token-array inputs. `no_usage` leaves it out.
 """
 
 from __future__ import annotations
@@ -91,12 +91,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         )
         data.append({"object": "embedding", "index": index, "embedding": encoded})
     used = _count(body.get("input"))
-    return json_response(
-        {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": used, "total_tokens": used},
-        },
-        headers=request_headers(),
-    )
+    reply: dict[str, Any] = {"object": "list", "data": data, "model": model}
+    if not admitted.script.no_usage:
+        reply["usage"] = {"prompt_tokens": used, "total_tokens": used}
+    return json_response(reply, headers=request_headers())

@@ -1,7 +1,9 @@
-"""The zero-config first run: SQLite, the in-process simulator, a printed key that works."""
+"""The zero-config first run: SQLite, the in-process simulator, a printed key that works, and
+the README's tour (the CLI from the server's folder, every client protocol, embeddings)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +13,59 @@ from pathlib import Path
 
 import httpx
 from harness import free_port, spawn, stop, wait_http
+
+
+def _cli(cwd: Path, env: dict[str, str], *args: str) -> object:
+    r = subprocess.run(
+        [sys.executable, "-m", "faregate.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"database: sqlite:///{cwd.resolve() / '.faregate' / 'faregate.db'}" in r.stderr
+    return json.loads(r.stdout)
+
+
+def _readme_tour(base: str, cwd: Path, env: dict[str, str]) -> None:
+    """The README's quick tour, against the zero-config server, from its folder."""
+    account = _cli(cwd, env, "accounts", "create", "acme", "--credits", "5000000")
+    assert isinstance(account, dict)
+    created = _cli(cwd, env, "keys", "create", account["id"])
+    assert isinstance(created, dict)
+    auth = {"authorization": f"Bearer {created['key']}"}
+    balance = httpx.get(f"{base}/v1/client/balance", headers=auth, timeout=10)
+    assert balance.status_code == 200, balance.text
+    embedded = httpx.post(
+        f"{base}/v1/embeddings",
+        headers=auth,
+        json={"model": "text-embedding-3-small", "input": "Hello"},
+        timeout=10,
+    )
+    assert embedded.status_code == 200, embedded.text
+    assert embedded.json()["data"][0]["embedding"]
+    message = httpx.post(
+        f"{base}/v1/messages",
+        headers={"x-api-key": created["key"], "anthropic-version": "2023-06-01"},
+        json={
+            "model": "gpt-4o-mini",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Hello"}],
+        },
+        timeout=10,
+    )
+    assert message.status_code == 200, message.text
+    assert message.json()["content"][0]["text"]
+    reply = httpx.post(
+        f"{base}/v1beta/models/gemini-2.5-flash:generateContent",
+        headers={"x-goog-api-key": created["key"]},
+        json={"contents": [{"parts": [{"text": "Hello"}]}]},
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["candidates"][0]["content"]["parts"][0]["text"]
 
 
 def test_first_run_prints_a_key_that_works(tmp_path: Path) -> None:
@@ -49,6 +104,7 @@ def test_first_run_prints_a_key_that_works(tmp_path: Path) -> None:
         ).json()["data"]
         assert [a["name"] for a in accounts] == ["demo"]
         assert (tmp_path / ".faregate" / "faregate.db").exists()
+        _readme_tour(f"http://127.0.0.1:{port}", tmp_path, env)
     finally:
         stop(proc)
     # A second start keeps the same database and creates no new keys.
@@ -65,3 +121,35 @@ def test_first_run_prints_a_key_that_works(tmp_path: Path) -> None:
         assert "admin key" not in second and "demo account" not in second
     finally:
         stop(proc, subprocess.signal.SIGINT)
+
+
+def test_two_processes_starting_at_once_on_a_fresh_folder_both_come_up(tmp_path: Path) -> None:
+    """They take turns on the migrations; one alone creates the admin key and the demo key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAREGATE_")}
+    env.pop("OPENAI_API_KEY", None)
+    ports = [free_port(), free_port()]
+    procs = [
+        spawn(
+            [sys.executable, "-m", "faregate.cli", "serve", "--port", str(port)],
+            tmp_path / f"serve-{port}.log",
+            env=env,
+            cwd=tmp_path,
+        )
+        for port in ports
+    ]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=60)
+        deadline = time.monotonic() + 10
+        logs = [""]
+        while time.monotonic() < deadline:
+            logs = [(tmp_path / f"serve-{port}.log").read_text() for port in ports]
+            if all("new keys:" in log for log in logs):
+                break
+            time.sleep(0.05)
+        assert all("new keys:" in log for log in logs), logs
+        assert sum("admin key (shown once" in log for log in logs) == 1
+        assert sum("this API key was created" in log for log in logs) == 1
+    finally:
+        for proc in procs:
+            stop(proc)

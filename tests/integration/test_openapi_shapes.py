@@ -1,9 +1,11 @@
 """OpenAI-compatible responses, whatever protocol served them, validate against the official
-OpenAI OpenAPI schemas (../shared/specs/openai-openapi.yaml)."""
+OpenAI OpenAPI schemas (../shared/specs/openai-openapi.yaml, or FAREGATE_TEST_OPENAI_SPEC);
+a clone without the spec beside it skips them, saying so."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,14 @@ import pytest
 import yaml
 from harness import ROOT, Gateway, Sim, protocol_models, start_gateway, stop
 
-SPEC = ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+SPEC = Path(
+    os.environ.get("FAREGATE_TEST_OPENAI_SPEC")
+    or ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+)
+pytestmark = pytest.mark.skipif(
+    not SPEC.is_file(),
+    reason=f"the OpenAI spec is not at {SPEC}: set FAREGATE_TEST_OPENAI_SPEC to check the shapes",
+)
 MODELS = ("m-openai", "m-anthropic", "m-gemini")
 
 
@@ -135,6 +144,5 @@ def test_models(gw: Gateway, key: str, components: dict[str, Any]) -> None:
     _validate(components, "Model", one)
 
 
-def test_spec_is_beside_the_project() -> None:
-    assert SPEC.exists(), f"{SPEC} is missing"
-    assert Path(SPEC).stat().st_size > 1_000_000
+def test_spec_is_the_whole_one() -> None:
+    assert SPEC.stat().st_size > 1_000_000

@@ -224,6 +224,34 @@ def test_stream_without_usage_is_estimated_never_zero(fast_gw: Gateway) -> None:
     assert "without usage" in settle[0]["note"]
 
 
+@pytest.mark.parametrize("model", ["sim-faulty", "claude-sim", "gemini-sim"])
+def test_a_reply_without_usage_is_estimated_never_zero(fast_gw: Gateway, model: str) -> None:
+    """Each upstream protocol's reply without usage (the fault travels in `user`)."""
+    account, key = fast_gw.account(1_000_000)
+    r = _chat(fast_gw, key, model=model, user="sim:no_usage")
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage["estimated"] is True and usage["completion_tokens"] > 0
+    settle = [row for row in fast_gw.ledger(account) if row["kind"] == "settle"]
+    assert len(settle) == 1 and settle[0]["cost"] == usage["cost"] > 0
+    assert settle[0]["estimated"] in (True, 1)
+    ledger_consistent(fast_gw, account)
+
+
+def test_embeddings_without_usage_are_estimated(fast_gw: Gateway) -> None:
+    account, key = fast_gw.account(1_000_000)
+    r = httpx.post(
+        fast_gw.url + "/v1/embeddings",
+        json={"model": "embed-sim", "input": "hello there", "user": "sim:no_usage"},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=15,
+    )
+    assert r.status_code == 200, r.text
+    settle = [row for row in fast_gw.ledger(account) if row["kind"] == "settle"]
+    assert len(settle) == 1 and settle[0]["cost"] > 0
+    assert settle[0]["estimated"] in (True, 1)
+
+
 def test_client_header_is_not_forwarded_upstream(fast_gw: Gateway, tmp_path: Path) -> None:
     _, key = fast_gw.account(1_000_000)
     r = httpx.post(

@@ -160,3 +160,23 @@ def test_a_client_cannot_read_another_keys_usage(gateway: Gateway) -> None:
         headers={"authorization": f"Bearer {ADMIN_KEY}"},
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "range_too_long"
+
+
+def test_a_refused_request_records_the_model_asked_for(gateway: Gateway) -> None:
+    gw = gateway
+    account, key = gw.account(1)  # cannot cover any worst case: 402
+    refused = chat(gw, key)
+    assert refused.status_code == 402, refused.text
+    embedding = httpx.post(
+        f"{gw.url}/v1/embeddings",
+        headers={"authorization": f"Bearer {key}"},
+        json={"model": "embed-sim", "input": "x" * 4000},
+        timeout=20,
+    )
+    assert embedding.status_code == 402, embedding.text
+    wait_for_rows(gw, account, 2)
+    rows = gw.admin("GET", f"/usage/requests?account_id={account}")["data"]
+    assert sorted((r["status"], r["model"]) for r in rows) == [
+        (402, "embed-sim"),
+        (402, MODEL),
+    ]

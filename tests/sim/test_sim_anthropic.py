@@ -312,6 +312,15 @@ async def test_stream_matches_the_whole_reply(claude: anthropic.AsyncAnthropic) 
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
 
 
+async def test_no_usage_without_a_stream(sim_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.post(
+        sim_url + "/v1/messages", json=BODY, headers={**HEADERS, "x-sim-fault": "no_usage"}
+    ) as resp:
+        message = await resp.json()
+    assert resp.status == 200 and message["content"][0]["text"]
+    assert "usage" not in message
+
+
 async def test_stream_faults(sim_url: str, http: aiohttp.ClientSession) -> None:
     body = {**BODY, "stream": True}
     async with http.post(

@@ -299,6 +299,18 @@ async def test_no_usage(sim_url: str, http: aiohttp.ClientSession) -> None:
     assert all(e["usage"] is None for e in events[:-1])
 
 
+async def test_no_usage_without_a_stream(sim_url: str, http: aiohttp.ClientSession) -> None:
+    status, _, body = await post(http, sim_url, BODY, fault("no_usage"))
+    assert status == 200 and body["choices"][0]["message"]["content"]
+    assert "usage" not in body
+    embed = {"model": "sim-embed", "input": ["a", "b"]}
+    async with http.post(f"{sim_url}/v1/embeddings", json=embed, headers=fault("no_usage")) as r:
+        vectors = await r.json()
+    assert r.status == 200 and len(vectors["data"]) == 2 and "usage" not in vectors
+    status, _, body = await post(http, sim_url, BODY, AUTH)
+    assert body["usage"]["completion_tokens"] > 0  # without the fault: usage as always
+
+
 async def test_exact_tokens(client: openai.AsyncOpenAI) -> None:
     for tokens in (1, 7, 250):
         completion = await client.chat.completions.create(

@@ -496,6 +496,15 @@ async def test_shaping_directives(sim_url: str, http: aiohttp.ClientSession) -> 
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + 12
 
 
+async def test_no_usage_without_a_stream(sim_url: str, http: aiohttp.ClientSession) -> None:
+    target = f"{sim_url}/v1beta/models/{MODEL}:generateContent"
+    headers = {**KEY, "x-sim-fault": "no_usage"}
+    async with http.post(target, json=HELLO, headers=headers) as resp:
+        reply = await resp.json()
+    assert resp.status == 200 and reply["candidates"][0]["content"]["parts"]
+    assert "usageMetadata" not in reply
+
+
 async def test_stream_no_usage(sim_url: str, http: aiohttp.ClientSession) -> None:
     target = f"{sim_url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
     headers = {**KEY, "x-sim-fault": "no_usage"}
