@@ -26,6 +26,7 @@ from faregate.api.embeddings import embeddings_handler
 from faregate.api.envelopes import render_error
 from faregate.api.front import FrontDoor
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
+from faregate.auth.geo import CountryLookup
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
 from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
@@ -171,6 +172,7 @@ class App:
             cache=make_cache(self.config.cache.redis_url, self.config.cache.max_entries),
             limiter=self._limiter(),
             usage=UsageWriter(store),
+            countries=CountryLookup(geo) if (geo := self.config.geo.database) else None,
         )
         await svc.usage.start()
         self._mount(svc, self._db)

@@ -249,6 +249,20 @@ class Images(_Strict):
     allow_private_addresses: bool = False  # only for tests on loopback; never in production
 
 
+class Geo(_Strict):
+    """Where the caller's country comes from, for keys and accounts limited to countries."""
+
+    database: str | None = None  # a MaxMind DB country file (GeoLite2-Country, DB-IP lite)
+    country_header: str | None = None  # e.g. "cf-ipcountry", believed from trusted proxies only
+
+    @field_validator("database")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"no country database file at {path!r}")
+        return path
+
+
 class Simulator(_Strict):
     """The built-in provider simulator, started in process by `faregate serve`."""
 
@@ -263,6 +277,7 @@ class Config(_Strict):
     auth: Auth = Field(default_factory=Auth)
     compat: Compat = Field(default_factory=Compat)
     images: Images = Field(default_factory=Images)
+    geo: Geo = Field(default_factory=Geo)
     routing: Routing = Field(default_factory=Routing)
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)

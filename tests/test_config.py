@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from faregate.config import ConfigError, default_config, load_config
+from faregate.config import ConfigError, default_config, load_config, parse_config
 
 GOOD = """
 [providers.up]
@@ -73,3 +73,8 @@ def test_secrets_are_not_required_in_the_file(monkeypatch: pytest.MonkeyPatch) -
     assert cfg.models["gpt-4o"].provider == "openai"
     assert cfg.providers["openai"].resolve_key() == "sk-real"
     assert cfg.providers["openai"].url == "https://api.openai.com/v1"
+
+
+def test_a_missing_country_database_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"geo\.database"):
+        parse_config({"geo": {"database": str(tmp_path / "none.mmdb")}}, "test.toml")

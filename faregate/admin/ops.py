@@ -38,9 +38,14 @@ def _account_row(conn: Connection, account_id: str) -> dict[str, Any]:
     row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
     if row is None:
         raise AdminError(f"no account {account_id!r}", 404)
+    return _account_view(row)
+
+
+def _account_view(row: Any) -> dict[str, Any]:
     data = _plain(row)
-    if data.get("limits"):
-        data["limits"] = orjson.loads(data["limits"])
+    for name in ("limits", "restrictions"):
+        if data.get(name):
+            data[name] = orjson.loads(data[name])
     return data
 
 
@@ -62,7 +67,7 @@ def get_account(conn: Connection, account_id: str) -> dict[str, Any]:
 
 def list_accounts(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(accounts).order_by(accounts.c.created_at)).mappings()
-    return [_plain(r) for r in rows]
+    return [_account_view(r) for r in rows]
 
 
 def grant(conn: Connection, account_id: str, amount: int, note: str | None = None) -> int:
@@ -202,12 +207,23 @@ def _check_limits(limits: Any) -> Any:
         raise AdminError(f"limits: {exc}") from None
 
 
+def _checked_restrictions(doc: Any) -> str | None:
+    """A restrictions document as stored, or AdminError naming what is wrong."""
+    try:
+        restrictions.validate(doc or {})
+    except restrictions.RestrictionError as exc:
+        raise AdminError(f"restrictions: {exc}") from None
+    return _json_or_none(doc or None)
+
+
 def update_account(conn: Connection, account_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Change an account's plan, limit overrides or spend limit (None clears a field)."""
     _account_row(conn, account_id)
     _check_spend(fields)
     limits = _check_limits(fields.get("limits"))
     values = {k: v for k, v in fields.items() if k in ("plan", "spend_limit", "spend_period")}
+    if "restrictions" in fields:
+        values["restrictions"] = _checked_restrictions(fields["restrictions"])
     if "limits" in fields:
         values["limits"] = _json_or_none(limits)
     if values:
@@ -229,11 +245,7 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
         if k in ("name", "spend_limit", "spend_period", "expires_at")
     }
     if "restrictions" in fields:
-        try:
-            restrictions.validate(fields["restrictions"] or {})
-        except restrictions.RestrictionError as exc:
-            raise AdminError(f"restrictions: {exc}") from None
-        values["restrictions"] = _json_or_none(fields["restrictions"] or None)
+        values["restrictions"] = _checked_restrictions(fields["restrictions"])
     if "limits" in fields:
         values["limits"] = _json_or_none(limits)
     if "models" in fields:

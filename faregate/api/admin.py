@@ -40,7 +40,7 @@ class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: int | None = None  # epoch milliseconds
 
 
-_ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period"})
+_ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period", "restrictions"})
 _KEY_FIELDS = frozenset(
     {"name", "models", "limits", "restrictions", "spend_limit", "spend_period", "expires_at"}
 )

@@ -32,6 +32,7 @@ accounts = Table(
     Column("limits", Text, nullable=True),  # JSON: overrides of the plan's limits
     Column("spend_limit", BigInteger, nullable=True),
     Column("spend_period", String(10), nullable=True),  # daily | weekly | monthly
+    Column("restrictions", Text, nullable=True),  # JSON: as a key's, for all its keys
 )
 
 api_keys = Table(
