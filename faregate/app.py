@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, text
 
 from faregate.admin import catalog_ops, ops
-from faregate.api import admin_catalog, admin_governance, anthropic, gemini
+from faregate.api import admin_catalog, admin_governance, admin_guards, anthropic, gemini
 from faregate.api import usage as usage_api
 from faregate.api.admin import AdminAPI
 from faregate.api.catalog import balance_handler, model_handler, models_handler
@@ -201,15 +201,15 @@ class App:
     def reload(self) -> str:
         """Read the config file again and swap in its catalog: providers and models (their
         deployments, prices, fallbacks and caches), with the stored price and plan overrides on
-        top. A file that does not validate is refused and the old catalog serves on. Every
-        other section takes a restart."""
+        top, and the guards. A file that does not validate is refused and the old catalog
+        serves on. Every other section takes a restart."""
         if self.services is None:
             raise ConfigError("the gateway has not started")
         if self.config_path is None:
             raise ConfigError("the gateway runs without a config file: there is nothing to reload")
         fresh = load_config(self.config_path)
         self.file_config = self.file_config.model_copy(
-            update={"providers": fresh.providers, "models": fresh.models}
+            update={"providers": fresh.providers, "models": fresh.models, "guards": fresh.guards}
         )
         models = self._install(catalog_ops.apply(self.file_config, self.overrides))
         log.warning("reloaded %s: %d models", self.config_path, models)
@@ -332,6 +332,7 @@ class App:
         admin_api = AdminAPI(svc, db, self.env.admin_key, self.reload)
         admin_api.mount(self.router)
         admin_governance.mount(admin_api, self.router)
+        admin_guards.mount(admin_api, self.router)
         admin_catalog.mount(admin_api, self.router, self)
         usage_api.mount_client(self.router, svc, db)
 

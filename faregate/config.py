@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from faregate.billing.types import Price
+from faregate.guards.config import Guards
 from faregate.limits.config import Limits, Plan, check_plans
 from faregate.usage.config import UsageConfig
 
@@ -153,6 +154,7 @@ class Model(_Strict):
     max_output_tokens: int = Field(default=4096, ge=1)
     owned_by: str | None = None
     created: int = 1_700_000_000
+    prompt_injection: bool = False  # screen this model's requests with the injection guard
 
     @model_validator(mode="after")
     def _one_way_to_deploy(self) -> Model:
@@ -278,6 +280,7 @@ class Config(_Strict):
     compat: Compat = Field(default_factory=Compat)
     images: Images = Field(default_factory=Images)
     geo: Geo = Field(default_factory=Geo)
+    guards: Guards = Field(default_factory=Guards)
     routing: Routing = Field(default_factory=Routing)
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)
@@ -321,6 +324,12 @@ class Config(_Strict):
                         f"models.{name}.fallbacks: {fallback!r} serves {target.kind} requests,"
                         f" {name!r} serves {model.kind} requests"
                     )
+        classifier = self.guards.prompt_injection.classifier
+        if classifier is not None and classifier.provider not in self.providers:
+            raise ValueError(
+                f"guards.prompt_injection.classifier.provider: unknown provider"
+                f" {classifier.provider!r} (declared providers: {known})"
+            )
         check_plans(self.limits, self.plans)
         return self
 

@@ -29,6 +29,7 @@ class Trace:
     estimated: bool = False
     status: int = 0
     latency_ms: int = 0
+    guard: str | None = None  # JSON: the guard and detector that refused the request
 
     def finish(self, status: int) -> None:
         self.status = status

@@ -17,6 +17,7 @@ from faregate.auth.keys import ADMIN_PREFIX, KeyHasher, display_prefix, generate
 from faregate.billing.spend import PERIODS
 from faregate.billing.store import new_id, now_ms
 from faregate.db.schema import accounts, admin_keys, api_keys, holds, ledger
+from faregate.guards.config import check_key_guards
 from faregate.limits.config import LimitsConfigError, check_overrides
 
 
@@ -100,7 +101,7 @@ def grant(conn: Connection, account_id: str, amount: int, note: str | None = Non
 def _key_view(row: Any) -> dict[str, Any]:
     data = _plain(row)
     data.pop("key_hash", None)
-    for name in ("allowed_models", "limits", "restrictions"):
+    for name in ("allowed_models", "limits", "restrictions", "guards"):
         value = data.get(name)
         data[name] = orjson.loads(value) if value else None
     return data
@@ -246,6 +247,11 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
     }
     if "restrictions" in fields:
         values["restrictions"] = _checked_restrictions(fields["restrictions"])
+    if "guards" in fields:
+        try:
+            values["guards"] = _json_or_none(check_key_guards(fields["guards"]))
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
     if "limits" in fields:
         values["limits"] = _json_or_none(limits)
     if "models" in fields:

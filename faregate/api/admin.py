@@ -42,7 +42,16 @@ class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
 
 _ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period", "restrictions"})
 _KEY_FIELDS = frozenset(
-    {"name", "models", "limits", "restrictions", "spend_limit", "spend_period", "expires_at"}
+    {
+        "name",
+        "models",
+        "limits",
+        "restrictions",
+        "guards",
+        "spend_limit",
+        "spend_period",
+        "expires_at",
+    }
 )
 
 

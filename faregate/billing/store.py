@@ -52,12 +52,13 @@ USAGE_COLUMNS = (
     "status",
     "cached",
     "estimated",
+    "guard",
 )
 
 KEY_COLUMNS = (
     "k.id, k.account_id, k.allowed_models, k.expires_at, k.revoked_at, a.plan, a.limits,"
     " k.limits, k.restrictions, k.spend_limit, k.spend_period, a.spend_limit, a.spend_period,"
-    " a.restrictions"
+    " a.restrictions, k.guards"
 )
 """The columns `key_record` reads, from `api_keys k JOIN accounts a`."""
 
@@ -80,6 +81,7 @@ def key_record(row: Any) -> KeyRecord:
         key_spend=(int(row[9]), str(row[10])) if row[9] is not None else None,
         account_spend=(int(row[11]), str(row[12])) if row[11] is not None else None,
         account_restrictions=parsed(row[13]),
+        guards=parsed(row[14]),
     )
 
 

@@ -27,6 +27,7 @@ class KeyRecord:
     key_spend: tuple[int, str] | None = None  # (limit, period)
     account_spend: tuple[int, str] | None = None
     account_restrictions: dict[str, Any] | None = None  # the same document, for every key
+    guards: dict[str, Any] | None = None  # per-guard settings, e.g. {"prompt_injection": {...}}
 
 
 class Price(BaseModel):

@@ -49,6 +49,7 @@ api_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("limits", Text, nullable=True),  # JSON: overrides of the plan's limits
     Column("restrictions", Text, nullable=True),  # JSON: ips, origins, time windows
+    Column("guards", Text, nullable=True),  # JSON: per-guard settings of the key
     Column("spend_limit", BigInteger, nullable=True),
     Column("spend_period", String(10), nullable=True),
     Column("user_id", String(40), nullable=True),
@@ -218,6 +219,7 @@ usage_log = Table(
     Column("status", Integer, nullable=False),
     Column("cached", Boolean, nullable=False, server_default=text("false")),
     Column("estimated", Boolean, nullable=False, server_default=text("false")),
+    Column("guard", Text, nullable=True),  # JSON: the guard and detector that refused it
     Index("ix_usage_at", "at"),
     Index("ix_usage_account_at", "account_id", "at"),
     Index("ix_usage_key_at", "key_id", "at"),
@@ -238,6 +240,16 @@ usage_daily = Table(
     Column("cost", BigInteger, nullable=False),
     Index("ix_usage_daily_account", "account_id", "day"),
     Index("ix_usage_daily_key", "key_id", "day"),
+)
+
+guard_reviews = Table(
+    "guard_reviews",
+    metadata,
+    Column("request_id", String(40), primary_key=True),  # a refused request's usage-log row
+    Column("verdict", String(16), nullable=False),  # false_positive | confirmed
+    Column("note", Text, nullable=True),
+    Column("actor", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 price_overrides = Table(

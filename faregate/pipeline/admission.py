@@ -8,6 +8,7 @@ from faregate.billing.charge import Charge
 from faregate.billing.pricing import worst_case
 from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, InsufficientBalance, PermissionDenied
+from faregate.pipeline import guard
 from faregate.pipeline.services import Services
 from faregate.providers.base import ChatCall
 from faregate.routing.catalog import ModelEntry
@@ -69,6 +70,7 @@ async def admit(svc: Services, key: KeyRecord, call: ChatCall) -> tuple[ModelEnt
             code="max_tokens_too_large",
             param="max_tokens",
         )
+    await guard.screen(svc, key, call)  # before the hold: a refusal costs nothing
     amount = hold_amount(svc.catalog.chain(entry), call)
     charge = await take_hold(svc, key, call.model, amount, call.request_id)
     return entry, charge

@@ -34,6 +34,7 @@ def row_of(t: Trace) -> tuple[Any, ...]:
         t.status,
         t.cached,
         t.estimated,
+        t.guard,
     )
 
 
