@@ -21,6 +21,7 @@ from faregate.admin import catalog_ops, ops
 from faregate.api import routes
 from faregate.api.envelopes import render_error
 from faregate.api.front import FrontDoor
+from faregate.auth.geo import CountryLookup
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
 from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
@@ -181,6 +182,7 @@ class App:
             cache=make_cache(self.config.cache.redis_url, self.config.cache.max_entries),
             limiter=self._limiter(),
             usage=UsageWriter(store),
+            countries=CountryLookup(geo) if (geo := self.config.geo.database) else None,
         )
         await svc.usage.start()
         self._mount(svc, self._db)
@@ -209,15 +211,15 @@ class App:
     def reload(self) -> str:
         """Read the config file again and swap in its catalog: providers and models (their
         deployments, prices, fallbacks and caches), with the stored price and plan overrides on
-        top. A file that does not validate is refused and the old catalog serves on. Every
-        other section takes a restart."""
+        top, and the guards. A file that does not validate is refused and the old catalog
+        serves on. Every other section takes a restart."""
         if self.services is None:
             raise ConfigError("the gateway has not started")
         if self.config_path is None:
             raise ConfigError("the gateway runs without a config file: there is nothing to reload")
         fresh = load_config(self.config_path)
         self.file_config = self.file_config.model_copy(
-            update={"providers": fresh.providers, "models": fresh.models}
+            update={"providers": fresh.providers, "models": fresh.models, "guards": fresh.guards}
         )
         models = self._install(catalog_ops.apply(self.file_config, self.overrides))
         log.warning("reloaded %s: %d models", self.config_path, models)

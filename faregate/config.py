@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from faregate.billing.types import Price
+from faregate.guards.config import Guards
 from faregate.kinds import Kind, parse_kind
 from faregate.limits.config import Limits, Plan, check_plans
 from faregate.observe.config import Telemetry
@@ -189,6 +190,7 @@ class Model(_Strict):
     max_output_tokens: int = Field(default=4096, ge=1)
     owned_by: str | None = None
     created: int = 1_700_000_000
+    prompt_injection: bool = False  # screen this model's requests with the injection guard
 
     @model_validator(mode="after")
     def _one_way_to_deploy(self) -> Model:
@@ -295,6 +297,20 @@ class Log(_Strict):
     access: bool = True  # one JSON line per request
 
 
+class Geo(_Strict):
+    """Where the caller's country comes from, for keys and accounts limited to countries."""
+
+    database: str | None = None  # a MaxMind DB country file (GeoLite2-Country, DB-IP lite)
+    country_header: str | None = None  # e.g. "cf-ipcountry", believed from trusted proxies only
+
+    @field_validator("database")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"no country database file at {path!r}")
+        return path
+
+
 class Simulator(_Strict):
     """The built-in provider simulator, started in process by `faregate serve`."""
 
@@ -309,6 +325,8 @@ class Config(_Strict):
     auth: Auth = Field(default_factory=Auth)
     compat: Compat = Field(default_factory=Compat)
     images: Images = Field(default_factory=Images)
+    geo: Geo = Field(default_factory=Geo)
+    guards: Guards = Field(default_factory=Guards)
     routing: Routing = Field(default_factory=Routing)
     cache: Cache = Field(default_factory=Cache)
     idempotency: Idempotency = Field(default_factory=Idempotency)
@@ -356,6 +374,12 @@ class Config(_Strict):
                         f"models.{name}.fallbacks: {fallback!r} serves {target.kind} requests,"
                         f" {name!r} serves {model.kind} requests"
                     )
+        classifier = self.guards.prompt_injection.classifier
+        if classifier is not None and classifier.provider not in self.providers:
+            raise ValueError(
+                f"guards.prompt_injection.classifier.provider: unknown provider"
+                f" {classifier.provider!r} (declared providers: {known})"
+            )
         check_plans(self.limits, self.plans)
         return self
 

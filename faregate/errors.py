@@ -69,6 +69,10 @@ class BadRequest(FaregateError):
     code = "bad_request"
 
 
+class PromptInjectionDetected(BadRequest):
+    code = "prompt_injection_detected"
+
+
 class Unauthorized(FaregateError):
     status = 401
     type = "authentication_error"

@@ -88,6 +88,24 @@ class Metrics:
         )
         self.set_aside_keys = SetAsideKeys()
         r.register(self.set_aside_keys)
+        self.guard_refusals = Counter(
+            "faregate_guard_refusals",
+            "Requests refused by a guard, by guard and detector.",
+            ["guard", "detector"],
+            registry=r,
+        )
+        self.guard_classifier = Counter(
+            "faregate_guard_classifier_calls",
+            "Calls to a guard's classifier model, by outcome.",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.guard_classifier_cost = Counter(
+            "faregate_guard_classifier_cost_micro_credits",
+            "What classifier calls cost at their configured price, by who pays.",
+            ["model", "billed_to"],
+            registry=r,
+        )
         self.limiter_degraded = Counter(
             "faregate_limiter_degraded",
             "Rate-limit checks that fell back to local limits.",

@@ -31,6 +31,7 @@ class Trace:
     attempts: int = 0  # upstream attempts made for this request
     status: int = 0
     latency_ms: int = 0
+    guard: str | None = None  # JSON: the guard and detector that refused the request
 
     def finish(self, status: int) -> None:
         self.status = status

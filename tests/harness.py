@@ -80,6 +80,17 @@ def start_sim(log: Path) -> Sim:
     return Sim(port, proc)
 
 
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML value (strings, numbers, booleans and lists of them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
 def config_toml(
     sim_url: str,
     *,
@@ -90,6 +101,8 @@ def config_toml(
     trusted_proxies: list[str] | None = None,
     routing: dict[str, Any] | None = None,
     extra_models: str = "",
+    server: dict[str, Any] | None = None,
+    sections: str = "",
 ) -> str:
     t = {"connect": 2, "first_byte": 10, "idle": 10, "total": 60, **(timeouts or {})}
     b = {"heartbeat_seconds": 0.5, "reaper_interval_seconds": 0.5, **(billing or {})}
@@ -97,6 +110,7 @@ def config_toml(
         "[server]",
         *([f"max_body_bytes = {max_body_bytes}"] if max_body_bytes else []),
         *([f"trusted_proxies = {trusted_proxies!r}"] if trusted_proxies else []),
+        *(f"{k} = {toml_value(v)}" for k, v in (server or {}).items()),
         "[database]",
         f'url = "{database_url}"',
         "[billing]",
@@ -152,7 +166,7 @@ def config_toml(
             f'provider = "{provider}"',
             f"price = {{ {price} }}",
         ]
-    return "\n".join(lines) + "\n" + extra_models
+    return "\n".join(lines) + "\n" + extra_models + sections
 
 
 @dataclass

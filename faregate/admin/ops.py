@@ -19,6 +19,7 @@ from faregate.billing import bounds
 from faregate.billing.spend import PERIODS
 from faregate.billing.store import new_id, now_ms
 from faregate.db.schema import accounts, admin_keys, api_keys, holds, ledger
+from faregate.guards.config import check_key_guards
 from faregate.limits.config import LimitsConfigError, check_overrides
 
 
@@ -51,9 +52,14 @@ def _account_row(conn: Connection, account_id: str) -> dict[str, Any]:
     row = conn.execute(select(accounts).where(accounts.c.id == account_id)).mappings().first()
     if row is None:
         raise AdminError(f"no account {account_id!r}", 404)
+    return _account_view(row)
+
+
+def _account_view(row: Any) -> dict[str, Any]:
     data = _plain(row)
-    if data.get("limits"):
-        data["limits"] = orjson.loads(data["limits"])
+    for name in ("limits", "restrictions"):
+        if data.get(name):
+            data[name] = orjson.loads(data[name])
     return data
 
 
@@ -75,7 +81,7 @@ def get_account(conn: Connection, account_id: str) -> dict[str, Any]:
 
 def list_accounts(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(accounts).order_by(accounts.c.created_at)).mappings()
-    return [_plain(r) for r in rows]
+    return [_account_view(r) for r in rows]
 
 
 def check_amount(value: Any, field: str, *, signed: bool = False) -> int:
@@ -144,7 +150,7 @@ def grant(conn: Connection, account_id: str, amount: int, note: str | None = Non
 def _key_view(row: Any) -> dict[str, Any]:
     data = _plain(row)
     data.pop("key_hash", None)
-    for name in ("allowed_models", "limits", "restrictions"):
+    for name in ("allowed_models", "limits", "restrictions", "guards"):
         value = data.get(name)
         data[name] = orjson.loads(value) if value else None
     return data
@@ -254,12 +260,23 @@ def _check_limits(limits: Any) -> Any:
         raise AdminError(f"limits: {exc}") from None
 
 
+def _checked_restrictions(doc: Any) -> str | None:
+    """A restrictions document as stored, or AdminError naming what is wrong."""
+    try:
+        restrictions.validate(doc or {})
+    except restrictions.RestrictionError as exc:
+        raise AdminError(f"restrictions: {exc}") from None
+    return _json_or_none(doc or None)
+
+
 def update_account(conn: Connection, account_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Change an account's plan, limit overrides or spend limit (None clears a field)."""
     _account_row(conn, account_id)
     _check_spend(fields)
     limits = _check_limits(fields.get("limits"))
     values = {k: v for k, v in fields.items() if k in ("plan", "spend_limit", "spend_period")}
+    if "restrictions" in fields:
+        values["restrictions"] = _checked_restrictions(fields["restrictions"])
     if "limits" in fields:
         values["limits"] = _json_or_none(limits)
     if values:
@@ -286,11 +303,12 @@ def update_key(conn: Connection, key_id: str, fields: dict[str, Any]) -> tuple[d
         if k in ("name", "spend_limit", "spend_period", "expires_at")
     }
     if "restrictions" in fields:
+        values["restrictions"] = _checked_restrictions(fields["restrictions"])
+    if "guards" in fields:
         try:
-            restrictions.validate(fields["restrictions"] or {})
-        except restrictions.RestrictionError as exc:
-            raise AdminError(f"restrictions: {exc}") from None
-        values["restrictions"] = _json_or_none(fields["restrictions"] or None)
+            values["guards"] = _json_or_none(check_key_guards(fields["guards"]))
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
     if "limits" in fields:
         values["limits"] = _json_or_none(limits)
     if "models" in fields:

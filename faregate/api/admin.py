@@ -49,9 +49,18 @@ class _NewKey(msgspec.Struct, forbid_unknown_fields=True):
     expires_at: EpochMs | None = None
 
 
-_ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period"})
+_ACCOUNT_FIELDS = frozenset({"plan", "limits", "spend_limit", "spend_period", "restrictions"})
 _KEY_FIELDS = frozenset(
-    {"name", "models", "limits", "restrictions", "spend_limit", "spend_period", "expires_at"}
+    {
+        "name",
+        "models",
+        "limits",
+        "restrictions",
+        "guards",
+        "spend_limit",
+        "spend_period",
+        "expires_at",
+    }
 )
 
 

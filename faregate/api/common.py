@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from faregate.auth import restrictions
+from faregate.auth import geo, restrictions
 from faregate.billing.pricing import to_usd
 from faregate.billing.types import KeyRecord
 from faregate.errors import ValidationFailed
@@ -44,18 +44,37 @@ async def authenticate(svc: Services, req: Request) -> KeyRecord:
     once per request, then kept on the request."""
     if req.key is None:
         key = await svc.keys.authenticate(api_key_of(req))
-        if key.restrictions:
-            headers = req.headers
-            trusted = restrictions.networks(tuple(svc.config.server.trusted_proxies))
-            restrictions.check(
-                key.restrictions,
-                address=restrictions.client_address(
-                    req.client_host, headers.get("x-forwarded-for"), trusted
-                ),
-                origin=headers.get("origin"),
-            )
+        if key.restrictions or key.account_restrictions:
+            _check_restrictions(svc, req, key)
         req.key = key
     return req.key
+
+
+def _check_restrictions(svc: Services, req: Request, key: KeyRecord) -> None:
+    """The account's and then the key's restrictions; the country is looked up only when one
+    of them limits countries."""
+    headers = req.headers
+    trusted = restrictions.networks(tuple(svc.config.server.trusted_proxies))
+    address = restrictions.client_address(req.client_host, headers.get("x-forwarded-for"), trusted)
+    country: list[str | None] = []
+    for doc in (key.account_restrictions, key.restrictions):
+        if not doc:
+            continue
+        restrictions.check(doc, address=address, origin=headers.get("origin"))
+        countries = doc.get("countries")
+        if countries:
+            if not country:
+                header = svc.config.geo.country_header
+                country.append(
+                    geo.caller_country(
+                        peer=req.client_host,
+                        address=address,
+                        header_value=headers.get(header.lower()) if header else None,
+                        trusted=trusted,
+                        lookup=svc.countries,
+                    )
+                )
+            restrictions.check_country(countries, country[0])
 
 
 async def json_body(svc: Services, req: Request) -> dict[str, Any]:

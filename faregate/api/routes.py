@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from faregate.api import admin_catalog, admin_governance
+from faregate.api import admin_catalog, admin_governance, admin_guards
 from faregate.api.admin import AdminAPI
 from faregate.api.anthropic import count_tokens_handler, messages_handler
 from faregate.api.catalog import balance_handler, model_handler, models_handler
@@ -252,6 +252,7 @@ def table(deps: Deps) -> list[Route]:
         *(route.bind(deps) for route in (*CLIENT, *INTERNAL)),
         *admin.routes(),
         *admin_governance.routes(admin),
+        *admin_guards.routes(admin),
         *admin_catalog.routes(admin, deps.gateway),
     ]
 

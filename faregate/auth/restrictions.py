@@ -5,11 +5,16 @@ A key's `restrictions` (set through the admin API) look like:
     {"ips": ["203.0.113.0/24", "2001:db8::/32"],
      "origins": ["https://app.example.com", "https://*.example.com"],
      "hours": {"days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:00", "to": "18:00",
-               "tz": "Europe/Berlin"}}
+               "tz": "Europe/Berlin"},
+     "countries": {"allow": ["DE", "AT"], "block": ["RU"], "unknown": "allow"}}
 
 The caller's address is the peer's, unless the peer is a trusted proxy: then the nearest
 address in `X-Forwarded-For` that is not a trusted proxy. A key limited to origins refuses
-requests without an `Origin` header. Each refusal is a 403 naming the restriction.
+requests without an `Origin` header. Countries are ISO 3166-1 alpha-2 codes: the caller's
+country (`auth/geo.py`) must be in `allow` when it is given and never in `block`; a caller
+whose country is unknown is let through unless `unknown` is "refuse". The same document may
+be set on an account, and both the account's and the key's apply. Each refusal is a 403
+naming the restriction.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ class RestrictionError(ValueError):
     """A restrictions document that cannot be used (refused when an operator sets it)."""
 
 
-def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
@@ -46,10 +51,10 @@ def networks(ranges: tuple[str, ...]) -> tuple[Network, ...]:
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The caller's address: the peer, or behind trusted proxies the nearest untrusted hop."""
     address = peer or ""
-    ip = _parse_ip(address)
+    ip = parse_ip(address)
     if forwarded_for and ip is not None and any(ip in net for net in trusted):
         for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
-            hop_ip = _parse_ip(hop)
+            hop_ip = parse_ip(hop)
             if hop_ip is None:
                 break
             address = str(hop_ip)
@@ -81,7 +86,7 @@ def _minutes(value: str) -> int:
 
 def validate(restrictions: dict[str, Any]) -> dict[str, Any]:
     """Check a restrictions document; raise RestrictionError naming what is wrong."""
-    unknown = set(restrictions) - {"ips", "origins", "hours"}
+    unknown = set(restrictions) - {"ips", "origins", "hours", "countries"}
     if unknown:
         raise RestrictionError(f"unknown restriction(s): {', '.join(sorted(unknown))}")
     try:
@@ -104,7 +109,50 @@ def validate(restrictions: dict[str, Any]) -> dict[str, Any]:
             ZoneInfo(str(hours.get("tz", "UTC")))
         except (ZoneInfoNotFoundError, ValueError):
             raise RestrictionError(f"hours.tz: unknown time zone {hours.get('tz')!r}") from None
+    countries = restrictions.get("countries")
+    if countries is not None:
+        _validate_countries(countries)
     return restrictions
+
+
+def _validate_countries(countries: Any) -> None:
+    if not isinstance(countries, dict):
+        raise RestrictionError('countries: must be an object like {"allow": ["DE"]}')
+    extra = set(countries) - {"allow", "block", "unknown"}
+    if extra:
+        raise RestrictionError(f"countries: unknown field(s) {', '.join(sorted(extra))}")
+    for name in ("allow", "block"):
+        codes = countries.get(name)
+        if codes is None:
+            continue
+        if not isinstance(codes, list) or not all(
+            isinstance(c, str) and len(c) == 2 and c.isascii() and c.isalpha() and c.isupper()
+            for c in codes
+        ):
+            raise RestrictionError(
+                f"countries.{name}: a list of ISO 3166-1 alpha-2 codes in capitals, like"
+                ' ["DE", "FR"]'
+            )
+    if countries.get("unknown", "allow") not in ("allow", "refuse"):
+        raise RestrictionError('countries.unknown: "allow" or "refuse"')
+
+
+def check_country(countries: dict[str, Any], country: str | None) -> None:
+    """Raise 403 `country_not_allowed` when `country` may not use the key or account."""
+    allow = countries.get("allow")
+    block = countries.get("block") or ()
+    if country is None:
+        if countries.get("unknown", "allow") == "refuse":
+            raise PermissionDenied(
+                "This API key may not be used from an unknown country.",
+                code="country_not_allowed",
+            )
+        return
+    if country in block or (allow and country not in allow):
+        raise PermissionDenied(
+            f"This API key may not be used from the country {country}.",
+            code="country_not_allowed",
+        )
 
 
 def check(
@@ -117,7 +165,7 @@ def check(
     """Raise 403 naming the first restriction the request does not meet."""
     ips = restrictions.get("ips")
     if ips:
-        ip = _parse_ip(address)
+        ip = parse_ip(address)
         if ip is None or not any(ip in net for net in networks(tuple(ips))):
             raise PermissionDenied(
                 f"This API key may not be used from {address or 'an unknown address'}.",

@@ -54,11 +54,13 @@ USAGE_COLUMNS = (
     "cached",
     "estimated",
     "units",
+    "guard",
 )
 
 KEY_COLUMNS = (
     "k.id, k.account_id, k.allowed_models, k.expires_at, k.revoked_at, a.plan, a.limits,"
-    " k.limits, k.restrictions, k.spend_limit, k.spend_period, a.spend_limit, a.spend_period"
+    " k.limits, k.restrictions, k.spend_limit, k.spend_period, a.spend_limit, a.spend_period,"
+    " a.restrictions, k.guards"
 )
 """The columns `key_record` reads, from `api_keys k JOIN accounts a`."""
 
@@ -80,6 +82,8 @@ def key_record(row: Any) -> KeyRecord:
         restrictions=parsed(row[8]),
         key_spend=(int(row[9]), str(row[10])) if row[9] is not None else None,
         account_spend=(int(row[11]), str(row[12])) if row[11] is not None else None,
+        account_restrictions=parsed(row[13]),
+        guards=parsed(row[14]),
     )
 
 

@@ -25,9 +25,11 @@ class KeyRecord:
     plan: str | None = None  # the account's plan
     account_limits: dict[str, Any] | None = None  # overrides of the plan, per route class
     key_limits: dict[str, Any] | None = None  # overrides of the plan and the account's
-    restrictions: dict[str, Any] | None = None  # ips, origins, time windows
+    restrictions: dict[str, Any] | None = None  # ips, origins, time windows, countries
     key_spend: tuple[int, str] | None = None  # (limit, period)
     account_spend: tuple[int, str] | None = None
+    account_restrictions: dict[str, Any] | None = None  # the same document, for every key
+    guards: dict[str, Any] | None = None  # per-guard settings, e.g. {"prompt_injection": {...}}
 
 
 TOKEN_PRICES = ("input", "output", "cached_input", "reasoning")

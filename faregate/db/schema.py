@@ -65,6 +65,7 @@ accounts = Table(
     Column("spend_period", String(10), nullable=True),  # daily | weekly | monthly
     *amount_check("accounts", "balance"),
     *amount_check("accounts", "spend_limit", nullable=True),
+    Column("restrictions", Text, nullable=True),  # JSON: as a key's, for all its keys
 )
 
 api_keys = Table(
@@ -81,6 +82,7 @@ api_keys = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("limits", Text, nullable=True),  # JSON: overrides of the plan's limits
     Column("restrictions", Text, nullable=True),  # JSON: ips, origins, time windows
+    Column("guards", Text, nullable=True),  # JSON: per-guard settings of the key
     Column("spend_limit", BigInteger, nullable=True),
     Column("spend_period", String(10), nullable=True),
     Column("user_id", String(40), nullable=True),
@@ -260,6 +262,7 @@ usage_log = Table(
     Column("cached", Boolean, nullable=False, server_default=text("false")),
     Column("estimated", Boolean, nullable=False, server_default=text("false")),
     Column("units", Text, nullable=True),  # JSON {meter: count}: units billed beyond tokens
+    Column("guard", Text, nullable=True),  # JSON: the guard and detector that refused it
     Index("ix_usage_at", "at"),
     Index("ix_usage_account_at", "account_id", "at"),
     Index("ix_usage_key_at", "key_id", "at"),
@@ -280,6 +283,16 @@ usage_daily = Table(
     Column("cost", BigInteger, nullable=False),
     Index("ix_usage_daily_account", "account_id", "day"),
     Index("ix_usage_daily_key", "key_id", "day"),
+)
+
+guard_reviews = Table(
+    "guard_reviews",
+    metadata,
+    Column("request_id", String(40), primary_key=True),  # a refused request's usage-log row
+    Column("verdict", String(16), nullable=False),  # false_positive | confirmed
+    Column("note", Text, nullable=True),
+    Column("actor", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 price_overrides = Table(

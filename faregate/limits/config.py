@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from faregate.kinds import ROUTE_CLASSES
 
 LIMIT_NAMES = ("rpm", "rpd", "tpm", "concurrency")
+PLAN_SETTINGS = ("prompt_injection",)  # keys of a plan that are not route classes
 
 
 class LimitsConfigError(ValueError):
@@ -52,11 +53,15 @@ class Plan(_Strict):
     images: RouteLimits = Field(default_factory=RouteLimits)
     audio: RouteLimits = Field(default_factory=RouteLimits)
     video: RouteLimits = Field(default_factory=RouteLimits)
+    prompt_injection: bool = False  # screen this plan's requests with the injection guard
 
     @model_validator(mode="before")
     @classmethod
     def _route_classes(cls, data: Any) -> Any:
-        return _known_route_classes(data, "")
+        if isinstance(data, dict):
+            limits = {k: v for k, v in data.items() if k not in PLAN_SETTINGS}
+            _known_route_classes(limits, "")
+        return data
 
     def route(self, route: str) -> RouteLimits:
         limits = getattr(self, route, None)

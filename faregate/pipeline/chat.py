@@ -15,7 +15,7 @@ from faregate.billing.pricing import cost_of, worst_case
 from faregate.billing.types import KeyRecord, Usage
 from faregate.errors import BadRequest, FailureClass, FaregateError, UpstreamError
 from faregate.kinds import Kind
-from faregate.pipeline import runner
+from faregate.pipeline import guard, runner
 from faregate.pipeline.cache import cache_key
 from faregate.pipeline.services import Services
 from faregate.providers.base import (
@@ -115,6 +115,7 @@ CHAT: runner.KindSpec[ChatCall, ChatResult] = runner.KindSpec(
     parse=_parse,
     usage=_usage,
     check=_check_output_cap,
+    screened=lambda call: guard.caller_texts(call.body.get("messages") or ()),
 )
 
 

@@ -18,6 +18,7 @@ from faregate.billing.pricing import cost_of
 from faregate.billing.types import KeyRecord, Price, Settlement, Usage
 from faregate.errors import FaregateError
 from faregate.kinds import Kind
+from faregate.pipeline import guard
 from faregate.pipeline.admission import check_model_allowed, take_hold
 from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.services import Services
@@ -58,6 +59,9 @@ class KindSpec(Generic[C, R]):
     """The usage the upstream reported, else an estimate (marked `estimated`)."""
     check: Callable[[ModelEntry, C], None] | None = None
     """Checks of the call against the requested model, before the hold (BadRequest)."""
+    screened: Callable[[C], list[str]] | None = None
+    """The text of the call its caller's users and tools control, for the guards to screen
+    before the hold (`pipeline/guard.py`); None: a kind the guards do not read."""
     estimated_note: str | None = None
     """The ledger note of a settlement on estimated usage."""
 
@@ -102,6 +106,8 @@ async def admit(
     check_model_allowed(key, call.model)
     if spec.check is not None:
         spec.check(entry, call)
+    if spec.screened is not None:  # before the hold: a refusal costs nothing
+        await guard.screen(svc, key, call.model, call.request_id, partial(spec.screened, call))
     amount = spec.hold(svc.catalog.chain(entry), call)
     charge = await take_hold(svc, key, call.model, amount, call.request_id)
     return entry, charge

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from faregate.auth.geo import CountryLookup
 from faregate.auth.keys import KeyCache, KeyHasher
 from faregate.billing.store import Store
 from faregate.config import Config
@@ -31,3 +32,4 @@ class Services:
     cache: ResponseCache
     limiter: Limiter
     usage: UsageSink
+    countries: CountryLookup | None = None

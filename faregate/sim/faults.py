@@ -20,6 +20,7 @@ skipped, a repeated directive keeps its last value):
     no_usage            leave out the usage (streams: the usage chunk or field)
     chunk_delay_ms=MS   wait between streamed chunks
     tokens=N            make the reply exactly N completion tokens
+    reply=TEXT          make the reply's text exactly TEXT (OpenAI chat; no `;` in it)
     cached_tokens=N     report exactly N cached prompt tokens
     reasoning_tokens=N  report exactly N reasoning tokens
     fail_times=K        apply the failure directives only to the first K
@@ -75,7 +76,7 @@ _INT_FIELDS = {
 }
 _FLOAT_FIELDS = {"retry_after", "latency_ms", "chunk_delay_ms"}
 _FLAG_FIELDS = {"hang", "no_usage"}
-_TEXT_FIELDS = {"error_type", "key"}
+_TEXT_FIELDS = {"error_type", "key", "reply"}
 _FAILURE_FIELDS = (
     "status",
     "error_type",
@@ -116,6 +117,7 @@ class FaultScript:
     reasoning_tokens: int | None = None
     fail_times: int | None = None
     key: str | None = None
+    reply: str | None = None
     text: str = ""
 
     @property

@@ -95,7 +95,7 @@ def generate(req: ChatRequest, script: FaultScript) -> list[Choice]:
         if calls:
             choices.append(_tool_choice(index, calls, prompt, salt, reasoning))
         else:
-            choices.append(_text_choice(index, req, prompt, salt, reasoning, script.tokens))
+            choices.append(_text_choice(index, req, prompt, salt, reasoning, script))
     return choices
 
 
@@ -121,9 +121,12 @@ def _tool_choice(
 
 
 def _text_choice(
-    index: int, req: ChatRequest, prompt: str, salt: str, reasoning: int, tokens: int | None
+    index: int, req: ChatRequest, prompt: str, salt: str, reasoning: int, script: FaultScript
 ) -> Choice:
-    if req.response_format == "json_schema":
+    tokens = script.tokens
+    if script.reply is not None:
+        content = script.reply
+    elif req.response_format == "json_schema":
         content = orjson.dumps(text.schema_value(req.json_schema, salt)).decode()
     elif req.response_format == "json_object":
         content = text.json_reply(salt, tokens)

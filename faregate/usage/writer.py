@@ -35,6 +35,7 @@ def row_of(t: Trace) -> tuple[Any, ...]:
         t.cached,
         t.estimated,
         units_json(t.units),
+        t.guard,
     )
 
 
