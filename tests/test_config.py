@@ -75,7 +75,7 @@ def test_the_zero_config_default_serves_an_embedding_model(
 ) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     model = default_config().models["text-embedding-3-small"]
-    assert (model.kind, model.provider) == ("embedding", "simulator")
+    assert (model.kind, model.provider) == (Kind.EMBEDDINGS, "simulator")
     assert (model.price.input, model.price.output) == (20_000, 0)
 
 

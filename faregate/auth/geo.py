@@ -26,10 +26,11 @@ def country_code(value: str | None) -> str | None:
 
 class CountryLookup:
     """Looks an address up in a MaxMind DB country file (GeoLite2-Country, DB-IP country
-    lite, or any file with `country.iso_code`), memory-mapped and opened once."""
+    lite, or any file with `country.iso_code`), opened once with the C reader where it is
+    installed (memory-mapped), else the pure-Python one."""
 
     def __init__(self, path: str) -> None:
-        self._reader = maxminddb.open_database(path, maxminddb.MODE_MMAP)
+        self._reader = maxminddb.open_database(path, maxminddb.MODE_AUTO)
         self.lookup = lru_cache(maxsize=65_536)(self._lookup)
 
     def _lookup(self, address: str) -> str | None:

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from faregate.admin import ops
 from faregate.app import make_store
 from faregate.auth.keys import KeyHasher
 from faregate.billing.store import HoldTicket
@@ -16,15 +15,39 @@ from faregate.db import migrate
 from faregate.db.engine import AdminDB
 
 TABLES = ("accounts", "api_keys", "holds", "ledger", "usage_log", "instances")
+ADDED = {  # columns added since 0006
+    ("ledger", "units"),
+    ("usage_log", "units"),
+    ("usage_log", "guard"),
+    ("holds", "owner"),
+    ("accounts", "restrictions"),
+    ("api_keys", "guards"),
+}
 
 
 def _at_0006(c: Connection, hasher: KeyHasher) -> dict[str, Any]:
     """An account with a key, a grant, a settled hold, an open hold and a usage row, written
     the way the 0006 code wrote them."""
-    account = ops.create_account(c, "old")["id"]
-    key = ops.create_key(c, hasher, account, "k")[0]["id"]
-    ops.grant(c, account, 10_000, "credits")
     ts = 1_700_000_000_000
+    account, key = "acct_old", "key_old"
+    c.execute(
+        text("INSERT INTO accounts (id, name, balance, created_at) VALUES (:a, 'old', 10000, :t)"),
+        {"a": account, "t": ts},
+    )
+    c.execute(
+        text(
+            "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, created_at)"
+            " VALUES (:k, :a, 'k', :h, 'fg-old', :t)"
+        ),
+        {"k": key, "a": account, "h": hasher("fg-old-key"), "t": ts},
+    )
+    c.execute(
+        text(
+            "INSERT INTO ledger (account_id, kind, amount, note, estimated, created_at)"
+            " VALUES (:a, 'grant', 10000, 'credits', false, :t)"
+        ),
+        {"a": account, "t": ts},
+    )
     c.execute(
         text("INSERT INTO instances (id, started_at, heartbeat_at) VALUES ('inst_old', :t, :t)"),
         {"t": ts},
@@ -88,7 +111,7 @@ def _snapshot(c: Connection) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     for table in TABLES:
         names = list(c.execute(text(f"SELECT * FROM {table} WHERE 1 = 0")).keys())
-        cols = [col for col in names if col not in ("units", "owner")]  # added since 0006
+        cols = [col for col in names if (table, col) not in ADDED]
         out[table] = sorted(
             tuple(r) for r in c.execute(text(f"SELECT {', '.join(cols)} FROM {table}"))
         )

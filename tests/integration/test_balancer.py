@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import PRICES, Gateway, Sim, ledger_consistent, start_gateway, stop
+from harness import ADMIN_KEY, PRICES, Gateway, Sim, ledger_consistent, start_gateway, stop
 
 PRICE = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
 
@@ -311,7 +311,7 @@ def test_catalog_reload(bal: Gateway, sim: Sim, key: str) -> None:
         bal.config_path.write_text(original + "\n[models.broken]\nprovider = 'nope'\n")
         r = httpx.post(
             bal.url + "/admin/v1/reload",
-            headers={"authorization": "Bearer fga-test-admin-key"},
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
             timeout=10,
         )
         assert r.status_code == 400

@@ -19,7 +19,7 @@ from faregate.http.request import Request
 from faregate.http.responses import Response
 from faregate.kinds import Kind
 
-ADMIN = "fga-form-test-admin"
+ADMIN = "fga-form-test-admin-key-of-32-characters"
 BOUNDARY = "faregate-form-boundary"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(100)
 HOLD = 1_000

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Gateway, ledger_consistent
+from harness import ADMIN_KEY, Gateway, ledger_consistent
 
 BODY = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 
@@ -67,7 +67,7 @@ def test_bad_restrictions_are_refused_by_the_admin_api(gateway: Gateway) -> None
     r = httpx.patch(
         f"{gateway.url}/admin/v1/keys/{_key_id(gateway, account)}",
         json={"restrictions": {"ips": ["nope"]}},
-        headers={"authorization": "Bearer fga-test-admin-key"},
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
         timeout=10,
     )
     assert r.status_code == 400
