@@ -254,7 +254,7 @@ def on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def start_processes(
-    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None
+    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None, access_log: bool = True
 ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int, str, str, str]:
     """Start the simulator and the gateway; make an account and a key.
     Returns (sim, gateway, sim port, gateway port, admin key, account id, API key)."""
@@ -272,7 +272,10 @@ def start_processes(
     home = tmp / "home"
     home.mkdir()
     config = tmp / "faregate.toml"
-    config.write_text(gateway_config(sim_url, home / "faregate.db"))
+    text = gateway_config(sim_url, home / "faregate.db")
+    if not access_log:
+        text += "\n[log]\naccess = false\n"
+    config.write_text(text)
     admin_key = "fga-bench-" + secrets.token_hex(16)
     env = {
         **os.environ,
@@ -318,6 +321,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds (default 5)")
     parser.add_argument("--cap", type=int, default=REQUEST_CAP, help="requests per window")
     parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="run the gateway with its access log off (on by default, as in production)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="measure every setting N times (default 1)"
     )
     parser.add_argument(
@@ -352,7 +360,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="faregate-bench-") as tmpdir:
         sim, gw, sim_port, gw_port, admin_key, account_id, key = start_processes(
-            Path(tmpdir), gen_cpu, gw_cpu
+            Path(tmpdir), gen_cpu, gw_cpu, access_log=not args.no_access_log
         )
         try:
             targets = [Target("direct", sim_port, "sk-bench"), Target("faregate", gw_port, key)]
