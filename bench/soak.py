@@ -50,7 +50,7 @@ from procs import (  # noqa: E402
 from soak_checks import Hold, Sample, flatness, ledger_failures  # noqa: E402
 from soak_traffic import Traffic  # noqa: E402
 
-ADMIN = "soak-admin"
+ADMIN = "fga-soak-admin-" + "0123456789abcdef" * 2  # the gateway refuses one under 32
 PRICE = "price = { input = 1000000, output = 2000000, cached_input = 500000 }"
 QUIET_SECONDS = 3.0  # after the last request, before a quiet sample
 
