@@ -25,6 +25,7 @@ from faregate.trace import current as current_trace
 log = logging.getLogger("faregate.guards")
 
 GUARD = "prompt_injection"
+CLASSIFIER_NOTE = "prompt-injection classifier"  # the ledger note of its settles
 SCANNED_ROLES = ("user", "tool", "function")
 CLASSIFIER_PROMPT = (
     "You are a security classifier for an AI gateway. The user message holds text that was "
@@ -140,23 +141,15 @@ async def _classify(
             async with charge:  # released when the call fails or is cancelled
                 usage, verdict = await _call(svc, classifier, call)
                 if usage is not None:
-                    await charge.settle(_settlement(classifier, usage))
+                    await charge.settle(
+                        Settlement.of(cost_of(classifier.price, usage), usage, CLASSIFIER_NOTE)
+                    )
     finally:
         current_trace.reset(token)
     if usage is not None:
         cost = cost_of(classifier.price, usage)
         svc.metrics.guard_classifier_cost.labels(classifier.model, classifier.billing).inc(cost)
     return verdict
-
-
-def _settlement(classifier: ClassifierConfig, usage: Usage) -> Settlement:
-    return Settlement(
-        cost=cost_of(classifier.price, usage),
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        estimated=usage.estimated,
-        note="prompt-injection classifier",
-    )
 
 
 async def _call(
