@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from faregate.api.chat_kinds import surface
 from faregate.api.chat_request import normalize_aliases, parse_chat
 from faregate.api.common import (
     authenticate,
@@ -23,6 +24,7 @@ from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
 from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list
+from faregate.kinds import Kind
 from faregate.pipeline.chat import OpenStream, complete, open_stream
 from faregate.pipeline.services import Services
 from faregate.providers.base import ChatCall, StreamEvent
@@ -150,7 +152,14 @@ async def serve_chat(
 
 def chat_handler(svc: Services) -> Callable[[Request], Any]:
     async def handle(req: Request) -> Response | StreamResponse:
-        return await serve_chat(svc, req, await json_body(svc, req))
+        body = await json_body(svc, req)
+        model = body.get("model")
+        entry = svc.catalog.models.get(model) if isinstance(model, str) else None
+        if entry is not None and entry.kind is not Kind.CHAT:
+            other = surface(entry.kind)
+            if other is not None:  # the model's kind picks the surface, not the body's fields
+                return await other(svc, req, body, await authenticate(svc, req))
+        return await serve_chat(svc, req, body)
 
     return handle
 
