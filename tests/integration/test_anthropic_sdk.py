@@ -387,7 +387,7 @@ def test_openai_client_on_claude_bills_the_upstream_usage(
     assert usage.prompt_tokens == count_messages(MSG)
     assert usage.prompt_tokens_details.cached_tokens == 4
     cost = price(usage.prompt_tokens, usage.completion_tokens, cached=4)
-    assert (usage.model_extra or {})["cost"] == cost
+    assert (usage.model_extra or {})["cost_micro_credits"] == cost
     assert raw.headers["x-faregate-cost"] == str(cost)
     (row,) = settled(gateway, account)
     assert (row["cost"], row["prompt_tokens"], row["cached_tokens"]) == (
@@ -417,7 +417,7 @@ def test_openai_stream_on_claude(gateway: Gateway, funded: tuple[str, str]) -> N
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
     cost = price(usage.prompt_tokens, usage.completion_tokens)
-    assert (usage.model_extra or {})["cost"] == cost
+    assert (usage.model_extra or {})["cost_micro_credits"] == cost
     (row,) = settled(gateway, account)
     assert row["cost"] == cost and row["estimated"] in (False, 0)
 
