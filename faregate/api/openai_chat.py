@@ -21,6 +21,7 @@ from faregate.api.common import (
     wants_metadata,
 )
 from faregate.api.envelopes import llmage_body, openai_body
+from faregate.api.output_cap import clamp_headers
 from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
@@ -116,6 +117,7 @@ async def serve_chat(
     extra = {"x-faregate-ignored-fields": ",".join(ignored)} if ignored else {}
     if call.stream:
         stream = await open_stream(svc, key, call)
+        extra.update(clamp_headers(svc, call, stream.model))
         headers = SSE_HEADERS + header_list(
             {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream), **extra}
         )
@@ -129,6 +131,7 @@ async def serve_chat(
         chunks = (c async for c in events if c)
         return StreamResponse(chunks, 200, headers)
     done = await complete(svc, key, call)
+    extra.update(clamp_headers(svc, call, done.model))
     reply = done.result.body
     usage = reply.get("usage")
     if isinstance(usage, dict):
