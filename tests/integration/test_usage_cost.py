@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from harness import Gateway
+from harness import Gateway, Sim, start_gateway, stop
 
 PER_USD = Decimal(1_000_000)  # the harness runs at the default rate
 BODY: dict[str, Any] = {
@@ -128,3 +128,28 @@ def test_litellm_reports_the_gateway_cost_in_dollars(gateway: Gateway) -> None:
     cost = json.loads(done.stdout.strip().splitlines()[-1])["cost"]
     [micro] = _settled(gateway, account)
     assert cost == pytest.approx(micro / 1_000_000, rel=1e-9, abs=0)
+
+
+def test_usage_cost_follows_the_operator_rate(
+    sim: Sim, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """At 250000 micro-credits per dollar, 1 micro-credit is $0.000004, written exactly."""
+    gw = start_gateway(
+        sim.url, tmp_path_factory.mktemp("rate"), billing={"micro_credits_per_usd": 250_000}
+    )
+    try:
+        account, key = gw.account(10_000_000)
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json=BODY,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        [micro] = _settled(gw, account)
+        usage = _exact(r.text)["usage"]
+        assert usage["cost_micro_credits"] == micro
+        assert usage["cost"] == Decimal(micro) / Decimal(250_000)
+        assert f'"cost":{usage["cost"]}' in r.text
+    finally:
+        stop(gw.proc)
