@@ -55,7 +55,8 @@ def _stream_cost(raw: bytes) -> int | None:
     for event in reversed(events):
         if event != "[DONE]":
             usage = json.loads(event).get("usage")
-            return int(usage["cost"]) if isinstance(usage, dict) and "cost" in usage else None
+            field = "cost_micro_credits"
+            return int(usage[field]) if isinstance(usage, dict) and field in usage else None
     return None
 
 

@@ -188,7 +188,7 @@ class Model(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     cache: CacheConfig | None = None
     price: Price
-    max_output_tokens: int = Field(default=4096, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)  # None: routing.output_caps
     owned_by: str | None = None
     created: int = 1_700_000_000
     prompt_injection: bool = False  # screen this model's requests with the injection guard

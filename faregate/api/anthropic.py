@@ -28,6 +28,7 @@ from faregate.api.common import (
     request_id,
     routing_headers,
 )
+from faregate.api.output_cap import clamp_headers
 from faregate.errors import BadRequest, FaregateError, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list
@@ -79,6 +80,7 @@ def messages_handler(svc: Services) -> Callable[[Request], Any]:
             extra = {
                 **cost_headers(svc, rid, stream.model, None),
                 **routing_headers(stream),
+                **clamp_headers(svc, call, stream.model),
                 "request-id": rid,
             }
             return StreamResponse(_events(stream, call), 200, SSE_HEADERS + header_list(extra))
@@ -87,6 +89,7 @@ def messages_handler(svc: Services) -> Callable[[Request], Any]:
         headers = {
             **cost_headers(svc, rid, done.model, done.cost),
             **routing_headers(done),
+            **clamp_headers(svc, call, done.model),
             "request-id": rid,
         }
         return Response.json(message, 200, headers)

@@ -8,8 +8,10 @@ the hub usage: input_tokens = prompt_tokens - cached - cache writes, cache_read_
 cached, output_tokens = completion_tokens. The cost is not an Anthropic field: it is only in
 the response headers.
 
-Streams open with `message_start` (its input_tokens is the gateway's count of the prompt;
-the exact figures come in `message_delta`, which Anthropic defines as cumulative) and a
+Streams open with `message_start` (its usage is the upstream's exact prompt usage when the
+upstream sent one before the answer, as an Anthropic upstream does, else the gateway's count
+of the prompt; the exact figures come in `message_delta`, which Anthropic defines as
+cumulative) and a
 `ping`, give each text, thinking and tool call its own content block, and end with
 `message_delta` (stop reason and usage) and `message_stop`, or with `event: error`.
 """
@@ -168,7 +170,7 @@ class StreamRenderer:
         data = event.data or {}
         out: list[bytes] = []
         if not self._started:
-            out += self._start(data)
+            out += self._start(data, event.prompt_usage)
         if event.usage is not None:
             self._usage, self._usage_dict = event.usage, data.get("usage")
         for choice in data.get("choices") or ():
@@ -192,8 +194,17 @@ class StreamRenderer:
         }
         return [*out, sse("message_delta", final), sse("message_stop", {"type": "message_stop"})]
 
-    def _start(self, data: dict[str, Any]) -> list[bytes]:
+    def _start(self, data: dict[str, Any], prompt: dict[str, Any] | None = None) -> list[bytes]:
         self._started = True
+        usage: dict[str, Any] = {"input_tokens": self._input_estimate, "output_tokens": 0}
+        if prompt is not None:
+            details = prompt.get("prompt_tokens_details") or {}
+            reported = Usage(
+                count(prompt.get("prompt_tokens")),
+                count(prompt.get("completion_tokens")),
+                cached_tokens=count(details.get("cached_tokens")),
+            )
+            usage = anthropic_usage(reported, prompt)
         message: dict[str, Any] = {
             "id": message_id(data.get("id"), self._request_id),
             "type": "message",
@@ -202,7 +213,7 @@ class StreamRenderer:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self._input_estimate, "output_tokens": 0},
+            "usage": usage,
         }
         return [
             sse("message_start", {"type": "message_start", "message": message}),

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import orjson
 
 from faregate.auth import geo, restrictions
-from faregate.billing.pricing import to_usd
+from faregate.billing.pricing import to_usd, usd_decimal
 from faregate.billing.types import KeyRecord
 from faregate.errors import ValidationFailed
 from faregate.http.multipart import Form, FormLimits
@@ -122,6 +122,17 @@ def cost_headers(svc: Services, request_id: str, model: str, cost: int | None) -
     return headers
 
 
+def usd_number(svc: Services, cost: int) -> orjson.Fragment:
+    """The cost in US dollars as an exact JSON number (`0.000123`, never float noise)."""
+    return orjson.Fragment(usd_decimal(cost, svc.config.billing.micro_credits_per_usd))
+
+
+def usage_cost(svc: Services, cost: int) -> dict[str, Any]:
+    """The cost fields of a `usage` object: `cost` in US dollars (the unit clients read it
+    in) and the exact integer as `cost_micro_credits`."""
+    return {"cost": usd_number(svc, cost), "cost_micro_credits": cost}
+
+
 class _Routed(Protocol):
     @property
     def deployment(self) -> Deployment | None: ...
@@ -157,7 +168,7 @@ def balancer_metadata(
     latency = int((time.monotonic() - trace.started) * 1000) if trace is not None else 0
     return {
         "credits_used": cost,
-        "cost_usd": float(to_usd(cost, svc.config.billing.micro_credits_per_usd)),
+        "cost_usd": usd_number(svc, cost),
         "model_used": model,
         "input_tokens": getattr(usage, "prompt_tokens", 0),
         "output_tokens": getattr(usage, "completion_tokens", 0),

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from faregate.api.common import authenticate, cost_headers, json_body, request_id
+from faregate.api.common import authenticate, cost_headers, json_body, request_id, usage_cost
 from faregate.errors import BadRequest, ValidationFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response
@@ -84,7 +84,7 @@ def embeddings_handler(svc: Services) -> Callable[[Request], Any]:
             "prompt_tokens": done.usage.prompt_tokens,
             "total_tokens": done.usage.prompt_tokens,
             **usage,
-            "cost": done.cost,
+            **usage_cost(svc, done.cost),
         }
         return Response.json(body, 200, cost_headers(svc, rid, done.model, done.cost))
 

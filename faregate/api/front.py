@@ -40,6 +40,7 @@ STORAGE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, 
 EXPOSED = (
     "x-request-id, request-id, x-faregate-cost, x-faregate-cost-usd, x-faregate-model, "
     "x-faregate-deployment, x-faregate-attempts, x-faregate-cache, x-faregate-ignored-fields, "
+    "x-faregate-max-tokens-clamped, "
     "x-balancer-credits-used, x-balancer-cost-usd, x-balancer-model-used, idempotent-replayed, "
     "x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, "
     "x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, "

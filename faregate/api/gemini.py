@@ -30,6 +30,7 @@ from faregate.api.envelopes import gemini_body, render_error
 from faregate.api.gemini_config import fields, invalid
 from faregate.api.gemini_render import Chunker, render_reply
 from faregate.api.gemini_translate import to_hub
+from faregate.api.output_cap import clamp_headers
 from faregate.errors import FaregateError, NotFound
 from faregate.http.request import Request
 from faregate.http.responses import JSON_TYPE, SSE_HEADERS, Response, StreamResponse, header_list
@@ -131,12 +132,20 @@ async def _generate(
         sse = req.query.get("alt") == "sse"
         kind = SSE_HEADERS if sse else [JSON_TYPE]
         extra = header_list(
-            {**cost_headers(svc, rid, opened.model, None), **routing_headers(opened)}
+            {
+                **cost_headers(svc, rid, opened.model, None),
+                **routing_headers(opened),
+                **clamp_headers(svc, call, opened.model),
+            }
         )
         return StreamResponse(_chunks(opened, thoughts, sse), 200, kind + extra)
     done = await complete(svc, key, call)
     body = render_reply(done.result.body, done.usage, thoughts)
-    headers = {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
+    headers = {
+        **cost_headers(svc, rid, done.model, done.cost),
+        **routing_headers(done),
+        **clamp_headers(svc, call, done.model),
+    }
     return Response.json(body, 200, headers)
 
 

@@ -17,9 +17,11 @@ from faregate.api.common import (
     json_body,
     request_id,
     routing_headers,
+    usage_cost,
     wants_metadata,
 )
 from faregate.api.envelopes import llmage_body, openai_body
+from faregate.api.output_cap import clamp_headers
 from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
@@ -39,14 +41,15 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def _with_cost(data: dict[str, Any], cost: int) -> dict[str, Any]:
+def _with_cost(data: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any]:
     usage = data.get("usage")
     if isinstance(usage, dict):
-        return {**data, "usage": {**usage, "cost": cost}}
+        return {**data, "usage": {**usage, **cost}}
     return data
 
 
 async def _openai_events(
+    svc: Services,
     stream: OpenStream,
     call: ChatCall,
     chunk_hook: ChunkHook | None,
@@ -54,7 +57,8 @@ async def _openai_events(
     metadata: Callable[[StreamEvent], dict[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
     """Upstream events as OpenAI SSE bytes: forwarded unchanged where possible, the usage chunk
-    only when the client asked for it (with its cost), an error event if the stream breaks."""
+    only when the client asked for it (with its cost in dollars and micro-credits), an error
+    event if the stream breaks."""
     done = False
     async with aclosing(stream.events) as events:
         async for event in events:
@@ -69,12 +73,14 @@ async def _openai_events(
                 assert event.data is not None
                 event.data = {**event.data, "_balancer": metadata(event)}
                 event.raw = None
-            yield _render_chunk(event, call, chunk_hook)
+            yield _render_chunk(svc, event, call, chunk_hook)
     if not done:
         yield DONE
 
 
-def _render_chunk(event: StreamEvent, call: ChatCall, chunk_hook: ChunkHook | None) -> bytes:
+def _render_chunk(
+    svc: Services, event: StreamEvent, call: ChatCall, chunk_hook: ChunkHook | None
+) -> bytes:
     data = event.data
     assert data is not None
     if event.cost is not None:
@@ -83,7 +89,7 @@ def _render_chunk(event: StreamEvent, call: ChatCall, chunk_hook: ChunkHook | No
                 return b""
             data = {**data, "usage": None}
         else:
-            data = _with_cost(data, event.cost)
+            data = _with_cost(data, usage_cost(svc, event.cost))
     elif event.raw is not None and chunk_hook is None:
         return event.raw
     if chunk_hook is not None:
@@ -111,6 +117,7 @@ async def serve_chat(
     extra = {"x-faregate-ignored-fields": ",".join(ignored)} if ignored else {}
     if call.stream:
         stream = await open_stream(svc, key, call)
+        extra.update(clamp_headers(svc, call, stream.model))
         headers = SSE_HEADERS + header_list(
             {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream), **extra}
         )
@@ -120,20 +127,21 @@ async def serve_chat(
             def meta(event: StreamEvent) -> dict[str, Any]:
                 return balancer_metadata(svc, stream.model, event.cost or 0, event.usage, False)
 
-        events = _openai_events(stream, call, chunk_hook, error_body, meta)
+        events = _openai_events(svc, stream, call, chunk_hook, error_body, meta)
         chunks = (c async for c in events if c)
         return StreamResponse(chunks, 200, headers)
     done = await complete(svc, key, call)
+    extra.update(clamp_headers(svc, call, done.model))
     reply = done.result.body
     usage = reply.get("usage")
     if isinstance(usage, dict):
-        reply["usage"] = {**usage, "cost": done.cost}
+        reply["usage"] = {**usage, **usage_cost(svc, done.cost)}
     else:
         reply["usage"] = {
             "prompt_tokens": done.usage.prompt_tokens,
             "completion_tokens": done.usage.completion_tokens,
             "total_tokens": done.usage.prompt_tokens + done.usage.completion_tokens,
-            "cost": done.cost,
+            **usage_cost(svc, done.cost),
             "estimated": True,
         }
     if body_hook is not None:

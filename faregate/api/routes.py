@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from faregate.api import admin_catalog, admin_governance, admin_guards
+from faregate.api import admin_catalog, admin_governance, admin_guards, anthropic_models
 from faregate.api.admin import AdminAPI
 from faregate.api.anthropic import count_tokens_handler, messages_handler
 from faregate.api.catalog import balance_handler, model_handler, models_handler
@@ -74,12 +74,15 @@ def _openai(name: str) -> str:
 
 
 def _models(d: Deps) -> Handler:
-    """`/v1/models`: the OpenAI list, or Gemini's for a Google-authenticated client."""
-    return by_client(list_handler(d.svc), models_handler(d.svc))
+    """`/v1/models`: the OpenAI list, or Gemini's for a Google-authenticated client, or
+    Anthropic's for an Anthropic-authenticated one."""
+    listing = by_client(list_handler(d.svc), models_handler(d.svc))
+    return anthropic_models.for_anthropic(anthropic_models.list_handler(d.svc), listing)
 
 
 def _model(d: Deps) -> Handler:
-    return by_client(get_handler(d.svc), model_handler(d.svc))
+    one = by_client(get_handler(d.svc), model_handler(d.svc))
+    return anthropic_models.for_anthropic(anthropic_models.get_handler(d.svc), one)
 
 
 def _usage(d: Deps) -> Handler:
@@ -115,14 +118,14 @@ def _openai_routes(base: str) -> list[RouteDef]:
             f"{base}/models",
             ("GET",),
             _models,
-            "List the models the key may use (Gemini's list for a Google client).",
+            "List the models the key may use (Gemini's or Anthropic's list for their clients).",
             response_schema=_openai("ListModelsResponse"),
         ),
         RouteDef(
             f"{base}/models/{{model:path}}",
             ("GET",),
             _model,
-            "Describe one model (Gemini's form for a Google client).",
+            "Describe one model (Gemini's or Anthropic's form for their clients).",
             response_schema=_openai("Model"),
         ),
         RouteDef(

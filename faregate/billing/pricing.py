@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
 from faregate.billing.types import Price, Units, Usage
 
 PER = 1_000_000  # token and character prices are per million; the common denominator of all
 MS_PER_SECOND = 1_000  # durations are counted in milliseconds, priced per second
+USD_PLACES = 12  # decimals of a dollar amount whose exact quotient does not terminate
 
 
 class UnpricedUnit(ValueError):
@@ -81,6 +84,19 @@ def worst_case(price: Price, prompt_upper: int = 0, max_output: int = 0, units: 
     return _ceil_div(
         prompt_upper * price.input + max_output * output + _units_total(price, units), PER
     )
+
+
+def usd_decimal(micro_credits: int, micro_credits_per_usd: int) -> str:
+    """The amount in US dollars as an exact decimal numeral: no exponent, no trailing zeros
+    (`123` micro-credits at the default rate is `0.000123`); a rate whose quotient does not
+    terminate is rounded half-even to 12 decimals."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        value = Decimal(micro_credits) / Decimal(micro_credits_per_usd)
+        if value.as_tuple().exponent < -USD_PLACES:  # type: ignore[operator]
+            value = value.quantize(Decimal(1).scaleb(-USD_PLACES), ROUND_HALF_EVEN)
+        text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
 
 
 def to_usd(micro_credits: int, micro_credits_per_usd: int) -> str:

@@ -13,7 +13,7 @@ from faregate import tokens
 from faregate.billing.charge import Charge
 from faregate.billing.pricing import cost_of, worst_case
 from faregate.billing.types import KeyRecord, Usage
-from faregate.errors import BadRequest, FailureClass, FaregateError, UpstreamError
+from faregate.errors import FailureClass, FaregateError, UpstreamError
 from faregate.kinds import Kind
 from faregate.pipeline import guard, runner
 from faregate.pipeline.cache import cache_key
@@ -39,7 +39,8 @@ OpenStream = runner.OpenStream[StreamEvent]
 
 def hold_amount(chain: list[ModelEntry], call: ChatCall) -> int:
     """The worst case over every model that may serve (the model and its fallbacks): a
-    byte-bounded prompt and every output token allowed, per choice."""
+    byte-bounded prompt and every output token allowed, per choice. A client's output cap
+    above a model's is clamped to the model's, here and in every attempt's request."""
     body = call.body
     n = body.get("n")
     choices = n if isinstance(n, int) and n > 1 else 1
@@ -49,16 +50,6 @@ def hold_amount(chain: list[ModelEntry], call: ChatCall) -> int:
         max_out = min(call.max_output or entry.max_output_tokens, entry.max_output_tokens)
         worst = max(worst, worst_case(entry.price, prompt, max_out * choices))
     return worst
-
-
-def _check_output_cap(entry: ModelEntry, call: ChatCall) -> None:
-    if call.max_output is not None and call.max_output > entry.max_output_tokens:
-        raise BadRequest(
-            f"max_tokens is {call.max_output}, but '{call.model}' produces at most "
-            f"{entry.max_output_tokens} tokens.",
-            code="max_tokens_too_large",
-            param="max_tokens",
-        )
 
 
 def _estimate(call: ChatCall, completion_text: str) -> Usage:
@@ -114,7 +105,6 @@ CHAT: runner.KindSpec[ChatCall, ChatResult] = runner.KindSpec(
     request=_upstream_request,
     parse=_parse,
     usage=_usage,
-    check=_check_output_cap,
     screened=lambda call: guard.caller_texts(call.body.get("messages") or ()),
 )
 

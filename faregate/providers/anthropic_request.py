@@ -129,7 +129,11 @@ def thinking_budget(body: dict[str, Any], max_output: int | None) -> tuple[int |
         return budget, budget + DEFAULT_MAX_TOKENS
     if budget >= max_output:
         if explicit is not None and explicit != -1:
-            raise invalid("thinking_budget", "thinking_budget must be less than max_tokens.")
+            raise invalid(
+                "thinking_budget",
+                f"thinking_budget ({budget}) must be less than max_tokens ({max_output}; a "
+                "larger max_tokens is clamped to the model's output cap).",
+            )
         budget = max_output - 1
         if budget < MIN_BUDGET:
             raise invalid(

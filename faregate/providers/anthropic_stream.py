@@ -1,6 +1,8 @@
 """Anthropic Messages SSE events decoded into the hub's OpenAI chat.completion.chunks.
 
-    message_start                 -> a first chunk, delta {"role": "assistant", "content": ""}
+    message_start                 -> a first chunk, delta {"role": "assistant", "content": ""},
+                                     its event carrying the upstream's prompt usage
+                                     (`prompt_usage`) when the message reported one
     content_block_start text      -> nothing (its deltas follow)
     content_block_start tool_use  -> a tool_calls header: index, id, name, arguments ""
     text_delta                    -> delta.content
@@ -27,7 +29,13 @@ from typing import Any
 
 import orjson
 
-from faregate.providers.anthropic_wire import JSON_TOOL, STOP_TO_FINISH, hub_usage, stream_error
+from faregate.providers.anthropic_wire import (
+    JSON_TOOL,
+    STOP_TO_FINISH,
+    count,
+    hub_usage,
+    stream_error,
+)
 from faregate.providers.base import StreamEvent
 from faregate.providers.openai import usage_from
 from faregate.providers.sse import SSEDecoder
@@ -120,6 +128,7 @@ class AnthropicStreamDecoder:
         self._created = int(time.time())
         self._merge_usage(message.get("usage"))
         self._emit(out, {"role": "assistant", "content": ""})
+        out[-1].prompt_usage = _prompt_usage(message.get("usage"))
 
     def _block_start(self, obj: dict[str, Any], out: list[StreamEvent]) -> None:
         block = obj.get("content_block")
@@ -229,6 +238,14 @@ class AnthropicStreamDecoder:
             for name in _USAGE_FIELDS:
                 if usage.get(name) is not None:
                     self._usage[name] = usage[name]
+
+
+def _prompt_usage(usage: Any) -> dict[str, Any] | None:
+    """The prompt side of `message_start`'s usage in hub form (None without `input_tokens`)."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("input_tokens"), int):
+        return None
+    output = count(usage.get("output_tokens"))
+    return hub_usage({**usage, "output_tokens": output, "output_tokens_details": None})
 
 
 _HANDLERS = {

@@ -55,6 +55,10 @@ class StreamEvent:
     is_usage_only: bool = False
     finish_reason: str | None = None
     cost: int | None = None  # set by the pipeline on the chunk that carries usage
+    prompt_usage: dict[str, Any] | None = None
+    """The upstream's exact prompt-side usage sent before the answer (Anthropic's
+    `message_start`), as hub usage: `prompt_tokens`, `completion_tokens` and
+    `prompt_tokens_details` (`cached_tokens`, `cache_write_tokens`); None when it sent none."""
 
 
 class StreamDecoder(Protocol):

@@ -10,6 +10,7 @@ from faregate.errors import BadRequest, NotFound
 from faregate.kinds import Kind
 from faregate.providers.base import Adapter, Credentials
 from faregate.providers.registry import adapter
+from faregate.routing.output_caps import default_cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def build_catalog(config: Config, sim_url: str | None = None) -> Catalog:
             name=name,
             kind=model.kind,
             price=model.price,
-            max_output_tokens=model.max_output_tokens,
+            max_output_tokens=model.max_output_tokens
+            or default_cap(d.upstream_model for d in deployments),
             owned_by=model.owned_by or deployments[0].provider,
             created=model.created,
             deployments=tuple(deployments),

@@ -545,7 +545,13 @@ def test_stream_round_trips_an_anthropic_stream() -> None:
         "message_stop",
     ]
     assert events[0][1]["message"]["id"] == "msg_01StreamThinkTool00000"
-    assert events[0][1]["message"]["usage"] == {"input_tokens": 42, "output_tokens": 0}
+    # message_start carries the upstream's own prompt usage, not the gateway's estimate (42)
+    assert events[0][1]["message"]["usage"] == {
+        "input_tokens": 472,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 256,
+        "output_tokens": 2,
+    }
     message = accumulate(events)
     assert [b.type for b in message.content] == ["thinking", "text", "tool_use"]
     assert message.content[0].thinking == "The user asks about Paris. I will call get_weather."

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from faregate.billing.pricing import PER, UnpricedUnit, cost_of, to_usd, worst_case
+from faregate.billing.pricing import (
+    PER,
+    UnpricedUnit,
+    cost_of,
+    to_usd,
+    usd_decimal,
+    worst_case,
+)
 from faregate.billing.types import Price, Usage
 
 # Micro-credits per million tokens.
@@ -140,6 +147,23 @@ def test_cost_never_exceeds_worst_case(prompt: int, completion: int, cached: int
 )
 def test_to_usd(micro: int, rate: int, usd: str) -> None:
     assert to_usd(micro, rate) == usd
+
+
+@pytest.mark.parametrize(
+    ("micro", "rate", "usd"),
+    [
+        (123, 1_000_000, "0.000123"),
+        (0, 1_000_000, "0"),
+        (1, 1_000_000, "0.000001"),
+        (1_500_000, 1_000_000, "1.5"),
+        (10**15, 1_000_000, "1000000000"),
+        (7, 10**9, "0.000000007"),
+        (1, 3, "0.333333333333"),
+        (2, 3, "0.666666666667"),
+    ],
+)
+def test_usd_decimal_is_exact_without_exponent(micro: int, rate: int, usd: str) -> None:
+    assert usd_decimal(micro, rate) == usd
 
 
 # -- reasoning tokens and the other meters ---------------------------------------------

@@ -105,7 +105,7 @@ def test_charges_against_the_largest_balance_stay_integers(any_gateway: Gateway)
         timeout=10,
     )
     assert r.status_code == 200, r.text
-    cost = r.json()["usage"]["cost"]
+    cost = r.json()["usage"]["cost_micro_credits"]
     state = gw.account_state(account)
     assert isinstance(state["balance"], int) and state["balance"] == MAX - cost
     assert all(isinstance(row["amount"], int) for row in gw.ledger(account))

@@ -41,16 +41,16 @@ def _admin(gw: Gateway, method: str, path: str, **kw: object) -> httpx.Response:
 def test_a_stored_price_applies_at_once_and_can_be_removed(gw: Gateway) -> None:
     _, key = gw.account(10_000_000)
     before = _chat(gw, key).json()["usage"]
-    assert before["cost"] == before["prompt_tokens"] + 2 * before["completion_tokens"]
+    assert before["cost_micro_credits"] == before["prompt_tokens"] + 2 * before["completion_tokens"]
     r = _admin(gw, "PUT", "/prices/sim-large", json={"input": 10_000_000, "output": 0})
     assert r.status_code == 200 and r.json()["source"] == "admin"
     after = _chat(gw, key).json()["usage"]
-    assert after["cost"] == 10 * after["prompt_tokens"]
+    assert after["cost_micro_credits"] == 10 * after["prompt_tokens"]
     listed = {p["model"]: p for p in _admin(gw, "GET", "/prices").json()["data"]}
     assert listed["sim-large"]["source"] == "admin" and listed["sim-small"]["source"] == "config"
     assert _admin(gw, "DELETE", "/prices/sim-large").status_code == 200
     again = _chat(gw, key).json()["usage"]
-    assert again["cost"] == again["prompt_tokens"] + 2 * again["completion_tokens"]
+    assert again["cost_micro_credits"] == again["prompt_tokens"] + 2 * again["completion_tokens"]
     actions = [row["action"] for row in gw.admin("GET", "/audit?limit=50")["data"]]
     assert "price.set" in actions and "price.delete" in actions
 

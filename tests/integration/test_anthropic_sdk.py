@@ -250,7 +250,9 @@ def test_thinking_needs_room_on_claude_sim(gateway: Gateway, funded: tuple[str, 
         _claude(gateway, funded[1]).messages.create(
             model="claude-sim", max_tokens=2000, messages=MSG, thinking=THINKING
         )
-    assert "at most 1000" in big.value.body["error"]["message"]  # type: ignore[index]
+    # 2000 is clamped to claude-sim's 1000, which leaves no room for a 1024-token budget
+    message = big.value.body["error"]["message"]  # type: ignore[index]
+    assert "must be less than max_tokens (1000;" in message and "clamped" in message
     with pytest.raises(openai.BadRequestError) as small:
         _openai(gateway, funded[1]).chat.completions.create(
             model="claude-sim", messages=MSG, reasoning_effort="low"
@@ -387,7 +389,7 @@ def test_openai_client_on_claude_bills_the_upstream_usage(
     assert usage.prompt_tokens == count_messages(MSG)
     assert usage.prompt_tokens_details.cached_tokens == 4
     cost = price(usage.prompt_tokens, usage.completion_tokens, cached=4)
-    assert (usage.model_extra or {})["cost"] == cost
+    assert (usage.model_extra or {})["cost_micro_credits"] == cost
     assert raw.headers["x-faregate-cost"] == str(cost)
     (row,) = settled(gateway, account)
     assert (row["cost"], row["prompt_tokens"], row["cached_tokens"]) == (
@@ -417,7 +419,7 @@ def test_openai_stream_on_claude(gateway: Gateway, funded: tuple[str, str]) -> N
     usage = chunks[-1].usage
     assert chunks[-1].choices == [] and usage is not None
     cost = price(usage.prompt_tokens, usage.completion_tokens)
-    assert (usage.model_extra or {})["cost"] == cost
+    assert (usage.model_extra or {})["cost_micro_credits"] == cost
     (row,) = settled(gateway, account)
     assert row["cost"] == cost and row["estimated"] in (False, 0)
 

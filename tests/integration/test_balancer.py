@@ -276,7 +276,7 @@ def test_fallback_is_priced_at_the_model_that_served(bal: Gateway, key: str) -> 
     expected = -(
         -(usage["prompt_tokens"] * 3_000_000 + usage["completion_tokens"] * 4_000_000) // 10**6
     )
-    assert usage["cost"] == expected
+    assert usage["cost_micro_credits"] == expected
     settle = [row for row in bal.ledger(account) if row["kind"] == "settle"]
     assert settle[0]["cost"] == expected and settle[0]["model"] == "primary"
     ledger_consistent(bal, account)
@@ -294,7 +294,7 @@ def test_response_cache_per_key_at_the_cache_price(bal: Gateway, sim: Sim) -> No
     assert _counts(sim, "cached-up")[0] - before == 1
     usage = second.json()["usage"]
     total = usage["prompt_tokens"] + usage["completion_tokens"]
-    assert usage["cost"] == -(-total * 500_000 // 10**6)
+    assert usage["cost_micro_credits"] == -(-total * 500_000 // 10**6)
     _, other = bal.account(1_000_000)
     assert "x-faregate-cache" not in _chat(bal, other, "cached", temperature=0).headers
     ledger_consistent(bal, account)

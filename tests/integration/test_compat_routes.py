@@ -178,7 +178,7 @@ def test_opt_in_balancer_metadata(gateway: Gateway, acct: tuple[str, str]) -> No
     wrapped = r.json()
     meta = wrapped["_balancer"]
     usage = wrapped["data"]["usage"]
-    assert meta["credits_used"] == usage["cost"] == int(r.headers["x-faregate-cost"])
+    assert meta["credits_used"] == usage["cost_micro_credits"] == int(r.headers["x-faregate-cost"])
     assert meta["model_used"] == "sim-small"
     assert (meta["input_tokens"], meta["output_tokens"]) == (
         usage["prompt_tokens"],
@@ -193,7 +193,7 @@ def test_opt_in_balancer_metadata(gateway: Gateway, acct: tuple[str, str]) -> No
         timeout=10,
     )
     last = _data_lines(r.text)[-2]
-    assert last["_balancer"]["credits_used"] == last["usage"]["cost"]
+    assert last["_balancer"]["credits_used"] == last["usage"]["cost_micro_credits"]
     plain = httpx.post(
         gateway.url + "/v1/chat/completions",
         json=body,

@@ -357,7 +357,7 @@ def test_openai_sdk_on_a_gemini_upstream(gateway: Gateway, funded: tuple[str, st
     assert usage is not None
     expected = -(-(usage.prompt_tokens * 1_000_000 + usage.completion_tokens * 2_000_000) // 10**6)
     assert raw.headers["x-faregate-cost"] == str(expected)
-    assert (usage.model_extra or {})["cost"] == expected
+    assert (usage.model_extra or {})["cost_micro_credits"] == expected
     settle = _settled(gateway, account)
     assert [r["cost"] for r in settle] == [expected]
     assert settle[0]["prompt_tokens"] == usage.prompt_tokens
@@ -384,7 +384,7 @@ def test_openai_sdk_stream_on_a_gemini_upstream(gateway: Gateway, funded: tuple[
     assert text.startswith('You said: "Tell me about the sea"')
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    cost = (chunks[-1].usage.model_extra or {})["cost"]
+    cost = (chunks[-1].usage.model_extra or {})["cost_micro_credits"]
     settle = _settled(gateway, account)
     assert [r["cost"] for r in settle] == [cost] and settle[0]["estimated"] in (False, 0)
 

@@ -106,7 +106,7 @@ async def test_200_concurrent_requests_never_overdraw(any_gateway: Gateway) -> N
             assert completion.choices[0].message.content
             cost = int(raw.headers["x-faregate-cost"])
             assert completion.usage is not None
-            assert (completion.usage.model_extra or {})["cost"] == cost
+            assert (completion.usage.model_extra or {})["cost_micro_credits"] == cost
             return "ok", cost
         assert refusal.status_code == 402, refusal
         body = refusal.body if isinstance(refusal.body, dict) else {}
@@ -174,7 +174,7 @@ async def test_stream_billed_from_the_usage_chunk(any_gateway: Gateway) -> None:
     assert text
     usage = final.usage
     assert usage is not None
-    cost = (usage.model_extra or {})["cost"]
+    cost = (usage.model_extra or {})["cost_micro_credits"]
     assert isinstance(cost, int)
     assert cost > 0
 
@@ -236,7 +236,7 @@ async def test_stream_usage_chunk_raw_json(any_gateway: Gateway) -> None:
     assert len(usage) == 1
     await wait_no_open_holds(gw, account)
     [settle] = settles(gw, account)
-    assert usage[0]["cost"] == settle["cost"]
+    assert usage[0]["cost_micro_credits"] == settle["cost"]
     assert usage[0]["completion_tokens"] == settle["completion_tokens"]
 
 

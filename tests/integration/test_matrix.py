@@ -137,8 +137,8 @@ class OpenAIClient(Client):
         r = self.chat(model, [{"role": "user", "content": "Count my tokens"}])
         assert r.status_code == 200, r.text
         u = r.json()["usage"]
-        assert u["cost"] == int(r.headers["x-faregate-cost"])
-        return u["prompt_tokens"], u["completion_tokens"], u["cost"]
+        assert u["cost_micro_credits"] == int(r.headers["x-faregate-cost"])
+        return u["prompt_tokens"], u["completion_tokens"], u["cost_micro_credits"]
 
     def error(self) -> None:
         r = self.chat("no-such-model", [{"role": "user", "content": "x"}])

@@ -52,7 +52,7 @@ def test_sync_completion_bills_its_usage(gateway: Gateway, funded: tuple[str, st
     # 1_000_000 and 2_000_000), so the cost is exact and easy to check.
     expected = -(-(usage.prompt_tokens * 1_000_000 + usage.completion_tokens * 2_000_000) // 10**6)
     assert raw.headers["x-faregate-cost"] == str(expected)
-    assert (usage.model_extra or {})["cost"] == expected
+    assert (usage.model_extra or {})["cost_micro_credits"] == expected
     assert raw.headers["x-faregate-model"] == "sim-small"
     assert raw.headers["x-balancer-model-used"] == "sim-small"
     settle = [r for r in gateway.ledger(account) if r["kind"] == "settle"]
@@ -82,7 +82,7 @@ def test_stream_forwards_chunks_and_usage_when_asked(
     assert chunks[-1].choices == []
     usage = chunks[-1].usage
     assert usage is not None
-    cost = (usage.model_extra or {})["cost"]
+    cost = (usage.model_extra or {})["cost_micro_credits"]
     settle = [r for r in gateway.ledger(account) if r["kind"] == "settle"]
     assert [r["cost"] for r in settle] == [cost]
     assert settle[0]["estimated"] in (False, 0)

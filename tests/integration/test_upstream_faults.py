@@ -219,7 +219,7 @@ def test_stream_without_usage_is_estimated_never_zero(fast_gw: Gateway) -> None:
     usage_chunk = events[-2]
     assert usage_chunk["choices"] == [] and usage_chunk["usage"]["estimated"] is True
     settle = [row for row in fast_gw.ledger(account) if row["kind"] == "settle"]
-    assert settle[0]["cost"] == usage_chunk["usage"]["cost"] > 0
+    assert settle[0]["cost"] == usage_chunk["usage"]["cost_micro_credits"] > 0
     assert settle[0]["estimated"] in (True, 1)
     assert "without usage" in settle[0]["note"]
 
@@ -233,7 +233,7 @@ def test_a_reply_without_usage_is_estimated_never_zero(fast_gw: Gateway, model: 
     usage = r.json()["usage"]
     assert usage["estimated"] is True and usage["completion_tokens"] > 0
     settle = [row for row in fast_gw.ledger(account) if row["kind"] == "settle"]
-    assert len(settle) == 1 and settle[0]["cost"] == usage["cost"] > 0
+    assert len(settle) == 1 and settle[0]["cost"] == usage["cost_micro_credits"] > 0
     assert settle[0]["estimated"] in (True, 1)
     ledger_consistent(fast_gw, account)
 

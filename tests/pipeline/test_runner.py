@@ -160,11 +160,19 @@ async def test_a_caller_error_is_not_retried_and_releases_the_hold() -> None:
     assert store.balance == BALANCE
 
 
-async def test_a_call_the_model_cannot_take_is_refused_before_any_hold() -> None:
+async def test_an_output_cap_above_the_model_is_clamped_in_the_hold_and_upstream() -> None:
     svc, upstream, store = setup(a=[reply(200, chat_body())])
-    with pytest.raises(BadRequest) as err:
-        await complete(svc, KEY, call(max_output=101))
-    assert err.value.code == "max_tokens_too_large"
+    asked = call(max_output=128_000)
+    await complete(svc, KEY, asked)
+    _, amount = only_hold(store)
+    capped = hold_amount([svc.catalog.get("m")], call(max_output=100))
+    assert amount == capped == hold_amount([svc.catalog.get("m")], call(max_output=None))
+    [sent] = upstream.sent
+    assert sent.body["max_tokens"] == 100
+
+
+async def test_a_model_of_another_kind_is_refused_before_any_hold() -> None:
+    svc, upstream, store = setup()
     with pytest.raises(BadRequest) as err:
         await complete(svc, KEY, call("e"))
     assert err.value.code == "wrong_model_kind"

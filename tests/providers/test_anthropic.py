@@ -566,6 +566,19 @@ def test_stream_cumulative_usage_and_stop_sequence() -> None:
     assert events[-1].data is None
 
 
+def test_stream_first_event_carries_the_upstream_prompt_usage() -> None:
+    events = decode((FIXTURES / "stream_thinking_tool_use.sse").read_bytes())
+    assert events[0].prompt_usage is not None
+    assert events[0].prompt_usage["prompt_tokens"] == 472 + 256
+    assert events[0].prompt_usage["prompt_tokens_details"] == {
+        "cached_tokens": 256,
+        "cache_write_tokens": 0,
+    }
+    assert all(e.prompt_usage is None for e in events[1:])
+    bare = {"type": "message_start", "message": {"id": "msg_1", "model": "c"}}
+    assert decode(_sse(bare))[0].prompt_usage is None
+
+
 def test_stream_error_event_raises() -> None:
     raw = (FIXTURES / "stream_overloaded.sse").read_bytes()
     head, _, _ = raw.partition(b"event: error")
