@@ -106,6 +106,9 @@ def input_items(body: dict[str, Any], id_prefix: str) -> list[dict[str, Any]]:
                 "unsupported_item_type",
             )
         out = {**item, "type": kind}
+        if kind == "message" and isinstance(out.get("content"), str):  # as OpenAI lists it
+            part = "output_text" if out.get("role") == "assistant" else "input_text"
+            out["content"] = [{"type": part, "text": out["content"]}]
         if not isinstance(out.get("id"), str):
             out["id"] = f"{_ID_PREFIX[kind]}_{id_prefix}_{i}"
         items.append(out)
@@ -274,8 +277,7 @@ def _tool_choice(value: Any) -> Any:
         return {"type": "function", "function": {"name": value["name"]}}
     raise _bad(
         "tool_choice",
-        "'tool_choice' must be auto, none, required or "
-        "{'type': 'function', 'name': ...}.",
+        "'tool_choice' must be auto, none, required or {'type': 'function', 'name': ...}.",
     )
 
 
