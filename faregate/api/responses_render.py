@@ -133,7 +133,7 @@ def response_object(
     """The `response` object: the request's echoed settings, its status, output and usage."""
     created = created_at if created_at is not None else int(time.time())
     done = status in ("completed", "incomplete", "failed")
-    return {
+    out = {
         "id": response_id(request_id),
         "object": "response",
         "created_at": created,
@@ -155,10 +155,13 @@ def response_object(
         "tools": echo.get("tools") or [],
         "top_p": echo.get("top_p", 1.0),
         "truncation": "disabled",
-        "usage": usage,
-        "user": echo.get("user"),
         "metadata": echo.get("metadata") or {},
     }
+    if usage is not None:
+        out["usage"] = usage
+    if isinstance(echo.get("user"), str):
+        out["user"] = echo["user"]
+    return out
 
 
 def from_hub(

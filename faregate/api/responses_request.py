@@ -266,6 +266,17 @@ def _tools(value: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _echo_tool(fn: dict[str, Any]) -> dict[str, Any]:
+    """A function tool as a response lists it."""
+    return {
+        "type": "function",
+        "name": fn["name"],
+        "description": fn.get("description"),
+        "parameters": fn.get("parameters"),
+        "strict": fn.get("strict", True),
+    }
+
+
 def _tool_choice(value: Any) -> Any:
     if value in ("auto", "none", "required"):
         return value
@@ -381,6 +392,7 @@ def to_request(
         tools = _tools(body["tools"])
         if tools:
             hub["tools"] = tools
+        echo["tools"] = [_echo_tool(t["function"]) for t in tools]
     if body.get("tool_choice") is not None:
         hub["tool_choice"] = _tool_choice(body["tool_choice"])
     if body.get("parallel_tool_calls") is not None and "tools" in hub:

@@ -71,7 +71,7 @@ class StreamRenderer:
         return sse(payload)
 
     def start(self) -> list[bytes]:
-        snapshot = {**self.response, "status": "in_progress", "output": [], "usage": None}
+        snapshot = {**self.response, "status": "in_progress", "output": []}
         return [
             self._event("response.created", response=snapshot),
             self._event("response.in_progress", response=snapshot),
@@ -245,8 +245,9 @@ class StreamRenderer:
             "status": "failed",
             "output": self._output,
             "error": {"code": "server_error", "message": err.message},
-            "usage": usage_object(self._usage) if self._usage else None,
         }
+        if self._usage is not None:
+            self.final["usage"] = usage_object(self._usage)
         return [*out, self._event("response.failed", response=self.final)]
 
     def passthrough(self, upstream: dict[str, Any]) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from harness import PRICES, Gateway, Sim, ledger_consistent, protocol_models, start_gateway, stop
+from harness import PRICES, Gateway, Sim, ledger_consistent, responses_models, start_gateway, stop
 
 UPSTREAMS = ("m-openai", "m-anthropic", "m-gemini", "m-responses")
 LEGACY = ("m-openai", "m-anthropic", "m-gemini", "m-legacy")
@@ -39,26 +39,10 @@ WEATHER = {
 }
 
 
-def extra_config(sim_url: str) -> str:
-    """A Responses-native upstream (m-responses) and one serving legacy completions itself
-    (m-legacy), beside the three protocol models."""
-    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
-    return protocol_models() + (
-        f'\n[providers.sim-responses]\nprotocol = "openai-responses"\nbase_url = "{sim_url}/v1"\n'
-        'api_key = "sk-sim"\n'
-        f'\n[providers.sim-legacy]\nbase_url = "{sim_url}/v1"\napi_key = "sk-sim"\n'
-        "completions = true\n"
-        f'\n[models."m-responses"]\nprovider = "sim-responses"\nmax_output_tokens = 8000\n'
-        f"price = {{ {price} }}\n"
-        f'\n[models."m-legacy"]\nprovider = "sim-legacy"\nmax_output_tokens = 8000\n'
-        f"price = {{ {price} }}\n"
-    )
-
-
 @pytest.fixture(scope="module")
 def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g = start_gateway(
-        sim.url, tmp_path_factory.mktemp("responses"), extra_models=extra_config(sim.url)
+        sim.url, tmp_path_factory.mktemp("responses"), extra_models=responses_models(sim.url)
     )
     yield g
     stop(g.proc)
