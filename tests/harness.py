@@ -281,8 +281,9 @@ def protocol_models() -> str:
 
 
 def responses_models(sim_url: str) -> str:
-    """A Responses-native upstream (m-responses) and one serving legacy completions itself
-    (m-legacy), beside the three protocol models."""
+    """A Responses-native upstream (m-responses), one serving legacy completions itself
+    (m-legacy) and a model whose one deployment is unreachable, falling back to m-openai
+    (m-fallback), beside the three protocol models."""
     price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
     return protocol_models() + (
         f'\n[providers.sim-responses]\nprotocol = "openai-responses"\nbase_url = "{sim_url}/v1"\n'
@@ -293,4 +294,6 @@ def responses_models(sim_url: str) -> str:
         f"price = {{ {price} }}\n"
         f'\n[models."m-legacy"]\nprovider = "sim-legacy"\nmax_output_tokens = 8000\n'
         f"price = {{ {price} }}\n"
+        f'\n[models."m-fallback"]\nprovider = "dead"\nmax_output_tokens = 8000\n'
+        f'fallbacks = ["m-openai"]\nprice = {{ {price} }}\n'
     )

@@ -391,6 +391,52 @@ def test_legacy_logprobs_refused_for_a_translated_upstream(
     assert [r["kind"] for r in gw.ledger(account)] == ["grant"]
 
 
+def test_fallback_serves_and_bills_the_model_that_served(
+    gw: Gateway, funded: tuple[str, str]
+) -> None:
+    account, key = funded
+    raw = client(gw, key).responses.with_raw_response.create(model="m-fallback", input="Hi there")
+    response = raw.parse()
+    assert raw.headers["x-faregate-model"] == "m-openai"
+    assert response.model == "m-openai"
+    assert settled(gw, account) == [cost(response.usage)]
+
+
+def test_idempotency_key_bills_once(gw: Gateway, funded: tuple[str, str]) -> None:
+    account, key = funded
+    headers = {"authorization": f"Bearer {key}", "idempotency-key": "resp-once-1"}
+    body = {"model": "m-openai", "input": "Hello there"}
+    first = httpx.post(gw.url + "/v1/responses", json=body, headers=headers, timeout=20)
+    again = httpx.post(gw.url + "/v1/responses", json=body, headers=headers, timeout=20)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert len(settled(gw, account)) == 1
+
+
+@pytest.mark.parametrize("model", ["m-openai", "m-responses"])
+def test_stream_broken_after_the_first_byte_ends_failed(
+    gw: Gateway, funded: tuple[str, str], model: str
+) -> None:
+    account, key = funded
+    body = {"model": model, "input": "Tell me about the sea", "stream": True}
+    body["user"] = "sim:cut_after=3"
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/responses",
+        json=body,
+        headers={"authorization": f"Bearer {key}"},
+        timeout=20,
+    ) as r:
+        text = r.read().decode()
+    events = [json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: ")]
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["status"] == "failed"
+    rows = [r for r in gw.ledger(account) if r["kind"] == "settle"]
+    assert len(rows) == 1 and rows[0]["estimated"]
+    ledger_consistent(gw, account)
+
+
 # -- bad input: a clear 400/404, nothing held -------------------------------------------------
 
 
