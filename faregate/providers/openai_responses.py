@@ -5,7 +5,8 @@ under the upstream's model name, with `store: false` (the gateway keeps the conv
 its output cap; any other hub call is translated: messages to input items (system and
 developer messages, user text, images and files, assistant text, `tool_calls` as
 `function_call` items, tool messages as `function_call_output`), function tools, tool choice,
-`response_format` as `text.format`, `reasoning_effort` as `reasoning.effort`. Replies and
+`response_format` as `text.format`, `reasoning_effort` (or a thinking level or budget, as on
+OpenAI chat) as `reasoning.effort`. Replies and
 events are read back into the hub shape (text, reasoning text, function calls, finish reason,
 usage); each decoded event keeps the upstream's own event for Responses clients.
 """
@@ -149,10 +150,25 @@ def _translate(body: dict[str, Any]) -> dict[str, Any]:
         out["text"] = {"format": {"type": "json_schema", **(fmt.get("json_schema") or {})}}
     elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
         out["text"] = {"format": {"type": "json_object"}}
-    effort = body.get("reasoning_effort")
-    if isinstance(effort, str):
+    effort = _effort(body)
+    if effort is not None:
         out["reasoning"] = {"effort": effort}
     return out
+
+
+def _effort(body: dict[str, Any]) -> str | None:
+    """The reasoning effort: as asked, else from a thinking level, else from a thinking
+    budget (up to 2048 tokens low, up to 8192 medium, above high), as on OpenAI chat."""
+    effort = body.get("reasoning_effort")
+    if isinstance(effort, str):
+        return effort
+    level = body.get("thinking_level")
+    if isinstance(level, str) and level.lower() in ("minimal", "low", "medium", "high"):
+        return level.lower()
+    budget = body.get("thinking_budget")
+    if isinstance(budget, int) and budget > 0:
+        return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+    return None
 
 
 def to_hub(data: dict[str, Any]) -> dict[str, Any]:
