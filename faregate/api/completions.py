@@ -101,15 +101,13 @@ def to_call(svc: Services, body: dict[str, Any], rid: str) -> NativeCall:
     for name in _CARRIED:
         if body.get(name) is not None:
             hub[name] = body[name]
-    if len(prompts) > 1:  # the hold covers every prompt's choices
-        hub["n"] = (body.get("n") or 1) * len(prompts)
+    if len(prompts) > 1:  # only for upstreams sent the request as written: the hold covers
+        hub["n"] = (body.get("n") or 1) * len(prompts)  # every prompt's choices
     if body.get("stream") is not None:
         hub["stream"] = body["stream"]
         if isinstance(body.get("stream_options"), dict):
             hub["stream_options"] = body["stream_options"]
     chat = parse_chat(hub, rid)
-    if len(prompts) > 1:
-        hub["n"] = body.get("n") or 1
     return NativeCall(
         model=chat.model,
         body=chat.body,
