@@ -529,3 +529,20 @@ def test_orphan_output_against_a_previous_response(gw: Gateway, funded: tuple[st
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny"}],
     )
     assert second.output_text
+
+
+@pytest.mark.parametrize("model", UPSTREAMS)
+def test_reasoning_is_reported(gw: Gateway, funded: tuple[str, str], model: str) -> None:
+    """Reasoning tokens in usage from every upstream; a reasoning item with its text where the
+    upstream exposes it (Anthropic thinking, Gemini thoughts)."""
+    _, key = funded
+    response = client(gw, key).responses.create(
+        model=model, input="Think first", reasoning={"effort": "low"}, max_output_tokens=4000
+    )
+    assert response.usage is not None
+    assert response.usage.output_tokens_details.reasoning_tokens > 0
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+    if model in ("m-anthropic", "m-gemini"):
+        [item] = reasoning
+        assert item.content and item.content[0].text
+        assert response.output[0].type == "reasoning"

@@ -121,18 +121,23 @@ def test_response(
 
 
 @pytest.mark.parametrize("model", UPSTREAMS)
-@pytest.mark.parametrize("tools", [False, True])
+@pytest.mark.parametrize("variant", ["text", "tools", "reasoning"])
 def test_stream_events(
-    gw: Gateway, key: str, components: dict[str, Any], model: str, tools: bool
+    gw: Gateway, key: str, components: dict[str, Any], model: str, variant: str
 ) -> None:
     body: dict[str, Any] = {
         "model": model,
         "input": "What is the weather in Paris?",
         "stream": True,
     }
-    if tools:
+    if variant == "tools":
         body["tools"] = [WEATHER]
+    if variant == "reasoning":
+        body["reasoning"] = {"effort": "low"}
+        body["max_output_tokens"] = 4000
     events = _events(_post(gw, key, "/v1/responses", body).text)
+    if variant == "reasoning" and model in ("m-anthropic", "m-gemini"):
+        assert "response.reasoning_text.delta" in [e["type"] for e in events]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     assert events[0]["type"] == "response.created"
     assert events[-1]["type"] == "response.completed"
