@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import cast
 
 from faregate.billing.types import KeyRecord
 from faregate.pipeline import chat, runner
@@ -17,7 +16,6 @@ from faregate.providers.base import (
     ChatCall,
     ChatResult,
     Credentials,
-    StreamEvent,
     UpstreamRequest,
 )
 from faregate.providers.native import NativeCall
@@ -67,5 +65,4 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> chat.Comple
 def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> Awaitable[chat.OpenStream]:
     """A streamed legacy completion, relayed by the chat relay (whose OpenAI decoder reads
     text-completion chunks' usage and finish reasons as well)."""
-    relay = cast(runner.Relay[ChatCall, StreamEvent], chat._events)
-    return runner.open_stream(svc, COMPLETIONS, key, call, relay)
+    return chat.open_stream(svc, key, call, COMPLETIONS)
