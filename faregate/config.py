@@ -49,7 +49,7 @@ class Timeouts(_Strict):
     total: PositiveFloat = 1800.0
 
 
-Protocol = Literal["openai", "anthropic", "gemini"]
+Protocol = Literal["openai", "anthropic", "gemini", "openai-responses"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,7 @@ class Provider(_Strict):
     kinds: list[KindName] | None = None  # what this provider serves; None: all its protocol does
     ca_bundle: str | None = None  # PEM file of the CAs trusted for this provider's TLS
     proxy: str | None = Field(default=None, repr=False)  # http:// CONNECT proxy; "": none
+    completions: bool = False  # serves the legacy `/completions` itself (vLLM, for example)
 
     @field_validator("ca_bundle")
     @classmethod
@@ -312,6 +313,12 @@ class Geo(_Strict):
         return path
 
 
+class ResponsesStore(_Strict):
+    """Stored Responses API responses (`store`, default true): how long they are kept."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650)
+
+
 class Simulator(_Strict):
     """The built-in provider simulator, started in process by `faregate serve`."""
 
@@ -328,6 +335,7 @@ class Config(_Strict):
     images: Images = Field(default_factory=Images)
     media: MediaConfig = Field(default_factory=MediaConfig)
     geo: Geo = Field(default_factory=Geo)
+    responses: ResponsesStore = Field(default_factory=ResponsesStore)
     guards: Guards = Field(default_factory=Guards)
     routing: Routing = Field(default_factory=Routing)
     cache: Cache = Field(default_factory=Cache)

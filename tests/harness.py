@@ -278,3 +278,22 @@ def protocol_models() -> str:
             ("m-gemini", "sim-gemini"),
         )
     )
+
+
+def responses_models(sim_url: str) -> str:
+    """A Responses-native upstream (m-responses), one serving legacy completions itself
+    (m-legacy) and a model whose one deployment is unreachable, falling back to m-openai
+    (m-fallback), beside the three protocol models."""
+    price = ", ".join(f"{k} = {v}" for k, v in PRICES.items())
+    return protocol_models() + (
+        f'\n[providers.sim-responses]\nprotocol = "openai-responses"\nbase_url = "{sim_url}/v1"\n'
+        'api_key = "sk-sim"\n'
+        f'\n[providers.sim-legacy]\nbase_url = "{sim_url}/v1"\napi_key = "sk-sim"\n'
+        "completions = true\n"
+        f'\n[models."m-responses"]\nprovider = "sim-responses"\nmax_output_tokens = 8000\n'
+        f"price = {{ {price} }}\n"
+        f'\n[models."m-legacy"]\nprovider = "sim-legacy"\nmax_output_tokens = 8000\n'
+        f"price = {{ {price} }}\n"
+        f'\n[models."m-fallback"]\nprovider = "dead"\nmax_output_tokens = 8000\n'
+        f'fallbacks = ["m-openai"]\nprice = {{ {price} }}\n'
+    )

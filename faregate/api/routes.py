@@ -11,10 +11,12 @@ from faregate.api import admin_catalog, admin_governance, admin_guards, anthropi
 from faregate.api.admin import AdminAPI
 from faregate.api.anthropic import count_tokens_handler, messages_handler
 from faregate.api.catalog import balance_handler, model_handler, models_handler
+from faregate.api.completions import completions_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.gemini import by_client, generate_handler, get_handler, list_handler
 from faregate.api.media import media_handler
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
+from faregate.api.responses import handlers as responses_handlers
 from faregate.api.usage import ClientUsage
 from faregate.db.engine import AdminDB
 from faregate.http.request import Request
@@ -141,6 +143,52 @@ def _openai_routes(base: str) -> list[RouteDef]:
             ("GET",),
             lambda d: balance_handler(d.svc),
             "The caller's balance.",
+        ),
+        *_responses_routes(base),
+        RouteDef(
+            f"{base}/completions",
+            ("POST",),
+            lambda d: completions_handler(d.svc),
+            "Create a legacy text completion (streamed or not).",
+            kind=Kind.CHAT,
+            request_schema=_openai("CreateCompletionRequest"),
+            response_schema=_openai("CreateCompletionResponse"),
+        ),
+    ]
+
+
+def _responses_routes(base: str) -> list[RouteDef]:
+    """The Responses API under `base`: create, and the stored responses by id."""
+    one = f"{base}/responses/{{response_id}}"
+    return [
+        RouteDef(
+            f"{base}/responses",
+            ("POST",),
+            lambda d: responses_handlers(d.svc, d.db)["create"],
+            "Create a model response (Responses API; streamed or not).",
+            kind=Kind.RESPONSES,
+            request_schema=_openai("CreateResponse"),
+            response_schema=_openai("Response"),
+        ),
+        RouteDef(
+            one,
+            ("GET",),
+            lambda d: responses_handlers(d.svc, d.db)["retrieve"],
+            "Retrieve a stored response.",
+            response_schema=_openai("Response"),
+        ),
+        RouteDef(
+            one,
+            ("DELETE",),
+            lambda d: responses_handlers(d.svc, d.db)["delete"],
+            "Delete a stored response.",
+        ),
+        RouteDef(
+            f"{one}/input_items",
+            ("GET",),
+            lambda d: responses_handlers(d.svc, d.db)["input_items"],
+            "List the input items of a stored response.",
+            response_schema=_openai("ResponseItemList"),
         ),
     ]
 

@@ -346,3 +346,18 @@ jobs = Table(
     Index("ix_jobs_due", "next_poll_at", sqlite_where=_ACTIVE_JOB, postgresql_where=_ACTIVE_JOB),
     Index("ix_jobs_account", "account_id", "created_at"),
 )
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),  # resp_...
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("input_items", Text, nullable=False),  # JSON: this request's input items
+    Column("response", Text, nullable=False),  # JSON: the response object
+    Column("context", Text, nullable=False),  # JSON: every item a next turn continues from
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_responses_account", "account_id"),
+    Index("ix_responses_expires", "expires_at"),
+)

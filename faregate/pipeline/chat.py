@@ -138,10 +138,16 @@ async def complete(svc: Services, key: KeyRecord, call: ChatCall) -> Completed:
     return done
 
 
-def open_stream(svc: Services, key: KeyRecord, call: ChatCall) -> Awaitable[OpenStream]:
+def open_stream(
+    svc: Services,
+    key: KeyRecord,
+    call: ChatCall,
+    spec: runner.KindSpec[ChatCall, ChatResult] = CHAT,
+) -> Awaitable[OpenStream]:
     """A streaming chat call: the runner opens it (fallback only before the first byte), and
-    `_events` relays it. (The runner's coroutine itself, so no frame is added to it.)"""
-    return runner.open_stream(svc, CHAT, key, call, _events)
+    `_events` relays it. (The runner's coroutine itself, so no frame is added to it.) `spec`:
+    a variant of the chat spec that builds or parses some attempts otherwise."""
+    return runner.open_stream(svc, spec, key, call, _events)
 
 
 def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:

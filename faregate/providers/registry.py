@@ -15,6 +15,7 @@ ADAPTERS: dict[tuple[str, Kind], str] = {
     ("openai", Kind.CHAT): "faregate.providers.openai:OpenAIChat",
     ("anthropic", Kind.CHAT): "faregate.providers.anthropic:AnthropicMessages",
     ("gemini", Kind.CHAT): "faregate.providers.gemini:GeminiGenerate",
+    ("openai-responses", Kind.CHAT): "faregate.providers.openai_responses:OpenAIResponses",
     ("openai", Kind.EMBEDDINGS): "faregate.providers.openai:OpenAIEmbeddings",
     ("gemini", Kind.EMBEDDINGS): "faregate.providers.gemini:GeminiEmbeddings",
 }

@@ -7,7 +7,9 @@ from aiohttp import web
 from faregate.sim import anthropic, gemini
 from faregate.sim.openai_chat import chat_completions
 from faregate.sim.openai_common import json_response, list_models, retrieve_model
+from faregate.sim.openai_completions import completions
 from faregate.sim.openai_embeddings import embeddings
+from faregate.sim.openai_responses import responses
 from faregate.sim.state import STATE, SimState
 
 
@@ -33,6 +35,8 @@ def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.A
     app[STATE] = SimState(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", retrieve_model)
     app.router.add_get("/health", health)

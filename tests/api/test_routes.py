@@ -48,6 +48,16 @@ PUBLIC = {
     ("POST", "/v1/client/redeem", "openai", None),
     ("GET", "/api/v1/client/usage", "openai", None),
     ("POST", "/api/v1/client/redeem", "openai", None),
+    ("POST", "/v1/responses", "openai", Kind.RESPONSES),
+    ("GET", "/v1/responses/{response_id}", "openai", None),
+    ("DELETE", "/v1/responses/{response_id}", "openai", None),
+    ("GET", "/v1/responses/{response_id}/input_items", "openai", None),
+    ("POST", "/v1/completions", "openai", Kind.CHAT),
+    ("POST", "/api/v1/responses", "openai", Kind.RESPONSES),
+    ("GET", "/api/v1/responses/{response_id}", "openai", None),
+    ("DELETE", "/api/v1/responses/{response_id}", "openai", None),
+    ("GET", "/api/v1/responses/{response_id}/input_items", "openai", None),
+    ("POST", "/api/v1/completions", "openai", Kind.CHAT),
 }
 
 
