@@ -15,12 +15,20 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import orjson
 
 from faregate.api.chat_request import parse_chat
-from faregate.api.common import authenticate, cost_headers, json_body, request_id, routing_headers
+from faregate.api.common import (
+    authenticate,
+    cost_headers,
+    json_body,
+    request_id,
+    routing_headers,
+    usage_cost,
+)
 from faregate.api.envelopes import openai_body
 from faregate.errors import BadRequest, FaregateError
 from faregate.http.request import Request
@@ -210,7 +218,9 @@ class _Chunks:
         return chunk
 
 
-async def _events(stream: OpenStream, call: NativeCall) -> AsyncIterator[bytes]:
+async def _events(
+    stream: OpenStream, call: NativeCall, cost_fields: Callable[[int], dict[str, Any]]
+) -> AsyncIterator[bytes]:
     chunks = _Chunks(call, stream.model)
     done = False
     async with aclosing(stream.events) as events:
@@ -227,6 +237,8 @@ async def _events(stream: OpenStream, call: NativeCall) -> AsyncIterator[bytes]:
                     continue
                 event.data = {**event.data, "usage": None}
             data = chunks.render(event)
+            if data is not None and event.cost is not None and isinstance(data.get("usage"), dict):
+                data = {**data, "usage": {**data["usage"], **cost_fields(event.cost)}}
             if data is not None:
                 yield b"data: " + orjson.dumps(data) + b"\n\n"
     if not done:
@@ -241,7 +253,11 @@ def completions_handler(svc: Services) -> Callable[[Request], Any]:
         if call.stream:
             stream = await open_stream(svc, key, call)
             headers = {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream)}
-            return StreamResponse(_events(stream, call), 200, SSE_HEADERS + header_list(headers))
+            return StreamResponse(
+                _events(stream, call, partial(usage_cost, svc)),
+                200,
+                SSE_HEADERS + header_list(headers),
+            )
         done = await complete(svc, key, call)
         reply = done.result.body
         usage = done.usage
@@ -249,6 +265,8 @@ def completions_handler(svc: Services) -> Callable[[Request], Any]:
             reply = from_chat(reply, call, done.model, usage.prompt_tokens, usage.completion_tokens)
         elif not isinstance(reply.get("usage"), dict):
             reply["usage"] = _usage(usage.prompt_tokens, usage.completion_tokens)
+        if isinstance(reply.get("usage"), dict):
+            reply["usage"] = {**reply["usage"], **usage_cost(svc, done.cost)}
         headers = {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
         return Response.json(reply, 200, headers)
 

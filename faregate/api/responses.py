@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from faregate.api.common import (
     json_body,
     request_id,
     routing_headers,
+    usage_cost,
 )
 from faregate.api.responses_render import from_hub, from_native, response_object
 from faregate.api.responses_request import ResponsesRequest, check_top_level, to_request
@@ -75,7 +77,9 @@ class ResponsesAPI:
             stream = await open_stream(svc, key, call)
             base = self._base(parsed, rid, stream.model)
             headers = {**cost_headers(svc, rid, stream.model, None), **routing_headers(stream)}
-            events = self._events(stream, StreamRenderer(base, rid), key, parsed, prefix)
+            events = self._events(
+                stream, StreamRenderer(base, rid, partial(usage_cost, svc)), key, parsed, prefix
+            )
             return StreamResponse(events, 200, SSE_HEADERS + header_list(headers))
         done = await complete(svc, key, call)
         args: dict[str, Any] = {
@@ -89,6 +93,8 @@ class ResponsesAPI:
             response = from_native(orjson.loads(raw), done.usage, parsed.echo, **args)
         else:
             response = from_hub(done.result.body, done.usage, parsed.echo, **args)
+        if isinstance(response.get("usage"), dict):
+            response["usage"] = {**response["usage"], **usage_cost(svc, done.cost)}
         await self._keep(key, parsed, prefix, response)
         headers = {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
         return Response.json(response, 200, headers)
@@ -140,7 +146,7 @@ class ResponsesAPI:
                     return
                 if native:
                     if isinstance(event, NativeEvent) and event.native is not None:
-                        yield renderer.passthrough(event.native)
+                        yield renderer.passthrough(event.native, event.cost)
                     continue
                 chunks = renderer.end() if event.data is None else renderer.feed(event)
                 ended = ended or event.data is None

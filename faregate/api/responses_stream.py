@@ -13,6 +13,7 @@ usage, or `response.failed` when the upstream breaks after the first byte. Every
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -52,8 +53,15 @@ class _Item:
 class StreamRenderer:
     """Hub chunks in, typed Responses events out; `final` is the finished `response`."""
 
-    def __init__(self, response: dict[str, Any], request_id: str) -> None:
+    def __init__(
+        self,
+        response: dict[str, Any],
+        request_id: str,
+        cost_fields: Callable[[int], dict[str, Any]] | None = None,
+    ) -> None:
         self.response = response  # the in-progress response (no output, no usage)
+        self._cost_fields = cost_fields  # the usage's cost fields, from micro-credits
+        self._cost: int | None = None
         self.final: dict[str, Any] | None = None
         self._seq = 0
         self._ids = item_ids(request_id)
@@ -81,6 +89,8 @@ class StreamRenderer:
         data = event.data or {}
         if event.usage is not None:
             self._usage, self._usage_dict = event.usage, data.get("usage")
+        if event.cost is not None:
+            self._cost = event.cost
         out: list[bytes] = []
         for choice in data.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -226,7 +236,9 @@ class StreamRenderer:
             out.append(self._event("response.content_part.added", **where, part=part))
             out += self._close()
         reason = INCOMPLETE.get(self._finish or "")
-        usage = usage_object(self._usage or Usage(0, 0, estimated=True), self._usage_dict)
+        usage = self._with_cost(
+            usage_object(self._usage or Usage(0, 0, estimated=True), self._usage_dict)
+        )
         self.final = {
             **self.response,
             "status": "incomplete" if reason else "completed",
@@ -247,12 +259,18 @@ class StreamRenderer:
             "error": {"code": "server_error", "message": err.message},
         }
         if self._usage is not None:
-            self.final["usage"] = usage_object(self._usage)
+            self.final["usage"] = self._with_cost(usage_object(self._usage))
         return [*out, self._event("response.failed", response=self.final)]
 
-    def passthrough(self, upstream: dict[str, Any]) -> bytes:
+    def _with_cost(self, usage: dict[str, Any]) -> dict[str, Any]:
+        if self._cost is None or self._cost_fields is None:
+            return usage
+        return {**usage, **self._cost_fields(self._cost)}
+
+    def passthrough(self, upstream: dict[str, Any], cost: int | None = None) -> bytes:
         """An upstream Responses event under the gateway's id, model and numbering; the
-        last lifecycle event's response is kept as `final`."""
+        last lifecycle event's response is kept as `final`, its usage with the cost (`cost`,
+        on the event the pipeline settled)."""
         payload = {k: v for k, v in upstream.items() if k != "sequence_number"}
         kind = str(payload.get("type") or "")
         if kind in _LIFECYCLE and isinstance(payload.get("response"), dict):
@@ -261,6 +279,10 @@ class StreamRenderer:
                 **{k: self.response[k] for k in ("id", "model", "previous_response_id", "store")},
                 "metadata": self.response["metadata"],
             }
+            if cost is not None:
+                self._cost = cost
+            if self._cost is not None and isinstance(own.get("usage"), dict):
+                own["usage"] = self._with_cost(own["usage"])
             payload["response"] = own
             if kind != "response.created" and kind != "response.in_progress":
                 self.final = own

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -80,6 +81,12 @@ def cost(usage: Any) -> int:
     return -(-total // 1_000_000)
 
 
+def assert_usage_cost(usage: Any, micro_credits: int) -> None:
+    """`usage.cost` in US dollars (one million micro-credits each), the integer beside it."""
+    assert usage.cost_micro_credits == micro_credits
+    assert Decimal(str(usage.cost)) == Decimal(micro_credits) / 1_000_000
+
+
 def settled(gw: Gateway, account: str) -> list[int]:
     return [r["cost"] for r in gw.ledger(account) if r["kind"] == "settle"]
 
@@ -100,6 +107,7 @@ def test_text_response_is_billed_exactly(gw: Gateway, funded: tuple[str, str], m
     assert response.usage is not None and response.usage.output_tokens > 0
     assert raw.headers["x-faregate-cost"] == str(cost(response.usage))
     assert settled(gw, account) == [cost(response.usage)]
+    assert_usage_cost(response.usage, cost(response.usage))
     ledger_consistent(gw, account)
 
 
@@ -208,6 +216,7 @@ def test_stream_helpers(gw: Gateway, funded: tuple[str, str], model: str) -> Non
     assert "".join(deltas) == final.output_text != ""
     assert final.usage is not None
     assert settled(gw, account) == [cost(final.usage)]
+    assert_usage_cost(final.usage, cost(final.usage))
     ledger_consistent(gw, account)
 
 
@@ -339,6 +348,7 @@ def test_legacy_completion(gw: Gateway, funded: tuple[str, str], model: str) -> 
     expected = usage.prompt_tokens * 1 + usage.completion_tokens * 2
     assert raw.headers["x-faregate-cost"] == str(expected)
     assert settled(gw, account) == [expected]
+    assert_usage_cost(usage, expected)
     ledger_consistent(gw, account)
 
 
@@ -365,6 +375,7 @@ def test_legacy_completion_stream(gw: Gateway, funded: tuple[str, str], model: s
     assert finish in ("stop", "length")
     assert usage is not None
     assert settled(gw, account) == [usage.prompt_tokens + 2 * usage.completion_tokens]
+    assert_usage_cost(usage, usage.prompt_tokens + 2 * usage.completion_tokens)
     ledger_consistent(gw, account)
 
 
