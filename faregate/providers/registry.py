@@ -17,6 +17,10 @@ ADAPTERS: dict[tuple[str, Kind], str] = {
     ("gemini", Kind.CHAT): "faregate.providers.gemini:GeminiGenerate",
     ("openai", Kind.EMBEDDINGS): "faregate.providers.openai:OpenAIEmbeddings",
     ("gemini", Kind.EMBEDDINGS): "faregate.providers.gemini:GeminiEmbeddings",
+    ("openai", Kind.AUDIO_SPEECH): "faregate.providers.openai_audio:OpenAISpeech",
+    ("openai", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.openai_audio:OpenAITranscription",
+    ("gemini", Kind.AUDIO_SPEECH): "faregate.providers.gemini_audio:GeminiSpeech",
+    ("gemini", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.gemini_audio:GeminiTranscription",
 }
 
 

@@ -19,6 +19,12 @@ from faregate.kinds import Kind
 PUBLIC = {
     ("POST", "/v1/chat/completions", "openai", Kind.CHAT),
     ("POST", "/v1/embeddings", "openai", Kind.EMBEDDINGS),
+    ("POST", "/v1/audio/transcriptions", "openai", Kind.AUDIO_TRANSCRIPTION),
+    ("POST", "/v1/audio/translations", "openai", Kind.AUDIO_TRANSCRIPTION),
+    ("POST", "/v1/audio/speech", "openai", Kind.AUDIO_SPEECH),
+    ("POST", "/api/v1/audio/transcriptions", "openai", Kind.AUDIO_TRANSCRIPTION),
+    ("POST", "/api/v1/audio/translations", "openai", Kind.AUDIO_TRANSCRIPTION),
+    ("POST", "/api/v1/audio/speech", "openai", Kind.AUDIO_SPEECH),
     ("GET", "/v1/models", "openai", None),
     ("GET", "/v1/models/{model:path}", "openai", None),
     ("POST", "/v1/models/{model:path}", "gemini", Kind.CHAT),
