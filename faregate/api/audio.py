@@ -21,7 +21,7 @@ from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, FaregateError, PayloadTooLarge
 from faregate.http.multipart import Form
 from faregate.http.request import Request
-from faregate.http.responses import BytesStream, Response, header_list
+from faregate.http.responses import BytesStream, Response, StreamAborted, header_list
 from faregate.pipeline import speech
 from faregate.pipeline.audio_probe import probe
 from faregate.pipeline.services import Services
@@ -35,11 +35,6 @@ from faregate.providers.audio import (
 )
 
 GRANULARITIES = ("word", "segment")
-
-
-class SpeechBroken(Exception):
-    """Ends a speech stream the upstream broke off: the connection is closed without the
-    stream's last chunk, so the client sees the audio as incomplete."""
 
 
 def _missing(name: str) -> BadRequest:
@@ -199,7 +194,7 @@ async def _audio_bytes(stream: speech.OpenSpeech) -> AsyncIterator[bytes]:
     async with aclosing(stream.events) as events:
         async for item in events:
             if isinstance(item, FaregateError):
-                raise SpeechBroken(item.message)
+                raise StreamAborted(item.message)  # the audio ends incomplete
             yield item
 
 
