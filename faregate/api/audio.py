@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
+import orjson
+
 from faregate.api.common import (
     authenticate,
     cost_headers,
@@ -16,16 +18,25 @@ from faregate.api.common import (
     request_id,
     routing_headers,
 )
+from faregate.api.envelopes import openai_body
 from faregate.billing.pricing import cost_of
 from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, FaregateError, PayloadTooLarge
 from faregate.http.multipart import Form
 from faregate.http.request import Request
-from faregate.http.responses import BytesStream, Response, StreamAborted, header_list
+from faregate.http.responses import (
+    SSE_HEADERS,
+    BytesStream,
+    Response,
+    StreamAborted,
+    StreamResponse,
+    header_list,
+)
 from faregate.pipeline import speech
 from faregate.pipeline.audio_probe import probe
 from faregate.pipeline.services import Services
-from faregate.pipeline.transcription import Transcribed, transcribe
+from faregate.pipeline.transcription import OpenTranscript, Transcribed, transcribe
+from faregate.pipeline.transcription import open_stream as open_transcript
 from faregate.providers.audio import (
     SPEECH_FORMATS,
     SPEECH_TYPES,
@@ -117,12 +128,10 @@ async def parse_transcription(svc: Services, form: Form, rid: str, task: str) ->
             "timestamp_granularities[]",
         )
     stream = (form.get("stream") or "false").lower()
-    if stream not in ("false", "0"):
-        raise BadRequest(
-            "Streamed transcripts are not served; send the request without 'stream'.",
-            code="stream_unsupported",
-            param="stream",
-        )
+    if stream not in ("true", "false", "1", "0"):
+        raise _invalid("'stream' must be true or false.", "stream")
+    if stream in ("true", "1") and fmt not in ("json", "text"):
+        raise _invalid("A streamed transcript takes response_format 'json' or 'text'.", "stream")
     call = await audio_call(svc, await upload.read(), upload.filename, rid, model)
     call.task = task
     call.response_format = fmt
@@ -130,6 +139,7 @@ async def parse_transcription(svc: Services, form: Form, rid: str, task: str) ->
     call.prompt = form.get("prompt") or None
     call.temperature = temperature
     call.granularities = granularities
+    call.stream = stream in ("true", "1")
     return call
 
 
@@ -137,11 +147,26 @@ def transcript_headers(svc: Services, rid: str, done: Transcribed) -> dict[str, 
     return {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
 
 
+async def _transcript_events(stream: OpenTranscript) -> AsyncIterator[bytes]:
+    """The events as SSE; a break ends the stream with an `error` event."""
+    async with aclosing(stream.events) as events:
+        async for item in events:
+            if isinstance(item, FaregateError):
+                body = openai_body(item)
+                yield b"data: " + orjson.dumps({"type": "error", **body}) + b"\n\n"
+                return
+            yield b"data: " + orjson.dumps(item) + b"\n\n"
+
+
 def transcription_handler(svc: Services, task: str) -> Callable[[Request], Any]:
-    async def handle(req: Request) -> Response:
+    async def handle(req: Request) -> Response | StreamResponse:
         rid = request_id()
         key = await authenticate(svc, req)
         call = await parse_transcription(svc, await form_body(svc, req), rid, task)
+        if call.stream:
+            opened = await open_transcript(svc, key, call)
+            extra = {**cost_headers(svc, rid, opened.model, None), **routing_headers(opened)}
+            return StreamResponse(_transcript_events(opened), 200, SSE_HEADERS + header_list(extra))
         done = await transcribe(svc, key, call)
         content_type = (b"content-type", done.result.content_type.encode())
         headers = header_list(transcript_headers(svc, rid, done))

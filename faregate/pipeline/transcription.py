@@ -3,12 +3,15 @@ adapter's request and transcript, and the settlement on the upstream's reported 
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from functools import partial
-from typing import cast
+from typing import Any, cast
 
 from faregate import tokens
+from faregate.billing.charge import Charge
 from faregate.billing.pricing import worst_case
 from faregate.billing.types import KeyRecord, Price, Usage
+from faregate.errors import FaregateError, UpstreamError
 from faregate.kinds import Kind
 from faregate.pipeline import runner
 from faregate.pipeline.attempts import run_attempts
@@ -17,8 +20,10 @@ from faregate.providers.audio import TranscribeCall, Transcript, TranscriptionPr
 from faregate.providers.base import Adapter, Credentials, UpstreamRequest
 from faregate.routing.balancer import Attempt
 from faregate.routing.catalog import ModelEntry
+from faregate.upstream.base import UpstreamStream
 
 Transcribed = runner.Done[Transcript]
+OpenTranscript = runner.OpenStream[dict[str, Any]]
 
 AUDIO_TOKENS_PER_SECOND = 50
 """The bound of input tokens per second of audio, for a model priced per token."""
@@ -104,3 +109,47 @@ async def transcribe(svc: Services, key: KeyRecord, call: TranscribeCall) -> Tra
         note = "estimated: the provider reported no usage" if usage.estimated else None
         cost = await runner.settle(charge, price, usage, note)
         return runner.Done(result, usage, cost, served.model.name, served.deployment, trail)
+
+
+def open_stream(svc: Services, key: KeyRecord, call: TranscribeCall) -> Awaitable[OpenTranscript]:
+    """A streamed transcript: admit and hold, open the upstream (fallback only before the
+    first byte); `_events` relays the rest."""
+    return runner.open_stream(svc, TRANSCRIPTION, key, call, _events)
+
+
+async def _events(
+    svc: Services,
+    call: TranscribeCall,
+    served: Attempt,
+    charge: Charge,
+    upstream: UpstreamStream,
+    first: bytes,
+    chunks: AsyncIterator[bytes],
+) -> AsyncGenerator[dict[str, Any] | FaregateError, None]:
+    """Transcript events as they come; settles exactly once however the stream ends: the
+    file's seconds (the input was consumed whole, as a broken chat stream bills its whole
+    prompt), or the tokens reported, else counted from the text received."""
+    decoder = cast(TranscriptionProtocol, served.deployment.adapter).transcript_decoder(call)
+    note: str | None = "the client went away mid-stream; the whole input was billed"
+    try:
+        chunk = first
+        while chunk:
+            for event in decoder.feed(chunk):
+                yield event
+            chunk = await anext(chunks, b"")
+        for event in decoder.finish():
+            yield event
+        note = None
+    except UpstreamError as exc:
+        note = f"the stream broke after the first byte ({exc.failure.value}): {exc.message}"
+        svc.balancer.broke_mid_stream(served, exc)
+        yield exc.to_client_mid_stream()
+    finally:
+        price = served.model.price
+        result = Transcript(b"", "", decoder.text, None, decoder.usage if decoder.done else None)
+        usage = usage_at(price, call, result)
+        svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
+        if note is None and usage.estimated:
+            note = "estimated: the provider reported no usage"
+        await runner.settle(charge, price, usage, note)
+        upstream.close()

@@ -64,6 +64,7 @@ class TranscribeCall:
     prompt: str | None = None
     temperature: float | None = None
     granularities: tuple[str, ...] = ()
+    stream: bool = False
 
 
 @dataclass(slots=True)
@@ -106,6 +107,38 @@ class AudioDecoder(Protocol):
     def close(self) -> None: ...
 
 
+class TranscriptDecoder(Protocol):
+    """Turns an upstream's streamed transcript, chunk by chunk, into OpenAI's transcript
+    events (`transcript.text.delta`, then one `transcript.text.done`); what the upstream
+    reported is kept as it arrives."""
+
+    text: str
+    usage: Usage | None
+    done: bool
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The events owed once the upstream ended (a `done` it does not send itself)."""
+        ...
+
+
+def delta_event(text: str) -> dict[str, Any]:
+    return {"type": "transcript.text.delta", "delta": text}
+
+
+def done_event(text: str, usage: Usage | None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "transcript.text.done", "text": text}
+    if usage is not None:
+        event["usage"] = {
+            "type": "tokens",
+            "input_tokens": usage.prompt_tokens,
+            "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        }
+    return event
+
+
 class TranscriptionProtocol(Protocol):
     """An upstream speech-to-text wire protocol."""
 
@@ -116,6 +149,8 @@ class TranscriptionProtocol(Protocol):
     ) -> UpstreamRequest: ...
 
     def parse_transcription(self, body: bytes, call: TranscribeCall) -> Transcript: ...
+
+    def transcript_decoder(self, call: TranscribeCall) -> TranscriptDecoder: ...
 
     def classify_error(
         self, status: int, headers: dict[str, str], body: bytes

@@ -17,6 +17,8 @@ from faregate.providers.audio import (
     SpeechCall,
     TranscribeCall,
     Transcript,
+    delta_event,
+    done_event,
     render_transcript,
 )
 from faregate.providers.audio_encode import Encoder, encoder
@@ -145,8 +147,8 @@ class GeminiTranscription:
         }
         if call.temperature is not None:
             body["generationConfig"] = {"temperature": call.temperature}
-        path = _path(upstream_model, "generateContent")
-        return UpstreamRequest(path, _headers(creds), orjson.dumps(body))
+        method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
+        return UpstreamRequest(_path(upstream_model, method), _headers(creds), orjson.dumps(body))
 
     def parse_transcription(self, body: bytes, call: TranscribeCall) -> Transcript:
         data = reply_object(body, lambda d: "candidates" in d)
@@ -156,8 +158,63 @@ class GeminiTranscription:
         rendered, content_type = render_transcript(text, call.duration_ms, call)
         return Transcript(rendered, content_type, text, None, _usage(data.get("usageMetadata")))
 
+    def transcript_decoder(self, call: TranscribeCall) -> _TranscriptEvents:
+        return _TranscriptEvents()
+
     def classify_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
         return classify(status, headers, body)
+
+
+def _events(chunk: bytes, sse: SSEDecoder) -> list[dict[str, Any]]:
+    """The JSON objects of the SSE events in `chunk`; an error event raises."""
+    out = []
+    for _, data, _ in sse.feed(chunk):
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if "error" in obj:
+            message = str((obj.get("error") or {}).get("message", "stream error"))
+            raise UpstreamError(FailureClass.TRANSIENT, message, status=200)
+        out.append(obj)
+    return out
+
+
+class _TranscriptEvents:
+    """Gemini's streamed text as OpenAI transcript events: a delta per chunk of text, and
+    the `done` event (with the usage Gemini reported) once the stream has ended."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self.text = ""
+        self.usage: Usage | None = None
+        self.done = False
+        self._finished = False
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        events = []
+        for obj in _events(chunk, self._sse):
+            self.usage = _usage(obj.get("usageMetadata")) or self.usage
+            for cand in obj.get("candidates") or ():
+                self._finished = self._finished or bool((cand or {}).get("finishReason"))
+                for part in ((cand or {}).get("content") or {}).get("parts") or ():
+                    text = part.get("text") if isinstance(part, dict) else None
+                    if isinstance(text, str) and text:
+                        piece = text.lstrip() if not self.text else text
+                        self.text += piece
+                        events.append(delta_event(piece))
+        return events
+
+    def finish(self) -> list[dict[str, Any]]:
+        if not self._finished:
+            raise UpstreamError(
+                FailureClass.TRANSIENT, "the stream ended before it was complete", status=200
+            )
+        self.done = True
+        self.text = self.text.strip()
+        return [done_event(self.text, self.usage)]
 
 
 class _SpeechDecoder:
@@ -171,16 +228,7 @@ class _SpeechDecoder:
 
     def feed(self, chunk: bytes) -> bytes:
         out = bytearray()
-        for _, data, _ in self._sse.feed(chunk):
-            try:
-                obj = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(obj, dict):
-                continue
-            if "error" in obj:
-                message = str((obj.get("error") or {}).get("message", "stream error"))
-                raise UpstreamError(FailureClass.TRANSIENT, message, status=200)
+        for obj in _events(chunk, self._sse):
             self.usage = _usage(obj.get("usageMetadata")) or self.usage
             for cand in obj.get("candidates") or ():
                 for part in ((cand or {}).get("content") or {}).get("parts") or ():

@@ -19,6 +19,7 @@ from faregate.providers.audio import (
 )
 from faregate.providers.base import Credentials, UpstreamRequest
 from faregate.providers.openai import OpenAIChat
+from faregate.providers.sse import SSEDecoder
 
 _CHAT = OpenAIChat()
 
@@ -85,6 +86,8 @@ class OpenAITranscription:
             if call.language:
                 fields.append(("language", call.language))
             fields += [("timestamp_granularities[]", g) for g in call.granularities]
+        if call.stream:
+            fields.append(("stream", "true"))
         content_type, body = multipart(fields, ("file", call.filename, call.media_type, call.audio))
         path = "/audio/translations" if call.task == "translate" else "/audio/transcriptions"
         return UpstreamRequest(path, _headers(creds, content_type), body)
@@ -104,8 +107,57 @@ class OpenAITranscription:
         duration, usage = _reported(data)
         return Transcript(body, "application/json", data["text"], duration, usage)
 
+    def transcript_decoder(self, call: TranscribeCall) -> _TranscriptEvents:
+        return _TranscriptEvents()
+
     def classify_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
         return _CHAT.classify_error(status, headers, body)
+
+
+class _TranscriptEvents:
+    """OpenAI's transcript events, forwarded as they are; the `done` event's text and usage
+    kept."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self.text = ""
+        self.usage: Usage | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        for _, data, _ in self._sse.feed(chunk):
+            if data == b"[DONE]":
+                continue
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if obj.get("type") == "error" or "error" in obj:
+                err = obj.get("error")
+                message = err.get("message") if isinstance(err, dict) else None
+                raise UpstreamError(
+                    FailureClass.TRANSIENT, str(message or "stream error"), status=200
+                )
+            kind = obj.get("type")
+            if kind == "transcript.text.delta" and isinstance(obj.get("delta"), str):
+                self.text += obj["delta"]
+            elif kind == "transcript.text.done":
+                self.done = True
+                if isinstance(obj.get("text"), str):
+                    self.text = obj["text"]
+                self.usage = _reported(obj)[1]
+            events.append(obj)
+        return events
+
+    def finish(self) -> list[dict[str, Any]]:
+        if not self.done:
+            raise UpstreamError(
+                FailureClass.TRANSIENT, "the stream ended before it was complete", status=200
+            )
+        return []
 
 
 class _Passthrough:

@@ -120,6 +120,23 @@ async def _speech(
     return await play_stream(request, script, headers, frames())
 
 
+def _word_frames(payload: dict[str, Any]) -> Iterator[tuple[bytes, bool]]:
+    """A streamed transcript: one frame per word, the last with finishReason and usage."""
+    text = payload["candidates"][0]["content"]["parts"][0]["text"]
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        last = i == len(words) - 1
+        cand: dict[str, Any] = {
+            "content": {"parts": [{"text": word if i == 0 else " " + word}], "role": "model"}
+        }
+        frame: dict[str, Any] = {"candidates": [cand], "modelVersion": payload["modelVersion"]}
+        if last:
+            cand["finishReason"] = "STOP"
+            if "usageMetadata" in payload:
+                frame["usageMetadata"] = payload["usageMetadata"]
+        yield b"data: " + orjson.dumps(frame) + b"\r\n\r\n", True
+
+
 async def _transcript(
     request: web.Request,
     model: str,
@@ -147,8 +164,7 @@ async def _transcript(
     if not script.no_usage:
         payload["usageMetadata"] = _usage(prompt, count_text(text))
     if stream:
-        frame = b"data: " + orjson.dumps(payload) + b"\r\n\r\n"
         return await play_stream(
-            request, script, {"Content-Type": "text/event-stream"}, [(frame, True)]
+            request, script, {"Content-Type": "text/event-stream"}, _word_frames(payload)
         )
     return await send_json(request, script, orjson.dumps(payload), partial_type=JSON_TYPE)

@@ -2,6 +2,8 @@
 (multipart forms) and `/v1/audio/speech` (JSON).
 
 Transcripts are `audio_common.transcript_of` the uploaded file (translations the same words);
+`stream=true` streams them as `transcript.text.delta` events, a word each, and a `done` event
+with token usage (refused for `whisper*` models, as OpenAI refuses);
 `json` reports `usage: {"type": "duration", "seconds": S}` with S the file's length rounded up
 to whole seconds, `verbose_json` the exact `duration`. Speech is a tone of
 `audio_common.speech_seconds(input)` in the asked format, streamed piece by piece (each
@@ -12,6 +14,7 @@ chunk a content chunk for stall_after / cut_after). The fault script of a form c
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -28,6 +31,7 @@ from faregate.sim.audio_common import duration_of, speech_seconds, tone, transcr
 from faregate.sim.delivery import play_stream
 from faregate.sim.faults import (
     FAULT_HEADER,
+    FaultScript,
     FaultScriptError,
     parse_script,
     pause,
@@ -44,6 +48,7 @@ from faregate.sim.openai_common import (
 )
 from faregate.sim.prologue import CLIENT_CLOSED, prologue
 from faregate.sim.state import STATE
+from faregate.tokens import count_text
 
 SPEECH_DIALECT = openai_dialect("We could not parse the JSON body of your request.")
 TRANSCRIPT_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
@@ -82,6 +87,7 @@ async def _form(request: web.Request, route: str) -> tuple[dict[str, Any], bytes
     if failure is not None:
         return failure
     fields["_no_usage"] = script.no_usage
+    fields["_script"] = script
     return fields, audio
 
 
@@ -90,7 +96,7 @@ def _first(fields: dict[str, Any], name: str) -> str | None:
     return values[0] if values else None
 
 
-async def _transcribe(request: web.Request, task: str) -> web.Response:
+async def _transcribe(request: web.Request, task: str) -> web.StreamResponse:
     got = await _form(request, f"audio/{task}")
     if isinstance(got, web.Response):
         return got
@@ -111,6 +117,10 @@ async def _transcribe(request: web.Request, task: str) -> web.Response:
     if fmt not in TRANSCRIPT_FORMATS:
         return invalid_param(f"Invalid response_format: {fmt}", "response_format")
     text = transcript_of(audio, seconds)
+    if (_first(fields, "stream") or "false") == "true":
+        if model.startswith("whisper"):
+            return invalid_param(f"Streaming is not supported for the model {model}.", "stream")
+        return await _stream(request, text, seconds, fields["_script"])
     call = TranscribeCall(
         model=model,
         request_id="",
@@ -132,11 +142,37 @@ async def _transcribe(request: web.Request, task: str) -> web.Response:
     return web.Response(body=body, headers={**request_headers(), "Content-Type": content_type})
 
 
-async def transcriptions(request: web.Request) -> web.Response:
+async def _stream(
+    request: web.Request, text: str, seconds: float, script: FaultScript
+) -> web.StreamResponse:
+    """A streamed transcript: a delta event per word (each a content chunk), then `done`
+    with token usage (input: 10 per second of audio; output: count_text of the text)."""
+
+    def events() -> Iterator[tuple[bytes, bool]]:
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            delta = {"type": "transcript.text.delta", "delta": word if i == 0 else " " + word}
+            yield b"data: " + orjson.dumps(delta) + b"\n\n", True
+        done: dict[str, Any] = {"type": "transcript.text.done", "text": text}
+        if not script.no_usage:
+            inp, out = math.ceil(seconds * 10), count_text(text)
+            done["usage"] = {
+                "type": "tokens",
+                "input_tokens": inp,
+                "output_tokens": out,
+                "total_tokens": inp + out,
+            }
+        yield b"data: " + orjson.dumps(done) + b"\n\n", False
+
+    headers = {**request_headers(), "Content-Type": "text/event-stream"}
+    return await play_stream(request, script, headers, events())
+
+
+async def transcriptions(request: web.Request) -> web.StreamResponse:
     return await _transcribe(request, "transcriptions")
 
 
-async def translations(request: web.Request) -> web.Response:
+async def translations(request: web.Request) -> web.StreamResponse:
     return await _transcribe(request, "translations")
 
 

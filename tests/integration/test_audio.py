@@ -55,6 +55,7 @@ def _config(sim_url: str) -> str:
             _provider("gemini-cut", "cut_after=3", "gemini"),
             _model("openai/whisper-1", "stt", "sim", "whisper-1"),
             _model("openai/gpt-4o-mini-tts", "tts", "sim", "gpt-4o-mini-tts"),
+            _model("openai/gpt-4o-transcribe", "stt", "sim", "gpt-4o-transcribe"),
             _model("google/chirp-3", "stt", "sim-gemini", "gemini-2.5-flash"),
             _model("google/gemini-tts", "tts", "sim-gemini", "gemini-2.5-flash-preview-tts"),
             _model("stt-500", "stt", "sim-500", "whisper-1"),
@@ -238,6 +239,32 @@ def test_gemini_upstream_for_both(gw: Gateway, client: tuple[str, openai.OpenAI]
     tts = len(text) * PER_CHARACTER
     assert sorted(cost for cost, _ in settled(gw, account)) == sorted([stt, stt, tts, tts])
     ledger_consistent(gw, account)
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-transcribe", "google/chirp-3"])
+def test_a_streamed_transcript(gw: Gateway, client: tuple[str, openai.OpenAI], model: str) -> None:
+    account, c = client
+    audio = wav_file(2.0)
+    events = list(c.audio.transcriptions.create(model=model, file=("a.wav", audio), stream=True))
+    expected = transcript_of(audio, 2.0)
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    assert len(deltas) == len(expected.split()) and "".join(deltas) == expected
+    assert events[-1].type == "transcript.text.done" and events[-1].text == expected
+    # billed on the file's two seconds: a stream reports no duration
+    assert settled(gw, account) == [(2 * PER_SECOND, {"audio_ms": 2000})]
+    ledger_consistent(gw, account)
+
+
+def test_a_model_that_cannot_stream_a_transcript_says_so(
+    gw: Gateway, client: tuple[str, openai.OpenAI]
+) -> None:
+    account, c = client
+    with pytest.raises(openai.BadRequestError) as err:
+        c.audio.transcriptions.create(
+            model="openai/whisper-1", file=("a.wav", wav_file(1.0)), stream=True
+        )
+    _refused(err, 400, "upstream_rejected_request")
+    assert gw.account_state(account)["balance"] == START
 
 
 def test_seed_speech_to_text_through_chat(gw: Gateway, client: tuple[str, openai.OpenAI]) -> None:
