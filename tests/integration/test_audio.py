@@ -13,13 +13,17 @@ from pathlib import Path
 
 import av
 import httpx
+import jsonschema
 import openai
+import orjson
 import pytest
-from harness import Gateway, Sim, ledger_consistent, start_gateway, stop
+import yaml
+from harness import ROOT, Gateway, Sim, ledger_consistent, start_gateway, stop
 
 from faregate.providers.audio_encode import encoder
 from faregate.sim.audio_common import pcm_pieces, speech_seconds, transcript_of
 
+SPEC = ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
 PER_SECOND = 100  # micro-credits per second of input audio
 PER_CHARACTER = 15  # micro-credits per character of speech input (15 000 000 per million)
 START = 1_000_000
@@ -416,3 +420,39 @@ def test_a_speech_stream_cut_mid_way_bills_its_input(
     assert "the stream broke after the first byte" in rows[0]["note"]
     assert gw.account_state(account)["open_holds"] == 0
     ledger_consistent(gw, account)
+
+
+@pytest.mark.skipif(not SPEC.is_file(), reason=f"the OpenAI spec is not at {SPEC}")
+@pytest.mark.parametrize("model", ["openai/gpt-4o-transcribe", "google/chirp-3"])
+def test_transcripts_match_the_openai_spec(
+    gw: Gateway, client: tuple[str, openai.OpenAI], model: str
+) -> None:
+    _, c = client
+    schemas = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)["components"]
+
+    def valid(name: str, instance: object) -> None:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": schemas}
+        jsonschema.Draft202012Validator(schema).validate(instance)
+
+    def post(**fields: str) -> httpx.Response:
+        r = httpx.post(
+            gw.url + "/v1/audio/transcriptions",
+            data={"model": model, **fields},
+            files={"file": ("a.wav", wav_file(1.5), "audio/wav")},
+            headers={"authorization": f"Bearer {c.api_key}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return r
+
+    valid("CreateTranscriptionResponseJson", post().json())
+    verbose = post(response_format="verbose_json", **{"timestamp_granularities[]": "word"})
+    valid("CreateTranscriptionResponseVerboseJson", verbose.json())
+    events = [
+        orjson.loads(line[6:])
+        for line in post(stream="true").text.splitlines()
+        if line.startswith("data: ")
+    ]
+    for event in events[:-1]:
+        valid("TranscriptTextDeltaEvent", event)
+    valid("TranscriptTextDoneEvent", events[-1])
