@@ -79,7 +79,10 @@ def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         sim.url,
         tmp_path_factory.mktemp("audio"),
         extra_models=_config(sim.url),
-        sections="\n[audio]\nmax_duration_seconds = 30\nmax_input_characters = 500\n",
+        sections=(
+            "\n[audio]\nmax_duration_seconds = 30\nmax_input_characters = 500\n"
+            "[plans.one-audio.audio]\nrpm = 1\n"
+        ),
     )
     yield gateway
     stop(gateway.proc)
@@ -456,3 +459,15 @@ def test_transcripts_match_the_openai_spec(
     for event in events[:-1]:
         valid("TranscriptTextDeltaEvent", event)
     valid("TranscriptTextDoneEvent", events[-1])
+
+
+def test_the_audio_routes_count_against_the_plans_audio_class(gw: Gateway) -> None:
+    account, key = gw.account(START)
+    gw.admin("PATCH", f"/accounts/{account}", json={"plan": "one-audio"})
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as c:
+        c.audio.speech.create(model="openai/gpt-4o-mini-tts", input="One.", voice="alloy")
+        with pytest.raises(openai.RateLimitError) as err:
+            c.audio.transcriptions.create(model="openai/whisper-1", file=("a.wav", wav_file(1)))
+        _refused(err, 429, "rate_limit_exceeded")
+        c.embeddings.create(model="embed-sim", input="another class")
+    assert len(settled(gw, account)) == 2
