@@ -471,3 +471,21 @@ def test_the_audio_routes_count_against_the_plans_audio_class(gw: Gateway) -> No
         _refused(err, 429, "rate_limit_exceeded")
         c.embeddings.create(model="embed-sim", input="another class")
     assert len(settled(gw, account)) == 2
+
+
+def test_an_idempotent_transcription_is_billed_once(
+    gw: Gateway, client: tuple[str, openai.OpenAI]
+) -> None:
+    account, c = client
+    audio = wav_file(1.0)
+    replies = [
+        c.audio.transcriptions.with_raw_response.create(
+            model="openai/whisper-1",
+            file=("a.wav", audio),
+            extra_headers={"idempotency-key": "stt-once"},
+        )
+        for _ in range(2)
+    ]
+    assert replies[0].parse().text == replies[1].parse().text == transcript_of(audio, 1.0)
+    assert replies[1].headers["idempotent-replayed"] == "true"
+    assert settled(gw, account) == [(PER_SECOND, {"audio_ms": 1000})]
