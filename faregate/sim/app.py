@@ -10,6 +10,9 @@ from faregate.sim.openai_common import json_response, list_models, retrieve_mode
 from faregate.sim.openai_embeddings import embeddings
 from faregate.sim.state import STATE, SimState
 
+UPLOAD_LIMIT = 64 * 1024 * 1024
+"""The largest request body the simulator reads (an audio upload, inline media)."""
+
 
 async def health(request: web.Request) -> web.Response:
     """`GET /health`: liveness."""
@@ -29,7 +32,7 @@ async def reset(request: web.Request) -> web.Response:
 
 def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.Application:
     """A simulator application; the delays are defaults that fault scripts override."""
-    app = web.Application()
+    app = web.Application(client_max_size=UPLOAD_LIMIT)
     app[STATE] = SimState(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,10 @@ from harness import ROOT, Gateway, Sim, ledger_consistent, start_gateway, stop
 from faregate.providers.audio_encode import encoder
 from faregate.sim.audio_common import pcm_pieces, speech_seconds, transcript_of
 
-SPEC = ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+SPEC = Path(
+    os.environ.get("FAREGATE_TEST_OPENAI_SPEC")
+    or ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
+)
 PER_SECOND = 100  # micro-credits per second of input audio
 PER_CHARACTER = 15  # micro-credits per character of speech input (15 000 000 per million)
 START = 1_000_000
@@ -186,6 +190,15 @@ def test_transcription_of_an_mp3_file_in_every_format(
     ms = [units["audio_ms"] for _, units in settled(gw, account)]
     assert len(ms) == 4 and all(abs(m - seconds * 1000) <= 200 for m in ms)
     ledger_consistent(gw, account)
+
+
+def test_a_long_file_of_several_megabytes(gw: Gateway, client: tuple[str, openai.OpenAI]) -> None:
+    account, c = client
+    audio = wav_file(28.0, 48_000)
+    assert len(audio) > 2_500_000
+    result = c.audio.transcriptions.create(model="openai/whisper-1", file=("long.wav", audio))
+    assert result.text == transcript_of(audio, 28.0)
+    assert settled(gw, account) == [(28 * PER_SECOND, {"audio_ms": 28_000})]
 
 
 # The SDK marks `audio.translations` deprecated; the route is served all the same.
