@@ -87,7 +87,12 @@ async def _request(
 
 
 def _no_parse(adapter: Adapter, body: bytes, call: SpeechCall) -> bytes:
-    return body  # speech is only ever streamed (`open_stream`)
+    return body  # speech is only ever streamed: `_audio` reads it, never the runner's parse
+
+
+def _characters(call: SpeechCall, _: bytes) -> Usage:
+    # Speech is only ever streamed: `_audio` settles at the served model's price.
+    return Usage(0, 0, units=(("characters", len(call.input)),))
 
 
 SPEECH: runner.KindSpec[SpeechCall, bytes] = runner.KindSpec(
@@ -95,7 +100,7 @@ SPEECH: runner.KindSpec[SpeechCall, bytes] = runner.KindSpec(
     hold=hold_amount,
     request=_request,
     parse=_no_parse,
-    usage=lambda call, _: usage_at(Price(input=0, output=0), call, None),
+    usage=_characters,
     check=_check,
 )
 

@@ -85,6 +85,7 @@ def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         extra_models=_config(sim.url),
         sections=(
             "\n[audio]\nmax_duration_seconds = 30\nmax_input_characters = 500\n"
+            "max_file_bytes = 3000000\n"
             "[plans.one-audio.audio]\nrpm = 1\n"
         ),
     )
@@ -361,6 +362,9 @@ def test_bad_input_is_refused_before_anything_is_held(
     with pytest.raises(openai.APIStatusError) as err:
         stt.create(model="openai/whisper-1", file=("long.wav", wav_file(31, 8000)))
     _refused(err, 413, "audio_too_long")
+    with pytest.raises(openai.APIStatusError) as err:
+        stt.create(model="openai/whisper-1", file=("big.wav", wav_file(29, 56_000)))
+    _refused(err, 413, "audio_too_large")
     with pytest.raises(openai.BadRequestError) as err:
         stt.create(model="openai/gpt-4o-mini-tts", file=("a.wav", wav_file(1)))
     _refused(err, 400, "wrong_model_kind")
@@ -377,6 +381,16 @@ def test_bad_input_is_refused_before_anything_is_held(
         with pytest.raises(openai.BadRequestError) as err:
             speech.create(**args)  # type: ignore[arg-type]
         _refused(err, 400, code)
+    chat = gw.url + "/v1/chat/completions"
+    auth = {"authorization": f"Bearer {c.api_key}"}
+    for body, code in [
+        ({"model": "openai/whisper-1"}, "missing_input_audio"),
+        ({"model": "openai/whisper-1", "input_audio": {"data": "%%%"}}, "invalid_base64"),
+        ({"model": "openai/whisper-1", "input_audio": {"data": ""}}, "empty_file"),
+        ({"model": "openai/gpt-4o-mini-tts", "input": "hi", "voice": "x"}, "invalid_voice"),
+    ]:
+        r = httpx.post(chat, json=body, headers=auth, timeout=30)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, code), r.text
     untouched(gw, account)
     assert sim.stats()["requests"] == 0
 
