@@ -77,7 +77,7 @@ def _number(value: Any, low: float, high: float, param: str) -> float | None:
 
 
 async def audio_call(
-    svc: Services, data: bytes, filename: str, rid: str, model: str, param: str = "file"
+    svc: Services, data: bytes, rid: str, model: str, param: str = "file"
 ) -> TranscribeCall:
     """A speech-to-text call on `data`: empty, over the size or duration cap (413), or not
     readable as audio (400) is refused before anything is held."""
@@ -102,7 +102,7 @@ async def audio_call(
         model=model,
         request_id=rid,
         audio=data,
-        filename=filename or f"audio.{info.container}",
+        filename=f"audio.{info.container}",  # the client's name never goes upstream
         media_type=info.media_type,
         container=info.container,
         duration_ms=info.duration_ms,
@@ -132,7 +132,7 @@ async def parse_transcription(svc: Services, form: Form, rid: str, task: str) ->
         raise _invalid("'stream' must be true or false.", "stream")
     if stream in ("true", "1") and fmt not in ("json", "text"):
         raise _invalid("A streamed transcript takes response_format 'json' or 'text'.", "stream")
-    call = await audio_call(svc, await upload.read(), upload.filename, rid, model)
+    call = await audio_call(svc, await upload.read(), rid, model)
     call.task = task
     call.response_format = fmt
     call.language = form.get("language") or None if task == "transcribe" else None

@@ -17,8 +17,9 @@ from faregate.pipeline.services import Services
 from faregate.pipeline.transcription import transcribe
 
 
-def _audio_input(body: dict[str, Any]) -> tuple[bytes, str]:
-    """`input_audio`: `{"data": base64, "format": "wav"}` -> (bytes, file name)."""
+def _audio_input(body: dict[str, Any]) -> bytes:
+    """`input_audio`: `{"data": base64, "format": "wav"}` -> its bytes (the format is read
+    from the bytes themselves)."""
     value = body.get("input_audio")
     if not isinstance(value, dict):
         raise BadRequest(
@@ -41,7 +42,7 @@ def _audio_input(body: dict[str, Any]) -> tuple[bytes, str]:
         raise BadRequest(
             "'input_audio.data' is not valid base64.", code="invalid_base64", param="input_audio"
         ) from None
-    return raw, f"audio.{fmt.lower()[:8]}"
+    return raw
 
 
 async def transcription_surface(
@@ -50,8 +51,7 @@ async def transcription_surface(
     """`{"model", "input_audio", "language"?, "prompt"?}` -> `{"text": ...}`; with the
     `_balancer` opt-in, `{"data": {...}, "_balancer": {..., "audio_seconds"}}`."""
     rid = request_id()
-    raw, filename = _audio_input(body)
-    call = await audio_call(svc, raw, filename, rid, str(body.get("model")), "input_audio")
+    call = await audio_call(svc, _audio_input(body), rid, str(body.get("model")), "input_audio")
     language, prompt = body.get("language"), body.get("prompt")
     call.language = language if isinstance(language, str) and language else None
     call.prompt = prompt if isinstance(prompt, str) and prompt else None
