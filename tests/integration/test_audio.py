@@ -516,3 +516,26 @@ def test_an_idempotent_transcription_is_billed_once(
     assert replies[0].parse().text == replies[1].parse().text == transcript_of(audio, 1.0)
     assert replies[1].headers["idempotent-replayed"] == "true"
     assert settled(gw, account) == [(PER_SECOND, {"audio_ms": 1000})]
+
+
+@pytest.mark.postgres
+def test_audio_money_on_postgresql(sim: Sim, tmp_path: Path, pg_url: str) -> None:
+    pg = start_gateway(sim.url, tmp_path, database_url=pg_url, extra_models=_config(sim.url))
+    try:
+        account, key = pg.account(START)
+        text = "Spoken on PostgreSQL."
+        with openai.OpenAI(base_url=pg.url + "/v1", api_key=key, max_retries=0) as c:
+            audio = wav_file(1.2)
+            result = c.audio.transcriptions.create(model="google/chirp-3", file=("a.wav", audio))
+            assert result.text == transcript_of(audio, 1.2)
+            with c.audio.speech.with_streaming_response.create(
+                model="openai/gpt-4o-mini-tts", input=text, voice="alloy"
+            ) as response:
+                assert decoded_seconds(response.read())[0] == "mp3"
+        assert sorted(settled(pg, account), key=lambda row: row[0]) == [
+            (120, {"audio_ms": 1200}),
+            (len(text) * PER_CHARACTER, {"characters": len(text)}),
+        ]
+        ledger_consistent(pg, account)
+    finally:
+        stop(pg.proc)
