@@ -90,8 +90,9 @@ async def audio_call(
             code="audio_too_large",
             param=param,
         )
-    info = await probe(data, param)
-    if info.duration_ms > caps.max_duration_seconds * 1000:
+    cap_ms = math.ceil(caps.max_duration_seconds * 1000)
+    info = await probe(data, param, stop_after_ms=cap_ms)
+    if info.duration_ms > cap_ms:
         raise PayloadTooLarge(
             f"The audio is {info.duration_ms / 1000:g} s long; the limit is"
             f" {caps.max_duration_seconds:g} s.",

@@ -42,10 +42,12 @@ def _refuse(why: str, param: str) -> UnreadableAudio:
     )
 
 
-def probe_bytes(data: bytes, param: str = "file") -> AudioInfo:
+def probe_bytes(data: bytes, param: str = "file", stop_after_ms: int | None = None) -> AudioInfo:
     """The container and duration of `data`: from the container's header when it states
-    one, else by decoding every frame; the first frame is decoded either way, so a file whose
-    audio does not decode is refused (400)."""
+    one, else by decoding every frame (only until `stop_after_ms`, past which the length
+    stands at what was decoded: enough to refuse a file over the cap without decoding it
+    all); the first frame is decoded either way, so a file whose audio does not decode is
+    refused (400)."""
     import av  # loaded on first use
 
     if not data:
@@ -64,6 +66,8 @@ def probe_bytes(data: bytes, param: str = "file") -> AudioInfo:
                 rate = frame.sample_rate or rate
                 if declared is not None:
                     break  # decodes: the header's duration stands
+                if stop_after_ms is not None and rate and samples * 1000 > stop_after_ms * rate:
+                    break  # already past the cap
     except UnreadableAudio:
         raise
     except (av.FFmpegError, ValueError, IndexError) as exc:
@@ -78,6 +82,6 @@ def probe_bytes(data: bytes, param: str = "file") -> AudioInfo:
     return AudioInfo(known[0], known[1], max(1, int(duration_ms)))
 
 
-async def probe(data: bytes, param: str = "file") -> AudioInfo:
+async def probe(data: bytes, param: str = "file", stop_after_ms: int | None = None) -> AudioInfo:
     """`probe_bytes` off the event loop."""
-    return await asyncio.to_thread(probe_bytes, data, param)
+    return await asyncio.to_thread(probe_bytes, data, param, stop_after_ms)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import wave
 
+import av
 import pytest
 
-from faregate.pipeline.audio_probe import UnreadableAudio, probe_bytes
+from faregate.pipeline.audio_probe import AudioInfo, UnreadableAudio, probe_bytes
 from faregate.providers.audio_encode import encoder
 
 
@@ -53,3 +54,23 @@ def test_what_is_not_audio_is_refused(data: bytes, code: str) -> None:
         probe_bytes(data, "input_audio")
     assert err.value.code == code and err.value.param == "input_audio"
     assert err.value.status == 400
+
+
+def _streamed_webm(seconds: float) -> bytes:
+    """Opus in WebM written as a browser records it: no duration in the header."""
+    out = io.BytesIO()
+    out.seekable = lambda: False  # type: ignore[method-assign]
+    with av.open(out, "w", format="webm") as container:
+        stream = container.add_stream("libopus", rate=48_000, layout="mono")
+        frame = av.AudioFrame(format="s16", layout="mono", samples=round(seconds * 48_000))
+        frame.planes[0].update(_pcm(seconds, 48_000))
+        frame.sample_rate = 48_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return out.getvalue()
+
+
+def test_a_file_without_a_stated_duration_is_decoded_up_to_the_cap() -> None:
+    data = _streamed_webm(3.0)
+    assert probe_bytes(data) == AudioInfo("webm", "audio/webm", 3000)
+    assert 1000 < probe_bytes(data, stop_after_ms=1000).duration_ms < 1100
