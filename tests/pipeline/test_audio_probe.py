@@ -70,6 +70,20 @@ def _streamed_webm(seconds: float) -> bytes:
     return out.getvalue()
 
 
+def test_an_m4a_file() -> None:
+    out = io.BytesIO()
+    with av.open(out, "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=24_000, layout="mono")
+        frame = av.AudioFrame(format="s16", layout="mono", samples=48_000)
+        frame.planes[0].update(_pcm(2.0, 24_000))
+        frame.sample_rate = 24_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    info = probe_bytes(out.getvalue())
+    assert (info.container, info.media_type) == ("m4a", "audio/mp4")
+    assert abs(info.duration_ms - 2000) <= 120
+
+
 def test_a_file_without_a_stated_duration_is_decoded_up_to_the_cap() -> None:
     data = _streamed_webm(3.0)
     assert probe_bytes(data) == AudioInfo("webm", "audio/webm", 3000)
