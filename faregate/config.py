@@ -293,6 +293,14 @@ class Images(_Strict):
     allow_private_addresses: bool = False  # only for tests on loopback; never in production
 
 
+class Audio(_Strict):
+    """Caps of the audio routes: uploaded audio (speech to text) and speech input."""
+
+    max_file_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)  # one uploaded audio file
+    max_duration_seconds: float = Field(default=1500.0, gt=0)  # of one uploaded audio file
+    max_input_characters: int = Field(default=4096, ge=1)  # of one text-to-speech input
+
+
 class Log(_Strict):
     """What the gateway writes to stdout."""
 
@@ -334,6 +342,7 @@ class Config(_Strict):
     compat: Compat = Field(default_factory=Compat)
     images: Images = Field(default_factory=Images)
     media: MediaConfig = Field(default_factory=MediaConfig)
+    audio: Audio = Field(default_factory=Audio)
     geo: Geo = Field(default_factory=Geo)
     responses: ResponsesStore = Field(default_factory=ResponsesStore)
     guards: Guards = Field(default_factory=Guards)

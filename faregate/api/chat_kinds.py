@@ -20,7 +20,10 @@ ChatSurface = Callable[
 the body's fields, picks the surface)."""
 
 # kind -> "module:function"; a kind reachable through the chat route is one entry here.
-SURFACES: dict[Kind, str] = {}
+SURFACES: dict[Kind, str] = {
+    Kind.AUDIO_TRANSCRIPTION: "faregate.api.audio_chat:transcription_surface",
+    Kind.AUDIO_SPEECH: "faregate.api.audio_chat:speech_surface",
+}
 
 
 @cache

@@ -9,6 +9,7 @@ under the same key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -17,6 +18,7 @@ from faregate.api.envelopes import render_error
 from faregate.billing.store import StoredResult
 from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, Conflict, FaregateError, ValidationFailed
+from faregate.http.multipart import boundary_of
 from faregate.http.request import Request
 from faregate.http.responses import Response, StreamResponse
 from faregate.pipeline.services import Services
@@ -39,6 +41,16 @@ def _replay(stored: StoredResult) -> Response:
     return Response(stored.body, stored.status, headers)
 
 
+def _comparable(req: Request, body: bytes) -> bytes:
+    """The body as two sends of one request compare: a form without its boundary, which a
+    client picks anew for every send."""
+    content_type = req.headers.get("content-type", "")
+    if content_type.lower().startswith("multipart/form-data"):
+        with contextlib.suppress(BadRequest):
+            return body.replace(boundary_of(content_type), b"")
+    return body
+
+
 async def run_idempotent(
     svc: Services, req: Request, protocol: str, handler: Handler
 ) -> Response | StreamResponse:
@@ -49,7 +61,8 @@ async def run_idempotent(
             f"Idempotency-Key must be 1 to {MAX_KEY} characters.", code="invalid_idempotency_key"
         )
     key: KeyRecord = await authenticate(svc, req)
-    digest = hashlib.sha256(await req.body(svc.config.server.max_body_bytes)).hexdigest()
+    body = await req.body(svc.config.server.max_body_bytes)
+    digest = hashlib.sha256(_comparable(req, body)).hexdigest()
     ttl_ms = svc.config.idempotency.ttl_seconds * 1000
     running_ms = svc.config.billing.hold_ttl_seconds * 1000  # no request outlives its hold
     claim = await svc.store.idem_claim(key.id, idem, digest, ttl_ms, running_ms)

@@ -10,6 +10,7 @@ from typing import Protocol
 from faregate.api import admin_catalog, admin_governance, admin_guards, anthropic_models
 from faregate.api.admin import AdminAPI
 from faregate.api.anthropic import count_tokens_handler, messages_handler
+from faregate.api.audio import speech_handler, transcription_handler
 from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.completions import completions_handler
 from faregate.api.embeddings import embeddings_handler
@@ -115,6 +116,32 @@ def _openai_routes(base: str) -> list[RouteDef]:
             kind=Kind.EMBEDDINGS,
             request_schema=_openai("CreateEmbeddingRequest"),
             response_schema=_openai("CreateEmbeddingResponse"),
+        ),
+        RouteDef(
+            f"{base}/audio/transcriptions",
+            ("POST",),
+            lambda d: transcription_handler(d.svc, "transcribe"),
+            "Transcribe audio into text (multipart form).",
+            kind=Kind.AUDIO_TRANSCRIPTION,
+            request_schema=_openai("CreateTranscriptionRequest"),
+            response_schema=_openai("CreateTranscriptionResponseJson"),
+        ),
+        RouteDef(
+            f"{base}/audio/translations",
+            ("POST",),
+            lambda d: transcription_handler(d.svc, "translate"),
+            "Translate audio into English text (multipart form).",
+            kind=Kind.AUDIO_TRANSCRIPTION,
+            request_schema=_openai("CreateTranslationRequest"),
+            response_schema=_openai("CreateTranslationResponseJson"),
+        ),
+        RouteDef(
+            f"{base}/audio/speech",
+            ("POST",),
+            lambda d: speech_handler(d.svc),
+            "Generate speech from text, streamed as it is produced.",
+            kind=Kind.AUDIO_SPEECH,
+            request_schema=_openai("CreateSpeechRequest"),
         ),
         RouteDef(
             f"{base}/models",

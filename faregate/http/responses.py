@@ -51,6 +51,12 @@ def _bytes_headers(content_type: str, disposition: str | None) -> Headers:
     return headers
 
 
+class StreamAborted(Exception):
+    """Raised by a stream's iterator to end the response without its last chunk: the server
+    closes the connection, so the client sees the body as incomplete (a raw byte stream has
+    no way to carry an error of its own)."""
+
+
 class Response:
     """A complete response."""
 
@@ -129,7 +135,7 @@ class StreamResponse:
             if not state["left"]:
                 raise  # cancelled from outside (the server stopping): not ours to swallow
             task.uncancel()
-        except OSError:
+        except (OSError, StreamAborted):
             pass
         finally:
             state["done"] = True

@@ -18,6 +18,10 @@ ADAPTERS: dict[tuple[str, Kind], str] = {
     ("openai-responses", Kind.CHAT): "faregate.providers.openai_responses:OpenAIResponses",
     ("openai", Kind.EMBEDDINGS): "faregate.providers.openai:OpenAIEmbeddings",
     ("gemini", Kind.EMBEDDINGS): "faregate.providers.gemini:GeminiEmbeddings",
+    ("openai", Kind.AUDIO_SPEECH): "faregate.providers.openai_audio:OpenAISpeech",
+    ("openai", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.openai_audio:OpenAITranscription",
+    ("gemini", Kind.AUDIO_SPEECH): "faregate.providers.gemini_audio:GeminiSpeech",
+    ("gemini", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.gemini_audio:GeminiTranscription",
 }
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from faregate.sim import anthropic, gemini
+from faregate.sim import anthropic, gemini, openai_audio
 from faregate.sim.openai_chat import chat_completions
 from faregate.sim.openai_common import json_response, list_models, retrieve_model
 from faregate.sim.openai_completions import completions
 from faregate.sim.openai_embeddings import embeddings
 from faregate.sim.openai_responses import responses
 from faregate.sim.state import STATE, SimState
+
+UPLOAD_LIMIT = 64 * 1024 * 1024
+"""The largest request body the simulator reads (an audio upload, inline media)."""
 
 
 async def health(request: web.Request) -> web.Response:
@@ -31,7 +34,7 @@ async def reset(request: web.Request) -> web.Response:
 
 def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.Application:
     """A simulator application; the delays are defaults that fault scripts override."""
-    app = web.Application()
+    app = web.Application(client_max_size=UPLOAD_LIMIT)
     app[STATE] = SimState(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
@@ -44,4 +47,5 @@ def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.A
     app.router.add_post("/sim/reset", reset)
     anthropic.add_routes(app)
     gemini.add_routes(app)
+    openai_audio.add_routes(app)
     return app

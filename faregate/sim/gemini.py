@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from faregate.sim import gemini_audio
 from faregate.sim.delivery import play_stream, send_json
 from faregate.sim.faults import FaultScript
 from faregate.sim.gemini_common import (
@@ -96,6 +97,9 @@ def _generated(
 async def generate_content(
     request: web.Request, model: str, body: dict[str, Any], script: FaultScript
 ) -> web.StreamResponse:
+    audio = await gemini_audio.answer(request, model, body, script, stream=False)
+    if audio is not None:
+        return audio
     req, candidates, usage = _generated(model, body, script)
     payload = response_payload(req, candidates, usage, response_id())
     if script.no_usage:
@@ -106,6 +110,9 @@ async def generate_content(
 async def stream_generate_content(
     request: web.Request, model: str, body: dict[str, Any], script: FaultScript
 ) -> web.StreamResponse:
+    audio = await gemini_audio.answer(request, model, body, script, stream=True)
+    if audio is not None:
+        return audio
     req, candidates, usage = _generated(model, body, script)
     sse = request.query.get("alt") == "sse"
     headers = {"Content-Type": "text/event-stream" if sse else JSON_TYPE}

@@ -482,4 +482,5 @@ def _write_report(path: Path) -> None:
         for u in UPSTREAMS:
             cells = [RESULTS.get((c, u, f), "not run") for f in FEATURES]
             lines.append(f"| {c} → {u} | " + " | ".join(cells) + " |")
-    path.write_text("\n".join(lines) + "\n")
+    kept = path.read_text().partition("\n## ")[2] if path.exists() else ""  # later sections
+    path.write_text("\n".join(lines) + "\n" + ("\n## " + kept if kept else ""))
