@@ -17,6 +17,8 @@ ADAPTERS: dict[tuple[str, Kind], str] = {
     ("gemini", Kind.CHAT): "faregate.providers.gemini:GeminiGenerate",
     ("openai", Kind.EMBEDDINGS): "faregate.providers.openai:OpenAIEmbeddings",
     ("gemini", Kind.EMBEDDINGS): "faregate.providers.gemini:GeminiEmbeddings",
+    ("openai", Kind.IMAGES): "faregate.providers.openai_images:OpenAIImages",
+    ("gemini", Kind.IMAGES): "faregate.providers.gemini_images:GeminiImages",
 }
 
 
