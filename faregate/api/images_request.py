@@ -117,7 +117,8 @@ def _model(value: Any) -> str:
 
 
 def response_format(body: dict[str, Any]) -> str:
-    return _text(body, "response_format") or "url"
+    """`url` (the default) or `b64_json`, under either spelling."""
+    return _text(canonical(body), "response_format") or "url"
 
 
 def parse_generation(body: dict[str, Any], rid: str) -> ImageCall:

@@ -1,0 +1,260 @@
+"""Image generation and edits through a running gateway with the official `openai` and
+`google-genai` SDKs (unmodified but for base URL and key): shapes, decoded PNGs, exact money."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from google import genai
+from google.genai import types
+from harness import Gateway, Sim, ledger_consistent, stop
+from images_harness import (
+    DALLE_FLAT,
+    DALLE_PRICES,
+    FLUX_FLAT,
+    GEMINI_PRICES,
+    GPT_IMAGE,
+    decode_png,
+    png_bytes,
+    start_image_gateway,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Inheritance class AiohttpClientSession:DeprecationWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    g = start_image_gateway(sim.url, tmp_path_factory.mktemp("images"))
+    yield g
+    stop(g.proc)
+
+
+@pytest.fixture
+def funded(gw: Gateway) -> tuple[str, str]:
+    return gw.account(10_000_000)
+
+
+@pytest.fixture
+def client(gw: Gateway, funded: tuple[str, str]) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=funded[1], max_retries=0) as c:
+        yield c
+
+
+def _settled(gw: Gateway, account: str) -> list[dict[str, Any]]:
+    """The account's settlements, oldest first."""
+    return sorted((r for r in gw.ledger(account) if r["kind"] == "settle"), key=lambda r: r["id"])
+
+
+def test_generate_b64_json_several_images(
+    gw: Gateway, funded: tuple[str, str], client: openai.OpenAI
+) -> None:
+    account, _ = funded
+    raw = client.images.with_raw_response.generate(
+        model="dall-e-3",
+        prompt="A lighthouse in a storm",
+        n=3,
+        size="1792x1024",
+        quality="hd",
+        response_format="b64_json",
+    )
+    result = raw.parse()
+    assert result.data is not None and len(result.data) == 3
+    images = [decode_png(d.b64_json or "") for d in result.data]
+    assert all(img.format == "PNG" and img.size == (112, 64) for img in images)
+    assert len({img.tobytes() for img in images}) == 3  # one image per index
+    assert result.data[0].revised_prompt == "A detailed rendering of: A lighthouse in a storm"
+    cost = 3 * DALLE_PRICES["1792x1024/hd"]
+    assert raw.headers["x-faregate-cost"] == str(cost)
+    settle = _settled(gw, account)
+    assert [(r["cost"], r["units"]) for r in settle] == [(cost, {"images:1792x1024/hd": 3})]
+    assert gw.account_state(account)["balance"] == 10_000_000 - cost
+    ledger_consistent(gw, account)
+
+
+def test_same_prompt_same_image(client: openai.OpenAI) -> None:
+    first, second = (
+        client.images.generate(model="dall-e-3", prompt="same", response_format="b64_json")
+        for _ in range(2)
+    )
+    assert first.data and second.data
+    assert first.data[0].b64_json == second.data[0].b64_json
+
+
+def test_token_priced_model_bills_the_reported_tokens(
+    gw: Gateway, funded: tuple[str, str], client: openai.OpenAI
+) -> None:
+    account, _ = funded
+    result = client.images.generate(
+        model="gpt-image-1", prompt="a red fox", n=2, response_format="b64_json"
+    )
+    assert result.data and all(decode_png(d.b64_json or "") for d in result.data)
+    assert result.usage is not None
+    assert result.usage.output_tokens == 2 * 272
+    cost = -(
+        -(
+            result.usage.input_tokens * GPT_IMAGE["input"]
+            + result.usage.output_tokens * GPT_IMAGE["output"]
+        )
+        // 10**6
+    )
+    settle = _settled(gw, account)
+    assert [(r["cost"], r["prompt_tokens"], r["completion_tokens"]) for r in settle] == [
+        (cost, result.usage.input_tokens, 544)
+    ]
+
+
+def test_edit_with_images_and_a_mask(
+    gw: Gateway, funded: tuple[str, str], client: openai.OpenAI
+) -> None:
+    account, _ = funded
+    picture = ("photo.png", png_bytes(), "image/png")
+    mask = ("mask.png", png_bytes(colour=(0, 0, 0)), "image/png")
+    one = client.images.edit(
+        model="dall-e-3", image=picture, mask=mask, prompt="add a hat", response_format="b64_json"
+    )
+    assert one.data and decode_png(one.data[0].b64_json or "").format == "PNG"
+    other = ("other.png", png_bytes(colour=(10, 200, 10)), "image/png")
+    two = client.images.edit(
+        model="gpt-image-1",
+        image=[picture, other],
+        prompt="merge them",
+        n=2,
+        response_format="b64_json",
+    )
+    assert two.data is not None and len(two.data) == 2
+    assert two.usage is not None and two.usage.input_tokens_details.image_tokens == 0
+    assert [r["model"] for r in _settled(gw, account)] == ["dall-e-3", "gpt-image-1"]
+    assert _settled(gw, account)[0]["cost"] == DALLE_FLAT
+    ledger_consistent(gw, account)
+
+
+def _genai(gw: Gateway, key: str) -> genai.Client:
+    options = types.HttpOptions(
+        base_url=gw.url, retry_options=types.HttpRetryOptions(attempts=1), timeout=30_000
+    )
+    return genai.Client(api_key=key, http_options=options)
+
+
+def test_google_genai_image_output(gw: Gateway, funded: tuple[str, str]) -> None:
+    account, key = funded
+    client = _genai(gw, key)
+    try:
+        reply = client.models.generate_content(
+            model="nano-banana-pro",
+            contents="A watercolour of a harbour",
+            config=types.GenerateContentConfig(
+                response_modalities=["TEXT", "IMAGE"],
+                image_config=types.ImageConfig(aspect_ratio="16:9", image_size="2K"),
+            ),
+        )
+    finally:
+        client.close()
+    assert reply.candidates and reply.candidates[0].content
+    parts = reply.candidates[0].content.parts or []
+    blobs = [p.inline_data for p in parts if p.inline_data is not None]
+    assert len(blobs) == 1 and blobs[0].mime_type == "image/png"
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(blobs[0].data or b""))
+    assert img.size == (128, 72)  # 2K at 16:9, scaled down by the simulator
+    settle = _settled(gw, account)
+    assert [(r["cost"], r["units"]) for r in settle] == [
+        (GEMINI_PRICES["2K"], {"images:2K": 1})
+    ]
+
+
+def test_gemini_chat_model_answers_inline_images(gw: Gateway, funded: tuple[str, str]) -> None:
+    _, key = funded
+    client = _genai(gw, key)
+    try:
+        reply = client.models.generate_content(
+            model="gemini-sim",
+            contents="Draw a cat",
+            config=types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"]),
+        )
+    finally:
+        client.close()
+    assert reply.candidates and reply.candidates[0].content
+    blobs = [p.inline_data for p in reply.candidates[0].content.parts or [] if p.inline_data]
+    assert blobs and decode_png(__import__("base64").b64encode(blobs[0].data or b"").decode())
+
+
+def test_seed_004_chat_image_generation(gw: Gateway, funded: tuple[str, str]) -> None:
+    account, key = funded
+    body = {
+        "model": "black-forest-labs/flux-1.1-pro",
+        "messages": [{"role": "user", "content": "A sunset over mountains"}],
+        "modalities": ["image", "text"],
+        "image_config": {"aspect_ratio": "16:9", "image_size": "1K"},
+    }
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {key}", "x-balancer-metadata": "1"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    reply = r.json()
+    message = reply["data"]["choices"][0]["message"]
+    assert message["role"] == "assistant"
+    (image,) = message["images"]
+    assert image["type"] == "image_url"
+    url = image["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+    assert decode_png(url.split(",", 1)[1]).size == (64, 36)
+    meta = reply["_balancer"]
+    assert meta["images_count"] == 1 and meta["credits_used"] == FLUX_FLAT
+    assert meta["cost_usd"] == FLUX_FLAT / 1_000_000
+    assert [r["cost"] for r in _settled(gw, account)] == [FLUX_FLAT]
+
+
+def test_chat_image_with_the_openai_sdk_and_seed_000_aliases(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="nano-banana-pro",
+        messages=[{"role": "user", "content": "A quiet forest"}],
+        extra_body={"responseModalities": ["TEXT", "IMAGE"]},
+    )
+    message: Any = reply.choices[0].message
+    images = message.model_extra["images"]
+    assert len(images) == 1 and images[0]["image_url"]["url"].startswith("data:image/png")
+    assert reply.usage is not None
+
+
+def test_seed_000_image_example(gw: Gateway, funded: tuple[str, str]) -> None:
+    account, key = funded
+    payload = {
+        "model": "nano-banana-pro",
+        "prompt": "Futuristic megacity at night, cinematic lighting",
+        "aspect_ratio": "16:9",
+        "resolution": "2K",
+        "response_format": "b64_json",
+    }
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    r = httpx.post(gw.url + "/v1/images/generations", headers=headers, json=payload, timeout=300)
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert decode_png(result["data"][0]["b64_json"]).size == (128, 72)
+    camel = {
+        "model": "nano-banana-pro",
+        "prompt": "Futuristic megacity at night, cinematic lighting",
+        "aspectRatio": "9:16",
+        "imageSize": "1K",
+        "responseFormat": "b64_json",
+    }
+    r = httpx.post(gw.url + "/v1/images/generations", headers=headers, json=camel, timeout=300)
+    assert r.status_code == 200, r.text
+    assert decode_png(r.json()["data"][0]["b64_json"]).size == (36, 64)
+    costs = [r["cost"] for r in _settled(gw, account)]
+    assert costs == [GEMINI_PRICES["2K"], GEMINI_PRICES["1K"]]
+
+
+def test_models_list_shows_image_models(client: openai.OpenAI) -> None:
+    ids = {m.id for m in client.models.list()}
+    assert {"dall-e-3", "nano-banana-pro", "gpt-image-1"} <= ids
