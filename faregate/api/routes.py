@@ -14,6 +14,7 @@ from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.gemini import by_client, generate_handler, get_handler, list_handler
 from faregate.api.images import edits_handler, generations_handler
+from faregate.api.media import media_handler
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.api.usage import ClientUsage
 from faregate.db.engine import AdminDB
@@ -240,6 +241,12 @@ CLIENT: tuple[RouteDef, ...] = (
     *_client_routes("/api/client"),
     *_client_routes("/v1/client"),
     *_client_routes("/api/v1/client"),
+    RouteDef(
+        "/v1/media/{media_id}",
+        ("GET", "HEAD"),
+        lambda d: media_handler(d.svc),
+        "A generated image, audio or video file by its signed URL (no API key).",
+    ),
 )
 """The public client routes: the API clients call."""
 
