@@ -64,6 +64,12 @@ provider = "sim"
 upstream = "dall-e-3"
 price = {{ image = {DALLE_FLAT // 2} }}
 
+[models."vendor-flux"]
+kind = "images"
+provider = "sim"
+upstream = "flux-schnell"
+price = {{ image = {FLUX_FLAT} }}
+
 [models."dall-e-alone"]
 kind = "images"
 provider = "sim"
@@ -74,9 +80,7 @@ price = {{ image = {DALLE_FLAT} }}
 
 def start_image_gateway(sim_url: str, tmp: Path, **config: Any) -> Gateway:
     sections = "\n[images]\nallow_private_addresses = true\n" + config.pop("sections", "")
-    return start_gateway(
-        sim_url, tmp, extra_models=image_models(), sections=sections, **config
-    )
+    return start_gateway(sim_url, tmp, extra_models=image_models(), sections=sections, **config)
 
 
 def decode_png(b64: str) -> Image.Image:
@@ -86,7 +90,9 @@ def decode_png(b64: str) -> Image.Image:
     return img
 
 
-def png_bytes(size: tuple[int, int] = (32, 32), colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def png_bytes(
+    size: tuple[int, int] = (32, 32), colour: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, format="PNG")
     return out.getvalue()

@@ -27,7 +27,7 @@ from faregate.api.images_request import (
     response_format,
 )
 from faregate.billing.types import KeyRecord
-from faregate.errors import FaregateError, UpstreamFailed
+from faregate.errors import FaregateError, ServiceUnavailable, UpstreamFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response
 from faregate.pipeline.images import Generated, generate
@@ -65,7 +65,7 @@ async def url_of(svc: Services, req: Request, key: KeyRecord, image: GeneratedIm
     its links expire or carry credentials)."""
     media = svc.media
     if media is None:
-        raise UpstreamFailed("The media store is not configured.", code="media_unavailable")
+        raise ServiceUnavailable("The media store is not configured.", code="media_unavailable")
     kind, data = await image_bytes(svc, image)
     item = await media.save(data, kind, key.account_id)
     return media.url(item, req)

@@ -48,6 +48,10 @@ PUBLIC = {
     ("POST", "/v1/client/redeem", "openai", None),
     ("GET", "/api/v1/client/usage", "openai", None),
     ("POST", "/api/v1/client/redeem", "openai", None),
+    ("POST", "/v1/images/generations", "openai", Kind.IMAGES),
+    ("POST", "/v1/images/edits", "openai", Kind.IMAGES),
+    ("POST", "/api/v1/images/generations", "openai", Kind.IMAGES),
+    ("POST", "/api/v1/images/edits", "openai", Kind.IMAGES),
 }
 
 

@@ -165,9 +165,7 @@ def test_google_genai_image_output(gw: Gateway, funded: tuple[str, str]) -> None
     img = Image.open(io.BytesIO(blobs[0].data or b""))
     assert img.size == (128, 72)  # 2K at 16:9, scaled down by the simulator
     settle = _settled(gw, account)
-    assert [(r["cost"], r["units"]) for r in settle] == [
-        (GEMINI_PRICES["2K"], {"images:2K": 1})
-    ]
+    assert [(r["cost"], r["units"]) for r in settle] == [(GEMINI_PRICES["2K"], {"images:2K": 1})]
 
 
 def test_gemini_chat_model_answers_inline_images(gw: Gateway, funded: tuple[str, str]) -> None:
@@ -258,3 +256,87 @@ def test_seed_000_image_example(gw: Gateway, funded: tuple[str, str]) -> None:
 def test_models_list_shows_image_models(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
     assert {"dall-e-3", "nano-banana-pro", "gpt-image-1"} <= ids
+
+
+def _fetch(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=10)  # anyone: no key, the signature is the credential
+
+
+def test_seed_002_sdk_example_answers_a_signed_url(
+    gw: Gateway, funded: tuple[str, str], client: openai.OpenAI
+) -> None:
+    account, key = funded
+    with openai.OpenAI(api_key=key, base_url=gw.url + "/api/v1", max_retries=0) as seed:
+        response = seed.images.generate(
+            model="dall-e-3",
+            prompt="A photorealistic cat sitting on a rooftop at sunset",
+            size="1024x1024",
+            quality="standard",
+            n=1,
+        )
+    assert response.data and response.data[0].url
+    url = response.data[0].url
+    assert url.startswith(gw.url + "/v1/media/") and "signature=" in url
+    fetched = _fetch(url)
+    assert fetched.status_code == 200
+    assert fetched.headers["content-type"] == "image/png"
+    assert decode_png(__import__("base64").b64encode(fetched.content).decode()).size == (64, 64)
+    tampered = url[:-1] + ("0" if url[-1] != "0" else "1")
+    assert _fetch(tampered).status_code == 403
+    assert _fetch(url.split("?")[0]).status_code == 403
+    # "1024x1024/standard" is not in the table: the size's price applies
+    assert [r["cost"] for r in _settled(gw, account)] == [DALLE_PRICES["1024x1024"]]
+
+
+def test_seed_002_curl_example(gw: Gateway, funded: tuple[str, str]) -> None:
+    _, key = funded
+    r = httpx.post(
+        gw.url + "/api/v1/images/generations",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+        json={
+            "model": "dall-e-3",
+            "prompt": "A photorealistic cat sitting on a rooftop at sunset",
+            "size": "1024x1024",
+            "quality": "standard",
+            "n": 1,
+        },
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["data"]
+    assert _fetch(item["url"]).status_code == 200
+    assert item["revised_prompt"].endswith("rooftop at sunset")
+
+
+def test_upstream_urls_are_copied_into_the_media_store(
+    gw: Gateway, sim: Sim, funded: tuple[str, str], client: openai.OpenAI
+) -> None:
+    """An upstream that answers links (the simulator does for a vendor model asked for no
+    format) is copied into the media store, or fetched for `b64_json`; never handed out."""
+    result = client.images.generate(model="vendor-flux", prompt="copied", response_format="url")
+    assert result.data and result.data[0].url
+    assert result.data[0].url.startswith(gw.url + "/v1/media/")
+    copied = _fetch(result.data[0].url)
+    assert copied.status_code == 200
+    inline = client.images.generate(
+        model="vendor-flux", prompt="copied", response_format="b64_json"
+    )
+    assert inline.data and inline.data[0].b64_json
+    assert __import__("base64").b64decode(inline.data[0].b64_json) == copied.content
+
+
+def test_media_links_expire(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> None:
+    g = start_image_gateway(
+        sim.url, tmp_path_factory.mktemp("expiry"), sections="\n[media]\nurl_ttl_seconds = 1\n"
+    )
+    try:
+        _, key = g.account(1_000_000)
+        with openai.OpenAI(base_url=g.url + "/v1", api_key=key, max_retries=0) as c:
+            url = (c.images.generate(model="dall-e-3", prompt="brief").data or [])[0].url
+        assert url and _fetch(url).status_code == 200
+        import time
+
+        time.sleep(2.2)  # past the link's one-second lifetime
+        assert _fetch(url).status_code == 403
+    finally:
+        stop(g.proc)
