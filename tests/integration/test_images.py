@@ -19,7 +19,9 @@ from images_harness import (
     FLUX_FLAT,
     GEMINI_PRICES,
     GPT_IMAGE,
+    SPEC,
     decode_png,
+    openai_validator,
     png_bytes,
     start_image_gateway,
 )
@@ -340,3 +342,26 @@ def test_media_links_expire(sim: Sim, tmp_path_factory: pytest.TempPathFactory) 
         assert _fetch(url).status_code == 403
     finally:
         stop(g.proc)
+
+
+@pytest.mark.skipif(not SPEC.is_file(), reason=f"the OpenAI spec is not at {SPEC}")
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "dall-e-3", "prompt": "shape", "n": 2},
+        {"model": "dall-e-3", "prompt": "shape", "response_format": "b64_json"},
+        {"model": "gpt-image-1", "prompt": "shape", "response_format": "b64_json"},
+        {"model": "nano-banana-pro", "prompt": "shape", "aspect_ratio": "4:3"},
+    ],
+)
+def test_replies_match_the_openai_spec(
+    gw: Gateway, funded: tuple[str, str], body: dict[str, Any]
+) -> None:
+    r = httpx.post(
+        gw.url + "/v1/images/generations",
+        json=body,
+        headers={"authorization": f"Bearer {funded[1]}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    openai_validator("ImagesResponse").validate(r.json())
