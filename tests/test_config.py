@@ -142,9 +142,9 @@ def test_an_unknown_kind_is_refused_with_the_choices(tmp_path: Path) -> None:
             " speaks the 'anthropic' protocol, which serves chat",
         ),
         (
-            _model("img", "images", "oa"),
-            "the model 'img' is of kind 'images', but the provider 'oa' speaks the 'openai'"
-            " protocol, which serves chat, embeddings",
+            _model("img", "images", "claude"),
+            "the model 'img' is of kind 'images', but the provider 'claude' speaks the"
+            " 'anthropic' protocol, which serves chat",
         ),
     ],
 )
@@ -177,9 +177,10 @@ def test_a_provider_declares_the_kinds_it_serves(tmp_path: Path) -> None:
 def test_a_protocol_serves_a_new_kind_with_one_registry_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = KINDS + _model("img", "image", "oa")
+    text = KINDS + _model("img", "image", "claude")
     with pytest.raises(ConfigError):
         load_config(_write(tmp_path, text))
-    monkeypatch.setitem(ADAPTERS, ("openai", Kind.IMAGES), "faregate.providers.openai:OpenAIChat")
-    assert kinds_of("openai") == (Kind.CHAT, Kind.EMBEDDINGS, Kind.IMAGES)
+    adapter = "faregate.providers.anthropic:AnthropicMessages"
+    monkeypatch.setitem(ADAPTERS, ("anthropic", Kind.IMAGES), adapter)
+    assert kinds_of("anthropic") == (Kind.CHAT, Kind.IMAGES)
     assert load_config(_write(tmp_path, text)).models["img"].kind is Kind.IMAGES
