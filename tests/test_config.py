@@ -79,6 +79,17 @@ def test_the_zero_config_default_serves_an_embedding_model(
     assert (model.price.input, model.price.output) == (20_000, 0)
 
 
+def test_the_zero_config_default_serves_an_image_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    model = default_config().models["dall-e-3"]
+    assert (model.kind, model.provider, model.price.image) == (Kind.IMAGES, "simulator", 40_000)
+    assert model.price.images is not None and model.price.images["1024x1792/hd"] == 120_000
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    assert default_config().models["dall-e-3"].provider == "openai"
+
+
 def test_secrets_are_not_required_in_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     cfg = default_config()
