@@ -365,3 +365,44 @@ def test_replies_match_the_openai_spec(
     )
     assert r.status_code == 200, r.text
     openai_validator("ImagesResponse").validate(r.json())
+
+
+def test_plans_limit_images_per_minute_apart_from_chat(
+    sim: Sim, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Seed 002's plans: an RPM for images of its own (route class `images`)."""
+    limits = (
+        '\n[limits]\ndefault_plan = "standard"\n'
+        "[plans.standard.images]\nrpm = 2\n[plans.standard.chat]\nrpm = 50\n"
+    )
+    g = start_image_gateway(sim.url, tmp_path_factory.mktemp("plans"), sections=limits)
+    try:
+        account, key = g.account(10_000_000)
+        headers = {"authorization": f"Bearer {key}"}
+        body = {"model": "dall-e-3", "prompt": "x", "response_format": "b64_json"}
+        statuses = [
+            httpx.post(g.url + "/v1/images/generations", json=body, headers=headers, timeout=30)
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in statuses] == [200, 200, 429]
+        assert statuses[0].headers["x-ratelimit-limit-requests"] == "2"
+        chat = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
+        r = httpx.post(g.url + "/v1/chat/completions", json=chat, headers=headers, timeout=30)
+        assert r.status_code == 200
+        assert [row["cost"] for row in _settled(g, account)][:2] == [DALLE_FLAT, DALLE_FLAT]
+    finally:
+        stop(g.proc)
+
+
+def test_images_route_metadata_counts_images(gw: Gateway, funded: tuple[str, str]) -> None:
+    _, key = funded
+    r = httpx.post(
+        gw.url + "/v1/images/generations",
+        json={"model": "dall-e-3", "prompt": "meta", "n": 2, "response_format": "b64_json"},
+        headers={"authorization": f"Bearer {key}", "x-balancer-metadata": "1"},
+        timeout=30,
+    )
+    assert r.status_code == 200
+    meta = r.json()["_balancer"]
+    assert meta["images_count"] == 2 and meta["credits_used"] == 2 * DALLE_FLAT
+    assert meta["model_used"] == "dall-e-3" and meta["units"] == {"images": 2}
