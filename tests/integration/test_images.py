@@ -406,3 +406,78 @@ def test_images_route_metadata_counts_images(gw: Gateway, funded: tuple[str, str
     meta = r.json()["_balancer"]
     assert meta["images_count"] == 2 and meta["credits_used"] == 2 * DALLE_FLAT
     assert meta["model_used"] == "dall-e-3" and meta["units"] == {"images": 2}
+
+
+def _via_images(gw: Gateway, key: str, model: str) -> bytes:
+    r = httpx.post(
+        gw.url + "/v1/images/generations",
+        json={"model": model, "prompt": "matrix", "response_format": "b64_json"},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    return __import__("base64").b64decode(r.json()["data"][0]["b64_json"])
+
+
+def _via_edits(gw: Gateway, key: str, model: str) -> bytes:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as c:
+        result = c.images.edit(
+            model=model,
+            image=("in.png", png_bytes(), "image/png"),
+            prompt="matrix",
+            response_format="b64_json",
+        )
+    assert result.data and result.data[0].b64_json
+    return __import__("base64").b64decode(result.data[0].b64_json)
+
+
+def _via_chat(gw: Gateway, key: str, model: str) -> bytes:
+    with openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0) as c:
+        reply = c.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "matrix"}],
+            extra_body={"modalities": ["image", "text"]},
+        )
+    message: Any = reply.choices[0].message
+    url = message.model_extra["images"][0]["image_url"]["url"]
+    return __import__("base64").b64decode(url.split(",", 1)[1])
+
+
+def _via_gemini(gw: Gateway, key: str, model: str) -> bytes:
+    client = _genai(gw, key)
+    try:
+        reply = client.models.generate_content(
+            model=model,
+            contents="matrix",
+            config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+        )
+    finally:
+        client.close()
+    assert reply.candidates and reply.candidates[0].content
+    blobs = [p.inline_data for p in reply.candidates[0].content.parts or [] if p.inline_data]
+    return blobs[0].data or b""
+
+
+SURFACES = {
+    "images/generations": _via_images,
+    "images/edits": _via_edits,
+    "chat/completions": _via_chat,
+    "gemini generateContent": _via_gemini,
+}
+UPSTREAMS = {"openai": ("dall-e-3", DALLE_FLAT), "gemini": ("nano-banana-pro", GEMINI_PRICES["1K"])}
+
+
+@pytest.mark.parametrize("upstream", list(UPSTREAMS))
+@pytest.mark.parametrize("surface", list(SURFACES))
+def test_every_surface_reaches_every_upstream_protocol(
+    gw: Gateway, funded: tuple[str, str], surface: str, upstream: str
+) -> None:
+    account, key = funded
+    model, price = UPSTREAMS[upstream]
+    data = SURFACES[surface](gw, key, model)
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(data)).format == "PNG"
+    settle = _settled(gw, account)
+    assert [row["cost"] for row in settle] == [price]
+    ledger_consistent(gw, account)
