@@ -16,7 +16,7 @@ from faregate.http.request import Request
 from faregate.http.responses import JSON_TYPE, SSE_HEADERS, Response, StreamResponse, header_list
 from faregate.pipeline.images import Generated, generate
 from faregate.pipeline.services import Services
-from faregate.providers.image_types import ImageCall
+from faregate.providers.image_types import ImageCall, ImageResult
 
 TOP_FIELDS = {"contents", "generationConfig", "safetySettings", "tools", "labels", "model"}
 CONFIG_FIELDS = {"responseModalities", "imageConfig", "candidateCount"}
@@ -101,16 +101,19 @@ def parse(model: str, body: dict[str, Any], rid: str) -> tuple[ImageCall, list[s
     return call, refs
 
 
-async def _payload(svc: Services, done: Generated) -> dict[str, Any]:
+async def _candidates(svc: Services, result: ImageResult) -> list[dict[str, Any]]:
     candidates = []
-    text = done.result.text
-    for index, image in enumerate(done.result.images):
+    for index, image in enumerate(result.images):
         kind, b64 = await b64_of(svc, image)
-        parts: list[dict[str, Any]] = [{"text": text}] if text and index == 0 else []
+        parts: list[dict[str, Any]] = [{"text": result.text}] if result.text and not index else []
         parts.append({"inlineData": {"mimeType": kind, "data": b64}})
         candidates.append(
             {"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": index}
         )
+    return candidates
+
+
+def _payload(done: Generated, candidates: list[dict[str, Any]]) -> dict[str, Any]:
     u = done.usage
     return {
         "candidates": candidates,
@@ -131,8 +134,13 @@ async def generate_content(
     key = await authenticate(svc, req)
     call, refs = parse(model, await json_body(svc, req), rid)
     call.reference_images = await reference_images(svc, refs)
-    done = await generate(svc, key, call)
-    payload = await _payload(svc, done)
+    candidates: list[dict[str, Any]] = []
+
+    async def finish(result: ImageResult) -> None:
+        candidates.extend(await _candidates(svc, result))
+
+    done = await generate(svc, key, call, finish)
+    payload = _payload(done, candidates)
     headers = {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
     if not stream:
         return Response.json(payload, 200, headers)

@@ -4,6 +4,7 @@ with the seed fields and aliases; the chat-completions form of image models."""
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,12 +31,14 @@ from faregate.billing.types import KeyRecord
 from faregate.errors import FaregateError, ServiceUnavailable, UpstreamFailed
 from faregate.http.request import Request
 from faregate.http.responses import Response
+from faregate.media.types import MediaTooLarge
 from faregate.pipeline.images import Generated, generate
 from faregate.pipeline.services import Services
 from faregate.providers.image_bytes import data_url
-from faregate.providers.image_types import GeneratedImage, ImageCall
+from faregate.providers.image_types import GeneratedImage, ImageCall, ImageResult
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
+log = logging.getLogger("faregate.images")
 
 
 async def image_bytes(svc: Services, image: GeneratedImage) -> tuple[str, bytes]:
@@ -67,15 +70,21 @@ async def url_of(svc: Services, req: Request, key: KeyRecord, image: GeneratedIm
     if media is None:
         raise ServiceUnavailable("The media store is not configured.", code="media_unavailable")
     kind, data = await image_bytes(svc, image)
-    item = await media.save(data, kind, key.account_id)
+    try:
+        item = await media.save(data, kind, key.account_id)
+    except (MediaTooLarge, OSError) as exc:
+        log.warning("media store refused an image: %s", exc)
+        raise ServiceUnavailable(
+            "The media store could not keep the image.", code="media_unavailable"
+        ) from None
     return media.url(item, req)
 
 
 async def _items(
-    svc: Services, req: Request, key: KeyRecord, done: Generated, fmt: str
+    svc: Services, req: Request, key: KeyRecord, result: ImageResult, fmt: str
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for image in done.result.images:
+    for image in result.images:
         item: dict[str, Any] = {}
         if fmt == "b64_json":
             item["b64_json"] = (await b64_of(svc, image))[1]
@@ -114,11 +123,13 @@ def image_metadata(svc: Services, done: Generated) -> dict[str, Any]:
 async def _serve(
     svc: Services, req: Request, key: KeyRecord, call: ImageCall, fmt: str
 ) -> Response:
-    done = await generate(svc, key, call)
-    reply: dict[str, Any] = {
-        "created": done.result.created or int(time.time()),
-        "data": await _items(svc, req, key, done, fmt),
-    }
+    items: list[dict[str, Any]] = []
+
+    async def finish(result: ImageResult) -> None:  # before the settlement: a failure releases
+        items.extend(await _items(svc, req, key, result, fmt))
+
+    done = await generate(svc, key, call, finish)
+    reply: dict[str, Any] = {"created": done.result.created or int(time.time()), "data": items}
     if call.output_format in OUTPUT_FORMATS:
         reply["output_format"] = call.output_format
     if call.background in ("transparent", "opaque"):
@@ -164,11 +175,14 @@ async def chat_images(
     rid = request_id()
     call, refs = parse_chat_images(body, rid)
     call.reference_images = await reference_images(svc, refs)
-    done = await generate(svc, key, call)
-    images = []
-    for image in done.result.images:
-        kind, b64 = await b64_of(svc, image)
-        images.append({"type": "image_url", "image_url": {"url": data_url(kind, b64)}})
+    images: list[dict[str, Any]] = []
+
+    async def finish(result: ImageResult) -> None:
+        for image in result.images:
+            kind, b64 = await b64_of(svc, image)
+            images.append({"type": "image_url", "image_url": {"url": data_url(kind, b64)}})
+
+    done = await generate(svc, key, call, finish)
     usage = done.usage
     reply: dict[str, Any] = {
         "id": "chatcmpl-" + rid.removeprefix("req_"),

@@ -134,7 +134,13 @@ IMAGES: runner.KindSpec[ImageCall, ImageResult] = runner.KindSpec(
 )
 
 
-def generate(svc: Services, key: KeyRecord, call: ImageCall) -> Awaitable[Generated]:
-    """An image generation or edit: admit, hold, attempts with fallback, settle (the runner's
+def generate(
+    svc: Services,
+    key: KeyRecord,
+    call: ImageCall,
+    finish: runner.Finish[ImageResult] | None = None,
+) -> Awaitable[Generated]:
+    """An image generation or edit: admit, hold, attempts with fallback, `finish` (the route
+    stores or encodes the images: its failure releases the hold), settle (the runner's
     coroutine itself)."""
-    return runner.run(svc, IMAGES, key, call)
+    return runner.run(svc, IMAGES, key, call, finish)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pipeline.fakes import KEY, FakeStore, FakeUpstream, reply, services
 
-from faregate.errors import BadRequest, FaregateError, UpstreamFailed
+from faregate.errors import BadRequest, FaregateError, ServiceUnavailable, UpstreamFailed
 from faregate.pipeline.images import MAX_OUTPUT_TOKENS_PER_IMAGE, generate
 from faregate.providers.image_types import ImageCall
 
@@ -111,4 +111,25 @@ async def test_malformed_images_fall_back_and_failures_release() -> None:
     with pytest.raises(FaregateError) as err:
         await generate(svc, KEY, call())
     assert isinstance(err.value, UpstreamFailed)
+    assert store.balance == BALANCE and len(store.released) == 1 and not store.settled
+
+
+async def test_finish_runs_before_the_settlement_and_its_failure_releases() -> None:
+    svc, _, store = setup(a=[reply(200, images_body(2))])
+    seen: list[int] = []
+
+    async def finish(result: Any) -> None:
+        seen.append(len(result.images))
+        assert not store.settled  # the images are stored before anything is charged
+
+    done = await generate(svc, KEY, call(n=2), finish)
+    assert seen == [2] and done.cost == 80_000
+
+    svc, _, store = setup(a=[reply(200, images_body(1))])
+
+    async def broken(result: Any) -> None:
+        raise ServiceUnavailable("The media store could not keep the image.")
+
+    with pytest.raises(ServiceUnavailable):
+        await generate(svc, KEY, call(), broken)
     assert store.balance == BALANCE and len(store.released) == 1 and not store.settled
