@@ -481,3 +481,37 @@ def test_every_surface_reaches_every_upstream_protocol(
     settle = _settled(gw, account)
     assert [row["cost"] for row in settle] == [price]
     ledger_consistent(gw, account)
+
+
+def test_several_urls_each_signed(client: openai.OpenAI) -> None:
+    result = client.images.generate(model="dall-e-3", prompt="twins", n=2, response_format="url")
+    assert result.data is not None and len(result.data) == 2
+    urls = [d.url or "" for d in result.data]
+    assert len(set(urls)) == 2
+    bodies = [_fetch(u) for u in urls]
+    assert [b.status_code for b in bodies] == [200, 200]
+    assert bodies[0].content != bodies[1].content
+
+
+def test_seed_000_gemini_native_example(gw: Gateway, funded: tuple[str, str]) -> None:
+    """The seed's native body as written, on an image-capable chat model."""
+    _, key = funded
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "Describe this concept briefly."}]}],
+        "generationConfig": {
+            "responseModalities": ["TEXT", "IMAGE"],
+            "thinkingConfig": {"thinkingLevel": "HIGH"},
+        },
+        "safetySettings": [{"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "BLOCK_NONE"}],
+    }
+    r = httpx.post(
+        gw.url + "/v1beta/models/gemini-sim:generateContent",
+        json=body,
+        headers={"x-goog-api-key": key},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    parts = r.json()["candidates"][0]["content"]["parts"]
+    inline = [p["inlineData"] for p in parts if "inlineData" in p]
+    assert inline and decode_png(inline[0]["data"]).format == "PNG"
+    assert any(p.get("text") for p in parts)
