@@ -101,15 +101,18 @@ def _usage(call: ImageCall, done: Generated) -> dict[str, Any] | None:
     reported = done.result.usage
     if reported is None:
         return None
-    images = len(call.images) + len(call.reference_images)
+    details = done.result.input_details
+    if details is None:  # not reported: all text when no image was sent
+        sent = bool(call.images or call.reference_images)
+        details = {
+            "text_tokens": 0 if sent else reported.prompt_tokens,
+            "image_tokens": reported.prompt_tokens if sent else 0,
+        }
     return {
         "input_tokens": reported.prompt_tokens,
         "output_tokens": reported.completion_tokens,
         "total_tokens": reported.prompt_tokens + reported.completion_tokens,
-        "input_tokens_details": {
-            "text_tokens": max(reported.prompt_tokens - images, 0) if not images else 0,
-            "image_tokens": 0,
-        },
+        "input_tokens_details": details,
     }
 
 

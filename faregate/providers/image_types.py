@@ -97,6 +97,7 @@ class ImageResult:
     usage: Usage | None = None
     text: str = ""
     created: int | None = None
+    input_details: dict[str, int] | None = None  # text and image tokens of the prompt
 
 
 def cannot_honour(field_name: str, upstream: str) -> BadRequest:

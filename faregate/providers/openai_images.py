@@ -64,6 +64,16 @@ def _usage(data: Any) -> Usage | None:
     return Usage(prompt, output)
 
 
+def _details(data: Any) -> dict[str, int] | None:
+    """`input_tokens_details` as reported: its text and image token counts."""
+    if not isinstance(data, dict):
+        return None
+    text, image = data.get("text_tokens"), data.get("image_tokens")
+    if not isinstance(text, int) or not isinstance(image, int):
+        return None
+    return {"text_tokens": text, "image_tokens": image}
+
+
 def _image(item: Any) -> GeneratedImage | None:
     """One reply item as an image: well-formed bytes or an https URL; None otherwise."""
     if not isinstance(item, dict):
@@ -161,10 +171,13 @@ class OpenAIImages:
                 FailureClass.TRANSIENT, "the provider returned no valid image", status=200
             )
         created = data.get("created")
+        usage = data.get("usage")
+        details = usage.get("input_tokens_details") if isinstance(usage, dict) else None
         return ImageResult(
             images[: call.n],
-            _usage(data.get("usage")),
+            _usage(usage),
             created=created if isinstance(created, int) else None,
+            input_details=_details(details),
         )
 
     def classify_error(self, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:

@@ -131,7 +131,7 @@ def test_edit_with_images_and_a_mask(
         response_format="b64_json",
     )
     assert two.data is not None and len(two.data) == 2
-    assert two.usage is not None and two.usage.input_tokens_details.image_tokens == 0
+    assert two.usage is not None and two.usage.input_tokens_details.image_tokens == 2 * 65
     assert [r["model"] for r in _settled(gw, account)] == ["dall-e-3", "gpt-image-1"]
     assert _settled(gw, account)[0]["cost"] == DALLE_FLAT
     ledger_consistent(gw, account)
