@@ -27,7 +27,6 @@ _FOREIGN = (
     "safety_settings",
     "project_id",
     "veon_model_key",
-    "reference_images",
 )
 
 # aspect_ratio -> size, by model family (dall-e-3 has wide and tall; the GPT image models 3:2).
@@ -124,6 +123,8 @@ class OpenAIImages:
                 raise cannot_honour(name, "OpenAI")
         if call.resolution not in (None, "1K"):  # the OpenAI sizes are all about 1K
             raise cannot_honour("resolution", "OpenAI")
+        if call.reference_images and _family(upstream_model) != "gpt-image":
+            raise cannot_honour("reference_images", "OpenAI")  # dall-e edits take one image
         _size(call, upstream_model)
 
     def _fields(self, call: ImageCall, upstream_model: str) -> dict[str, Any]:
@@ -149,14 +150,15 @@ class OpenAIImages:
         if creds.api_key:
             headers["authorization"] = f"Bearer {creds.api_key}"
         body = self._fields(call, upstream_model)
-        if not call.edit:
+        if not call.edit and not call.reference_images:
             headers["content-type"] = "application/json"
             return UpstreamRequest("/images/generations", headers, orjson.dumps(body))
         parts: list[tuple[str, str | tuple[str, str, bytes]]] = [
             (k, str(v)) for k, v in body.items()
         ]
-        name = "image[]" if len(call.images) > 1 else "image"
-        parts += [(name, (i.filename, i.content_type, i.data)) for i in call.images]
+        images = [*call.images, *call.reference_images]  # references: images of an edit
+        name = "image[]" if len(images) > 1 else "image"
+        parts += [(name, (i.filename, i.content_type, i.data)) for i in images]
         if call.mask is not None:
             m = call.mask
             parts.append(("mask", (m.filename, m.content_type, m.data)))

@@ -515,3 +515,40 @@ def test_seed_000_gemini_native_example(gw: Gateway, funded: tuple[str, str]) ->
     inline = [p["inlineData"] for p in parts if "inlineData" in p]
     assert inline and decode_png(inline[0]["data"]).format == "PNG"
     assert any(p.get("text") for p in parts)
+
+
+def test_reference_images_by_data_url_and_link(
+    gw: Gateway, sim: Sim, funded: tuple[str, str], client: openai.OpenAI
+) -> None:
+    """gpt-image-1 (OpenAI) takes them as the images of an edit, nano-banana-pro (Gemini) as
+    inline parts; a link is fetched through the guard (loopback allowed in these tests)."""
+    _, key = funded
+    data_url = "data:image/png;base64," + __import__("base64").b64encode(png_bytes()).decode()
+    before = sim.stats()["by_route"].get("images/edits", 0)
+    for model in ("gpt-image-1", "nano-banana-pro"):
+        r = httpx.post(
+            gw.url + "/v1/images/generations",
+            json={
+                "model": model,
+                "prompt": "in this style",
+                "referenceImages": [data_url],
+                "response_format": "b64_json",
+            },
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+    assert sim.stats()["by_route"].get("images/edits", 0) == before + 1
+    linked = httpx.post(
+        sim.url + "/v1/images/generations",
+        json={"model": "flux", "prompt": "source"},
+        headers={"authorization": "Bearer sk-sim"},
+        timeout=10,
+    ).json()["data"][0]["url"]
+    r = httpx.post(
+        gw.url + "/v1/images/generations",
+        json={"model": "nano-banana-pro", "prompt": "like this", "reference_images": [linked]},
+        headers={"authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text

@@ -81,6 +81,14 @@ def test_openai_refuses_what_it_cannot_honour(fields: dict[str, Any], param: str
     assert (err.value.param, err.value.code) == (param, "unsupported_parameter")
 
 
+def test_openai_reference_images_are_an_edit_of_the_gpt_image_models() -> None:
+    ref = InputImage(png_bytes(), "image/png", "ref.png")
+    OpenAIImages().check_image_call(call(reference_images=[ref]), "gpt-image-1")
+    req = OpenAIImages().build_image_request(call(reference_images=[ref]), "gpt-image-1", CREDS)
+    assert req.path == "/images/edits"
+    assert b'name="image"; filename="ref.png"' in req.body
+
+
 def test_openai_edit_is_multipart() -> None:
     image = InputImage(png_bytes(), "image/png", "a.png")
     req = OpenAIImages().build_image_request(
