@@ -21,7 +21,7 @@ the body's fields, picks the surface)."""
 
 # kind -> "module:function"; a kind reachable through the chat route is one entry here.
 SURFACES: dict[Kind, str] = {
-    Kind.IMAGES: "faregate.api.images:chat_images",
+    Kind.IMAGES: "faregate.api.image_chat:chat_images",
 }
 
 

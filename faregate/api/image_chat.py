@@ -1,17 +1,30 @@
 """The chat-completions form of image generation: messages, `modalities` and `image_config`
-(or `responseModalities`) on an image model, read into an image call."""
+(or `responseModalities`) on an image model, answered as a chat completion (or its stream)
+whose message carries the images as data URLs."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from faregate.api.images_request import CHOICES, MAX_IMAGES
+import orjson
+
+from faregate.api.common import cost_headers, request_id, routing_headers, wants_metadata
+from faregate.api.images import b64_of, image_metadata
+from faregate.api.images_request import CHOICES, MAX_IMAGES, reference_images
+from faregate.billing.types import KeyRecord
 from faregate.errors import BadRequest, ValidationFailed
-from faregate.providers.image_types import ImageCall
+from faregate.http.request import Request
+from faregate.http.responses import SSE_HEADERS, Response, StreamResponse, header_list
+from faregate.pipeline.images import Generated, generate
+from faregate.pipeline.services import Services
+from faregate.providers.image_bytes import data_url
+from faregate.providers.image_types import ImageCall, ImageResult
 
 MODALITY_FIELDS = ("modalities", "response_modalities", "responseModalities")
 SAFETY_FIELDS = ("safety_settings", "safetySettings")
-KNOWN = {"model", "messages", "image_config", "n", "stream", "user"}
+KNOWN = {"model", "messages", "image_config", "n", "stream", "stream_options", "user"}
 KNOWN |= {*MODALITY_FIELDS, *SAFETY_FIELDS}
 
 
@@ -84,12 +97,8 @@ def parse_chat_images(body: dict[str, Any], rid: str) -> tuple[ImageCall, list[A
                 code="unsupported_parameter",
                 param=name,
             )
-    if body.get("stream") not in (None, False):
-        raise BadRequest(
-            "Image models answer whole replies; 'stream' must be false.",
-            code="unsupported_value",
-            param="stream",
-        )
+    if not isinstance(body.get("stream", False), bool):
+        raise ValidationFailed("'stream' must be a boolean.", param="stream")
     _modalities(body)
     prompt, refs = _texts_and_images(body.get("messages"))
     config = body.get("image_config") or {}
@@ -130,3 +139,83 @@ def parse_chat_images(body: dict[str, Any], rid: str) -> tuple[ImageCall, list[A
         safety_settings=safety[1] if safety is not None else None,
     )
     return call, refs
+
+
+def _usage(done: Generated) -> dict[str, Any]:
+    u = done.usage
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "cost": done.cost,
+    }
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    return b"data: " + (data.encode() if isinstance(data, str) else orjson.dumps(data)) + b"\n\n"
+
+
+def _chunks(
+    head: dict[str, Any],
+    message: dict[str, Any],
+    usage: dict[str, Any] | None,
+    meta: dict[str, Any] | None,
+) -> list[bytes]:
+    """The reply as a stream: the message in one delta, the finish, the usage if asked (with
+    the `_balancer` metadata when opted in)."""
+    chunk = {**head, "object": "chat.completion.chunk"}
+    out = [
+        _sse({**chunk, "choices": [{"index": 0, "delta": message, "finish_reason": None}]}),
+        _sse({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+    ]
+    if usage is not None:
+        last = {**chunk, "choices": [], "usage": usage}
+        out.append(_sse(last if meta is None else {**last, "_balancer": meta}))
+    return [*out, _sse("[DONE]")]
+
+
+async def chat_images(
+    svc: Services, req: Request, body: dict[str, Any], key: KeyRecord
+) -> Response | StreamResponse:
+    """A chat completion from an image model: the message carries the images as data URLs
+    (`message.images`), its text as `content`; `_balancer` adds `images_count`. A stream
+    sends the whole message in one chunk once the images are there (an image is not
+    produced in pieces)."""
+    rid = request_id()
+    call, refs = parse_chat_images(body, rid)
+    call.reference_images = await reference_images(svc, refs)
+    images: list[dict[str, Any]] = []
+
+    async def finish(result: ImageResult) -> None:
+        for image in result.images:
+            kind, b64 = await b64_of(svc, image)
+            images.append({"type": "image_url", "image_url": {"url": data_url(kind, b64)}})
+
+    done = await generate(svc, key, call, finish)
+    head = {"id": "chatcmpl-" + rid.removeprefix("req_"), "created": int(time.time())}
+    head["model"] = done.model
+    message = {"role": "assistant", "content": done.result.text or None, "images": images}
+    headers = {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
+    meta = image_metadata(svc, done) if wants_metadata(req) else None
+    if body.get("stream"):
+        options = body.get("stream_options")
+        usage = None
+        if isinstance(options, dict) and options.get("include_usage"):
+            usage = _usage(done)
+        frames = _chunks(head, message, usage, meta)
+
+        async def stream() -> AsyncIterator[bytes]:
+            for frame in frames:
+                yield frame
+
+        return StreamResponse(stream(), 200, SSE_HEADERS + header_list(headers))
+    choice = {"index": 0, "message": {**message, "refusal": None}, "finish_reason": "stop"}
+    reply: dict[str, Any] = {
+        **head,
+        "object": "chat.completion",
+        "choices": [{**choice, "logprobs": None}],
+        "usage": _usage(done),
+    }
+    if meta is not None:
+        reply = {"data": reply, "_balancer": meta}
+    return Response.json(reply, 200, headers)

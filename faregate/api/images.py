@@ -1,5 +1,5 @@
 """`POST /v1/images/generations` and `/v1/images/edits`: the OpenAI Images API to clients,
-with the seed fields and aliases; the chat-completions form of image models."""
+with the seed fields and aliases."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from faregate.api.common import (
     routing_headers,
     wants_metadata,
 )
-from faregate.api.image_chat import parse_chat_images
 from faregate.api.images_request import (
     parse_edit,
     parse_generation,
@@ -34,7 +33,6 @@ from faregate.http.responses import Response
 from faregate.media.types import MediaTooLarge
 from faregate.pipeline.images import Generated, generate
 from faregate.pipeline.services import Services
-from faregate.providers.image_bytes import data_url
 from faregate.providers.image_types import GeneratedImage, ImageCall, ImageResult
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
@@ -168,51 +166,3 @@ def edits_handler(svc: Services) -> Callable[[Request], Any]:
         return await _serve(svc, req, key, call, fmt)
 
     return handle
-
-
-async def chat_images(
-    svc: Services, req: Request, body: dict[str, Any], key: KeyRecord
-) -> Response:
-    """A chat completion from an image model: the message carries the images as data URLs
-    (`message.images`), its text as `content`; `_balancer` adds `images_count`."""
-    rid = request_id()
-    call, refs = parse_chat_images(body, rid)
-    call.reference_images = await reference_images(svc, refs)
-    images: list[dict[str, Any]] = []
-
-    async def finish(result: ImageResult) -> None:
-        for image in result.images:
-            kind, b64 = await b64_of(svc, image)
-            images.append({"type": "image_url", "image_url": {"url": data_url(kind, b64)}})
-
-    done = await generate(svc, key, call, finish)
-    usage = done.usage
-    reply: dict[str, Any] = {
-        "id": "chatcmpl-" + rid.removeprefix("req_"),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": done.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": done.result.text or None,
-                    "images": images,
-                    "refusal": None,
-                },
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "cost": done.cost,
-        },
-    }
-    if wants_metadata(req):
-        reply = {"data": reply, "_balancer": image_metadata(svc, done)}
-    headers = {**cost_headers(svc, rid, done.model, done.cost), **routing_headers(done)}
-    return Response.json(reply, 200, headers)

@@ -99,7 +99,7 @@ def test_the_seed_004_chat_form() -> None:
     [
         (chat(modalities=["text"]), "modalities"),
         (chat(modalities=["image"], responseModalities=["IMAGE"]), "modalities,responseModalities"),
-        (chat(stream=True), "stream"),
+        (chat(stream="yes"), "stream"),
         (chat(temperature=0.5), "temperature"),
         (chat(image_config={"image_size": "8K"}), "image_config.image_size"),
         (chat(image_config={"seed": 1}), "image_config.seed"),

@@ -552,3 +552,22 @@ def test_reference_images_by_data_url_and_link(
         timeout=30,
     )
     assert r.status_code == 200, r.text
+
+
+def test_chat_image_stream(gw: Gateway, funded: tuple[str, str], client: openai.OpenAI) -> None:
+    account, _ = funded
+    stream = client.chat.completions.create(
+        model="black-forest-labs/flux-1.1-pro",
+        messages=[{"role": "user", "content": "A sunset over mountains"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"modalities": ["image", "text"], "image_config": {"aspect_ratio": "16:9"}},
+    )
+    chunks = list(stream)
+    delta: Any = chunks[0].choices[0].delta
+    (image,) = delta.model_extra["images"]
+    assert decode_png(image["image_url"]["url"].split(",", 1)[1]).size == (64, 36)
+    assert chunks[1].choices[0].finish_reason == "stop"
+    usage: Any = chunks[-1].usage
+    assert usage is not None and usage.model_extra["cost"] == FLUX_FLAT
+    assert [r["cost"] for r in _settled(gw, account)] == [FLUX_FLAT]
