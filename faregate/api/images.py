@@ -3,6 +3,7 @@ with the seed fields and aliases."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -33,6 +34,7 @@ from faregate.http.responses import Response
 from faregate.media.types import MediaTooLarge
 from faregate.pipeline.images import Generated, generate
 from faregate.pipeline.services import Services
+from faregate.providers.image_bytes import image_type
 from faregate.providers.image_types import GeneratedImage, ImageCall, ImageResult
 
 OUTPUT_FORMATS = ("png", "jpeg", "webp")
@@ -46,11 +48,15 @@ async def image_bytes(svc: Services, image: GeneratedImage) -> tuple[str, bytes]
         return image.content_type, base64.b64decode(image.b64)
     assert image.url is not None
     try:
-        return await svc.fetcher.fetch(image.url)
+        _, data = await svc.fetcher.fetch(image.url)
     except FaregateError as exc:
         raise UpstreamFailed(
-            f"The provider's image could not be fetched: {exc.message}", code="upstream_error"
+            f"The provider's image could not be fetched: {exc.message}", code="provider_error"
         ) from None
+    kind = await asyncio.to_thread(image_type, data)
+    if kind is None:
+        raise UpstreamFailed("The provider's image link is not an image.", code="provider_error")
+    return kind, data
 
 
 async def b64_of(svc: Services, image: GeneratedImage) -> tuple[str, str]:

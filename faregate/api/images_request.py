@@ -224,6 +224,15 @@ async def _upload(file: UploadFile, param: str) -> InputImage:
 async def parse_edit(form: Form, rid: str) -> tuple[ImageCall, str]:
     """An edit call from the OpenAI SDK's multipart form (one or more `image`, a `mask`),
     and the response format asked for."""
+    fields: dict[str, Any] = {}
+    for name, value in form.items:
+        if isinstance(value, str):
+            fields[name.removesuffix("[]")] = value
+    fields.pop("image", None)
+    fields.pop("mask", None)
+    for name in fields:
+        if name not in KNOWN or name in ("reference_images", "referenceImages"):
+            raise BadRequest(f"Unknown parameter: '{name}'.", code="unknown_parameter", param=name)
     files = form.files("image")
     if not files:
         raise BadRequest(
@@ -233,15 +242,6 @@ async def parse_edit(form: Form, rid: str) -> tuple[ImageCall, str]:
         raise BadRequest(
             f"'image' takes at most {MAX_INPUT_IMAGES} files.", code="invalid_value", param="image"
         )
-    fields: dict[str, Any] = {}
-    for name, value in form.items:
-        if isinstance(value, str):
-            fields[name.removesuffix("[]")] = value
-    fields.pop("image", None)
-    fields.pop("mask", None)
-    for name in fields:
-        if name not in KNOWN:
-            raise BadRequest(f"Unknown parameter: '{name}'.", code="unknown_parameter", param=name)
     call = parse_generation({k: v for k, v in fields.items() if k != "n"}, rid)
     call.n = _n(fields.get("n"))
     call.edit = True

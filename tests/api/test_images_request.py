@@ -7,8 +7,15 @@ from typing import Any
 import pytest
 
 from faregate.api.image_chat import parse_chat_images
-from faregate.api.images_request import ALIASES, canonical, parse_generation, response_format
+from faregate.api.images_request import (
+    ALIASES,
+    canonical,
+    parse_edit,
+    parse_generation,
+    response_format,
+)
 from faregate.errors import BadRequest, FaregateError, ValidationFailed
+from faregate.http.multipart import Form
 
 BASE = {"model": "m", "prompt": "a cat"}
 
@@ -110,3 +117,13 @@ def test_chat_refusals_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(FaregateError) as err:
         parse_chat_images(body, "r")
     assert err.value.param == param and err.value.status in (400, 422)
+
+
+async def test_edit_forms_take_files_not_reference_fields() -> None:
+    form = Form(items=[("prompt", "x"), ("model", "m"), ("referenceImages", "data:,")])
+    with pytest.raises(BadRequest) as err:
+        await parse_edit(form, "r")
+    assert err.value.param == "referenceImages"
+    with pytest.raises(BadRequest) as err:
+        await parse_edit(Form(items=[("prompt", "x"), ("model", "m")]), "r")
+    assert err.value.param == "image"
