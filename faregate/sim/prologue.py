@@ -75,9 +75,9 @@ async def prologue(
     scripted error, and refuse a body that is not a JSON object; else admit the request.
 
     `read_body` reads the body (default: a JSON object). Without `url_model` the model is
-    the body's `model` field, counted as soon as the body
-    is read. A model named by the URL (Gemini) is counted only once the request is past the
-    fault script, the latency and `hang`.
+    the body's `model` field, counted as soon as the body is read. A model named by the URL
+    (Gemini) is counted only once the request is past the fault script, the latency and
+    `hang`.
     """
     state = request.app[STATE]
     state.count_request(route)
