@@ -421,6 +421,14 @@ def _check_serves(
 
 
 SIM_PROVIDER = "simulator"
+SIM_IMAGE_PRICES = {
+    "1024x1024/hd": 80_000,
+    "1792x1024": 80_000,
+    "1024x1792": 80_000,
+    "1792x1024/hd": 120_000,
+    "1024x1792/hd": 120_000,
+}
+"""The zero-config `dall-e-3` per image, by size and quality (any other: 40 000)."""
 
 
 def default_config() -> Config:
@@ -446,9 +454,15 @@ def default_config() -> Config:
         "price": {"input": 20_000, "output": 0},
         "owned_by": "openai",
     }
+    models["dall-e-3"] = {
+        "kind": "images",
+        "provider": SIM_PROVIDER,
+        "price": {"image": 40_000, "images": SIM_IMAGE_PRICES},
+        "owned_by": "openai",
+    }
     if os.environ.get("OPENAI_API_KEY"):
         providers["openai"] = {"vendor": "openai"}
-        for name in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"):
+        for name in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "dall-e-3"):
             models[name] = {**models[name], "provider": "openai"}
     if os.environ.get("DEEPSEEK_API_KEY"):
         providers["deepseek"] = {"vendor": "deepseek"}

@@ -79,6 +79,17 @@ def test_the_zero_config_default_serves_an_embedding_model(
     assert (model.price.input, model.price.output) == (20_000, 0)
 
 
+def test_the_zero_config_default_serves_an_image_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    model = default_config().models["dall-e-3"]
+    assert (model.kind, model.provider, model.price.image) == (Kind.IMAGES, "simulator", 40_000)
+    assert model.price.images is not None and model.price.images["1024x1792/hd"] == 120_000
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    assert default_config().models["dall-e-3"].provider == "openai"
+
+
 def test_secrets_are_not_required_in_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     cfg = default_config()
@@ -142,9 +153,9 @@ def test_an_unknown_kind_is_refused_with_the_choices(tmp_path: Path) -> None:
             " speaks the 'anthropic' protocol, which serves chat",
         ),
         (
-            _model("img", "images", "oa"),
-            "the model 'img' is of kind 'images', but the provider 'oa' speaks the 'openai'"
-            " protocol, which serves chat, embeddings",
+            _model("img", "images", "claude"),
+            "the model 'img' is of kind 'images', but the provider 'claude' speaks the"
+            " 'anthropic' protocol, which serves chat",
         ),
     ],
 )
@@ -177,9 +188,10 @@ def test_a_provider_declares_the_kinds_it_serves(tmp_path: Path) -> None:
 def test_a_protocol_serves_a_new_kind_with_one_registry_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = KINDS + _model("img", "image", "oa")
+    text = KINDS + _model("img", "image", "claude")
     with pytest.raises(ConfigError):
         load_config(_write(tmp_path, text))
-    monkeypatch.setitem(ADAPTERS, ("openai", Kind.IMAGES), "faregate.providers.openai:OpenAIChat")
-    assert kinds_of("openai")[:3] == (Kind.CHAT, Kind.EMBEDDINGS, Kind.IMAGES)
+    adapter = "faregate.providers.anthropic:AnthropicMessages"
+    monkeypatch.setitem(ADAPTERS, ("anthropic", Kind.IMAGES), adapter)
+    assert kinds_of("anthropic") == (Kind.CHAT, Kind.IMAGES)
     assert load_config(_write(tmp_path, text)).models["img"].kind is Kind.IMAGES

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from faregate import tokens
+from faregate.api import gemini_images
 from faregate.api.chat_request import parse_chat
 from faregate.api.common import (
     authenticate,
@@ -34,6 +35,7 @@ from faregate.api.output_cap import clamp_headers
 from faregate.errors import FaregateError, NotFound
 from faregate.http.request import Request
 from faregate.http.responses import JSON_TYPE, SSE_HEADERS, Response, StreamResponse, header_list
+from faregate.kinds import Kind
 from faregate.pipeline.admission import check_model_allowed
 from faregate.pipeline.chat import OpenStream, complete, open_stream
 from faregate.pipeline.embeddings import embed
@@ -44,6 +46,7 @@ from faregate.routing.catalog import ModelEntry
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 CHAT_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
 EMBED_METHODS = ["embedContent", "batchEmbedContents"]
+IMAGE_METHODS = ["generateContent", "streamGenerateContent"]
 
 
 def _model_card(entry: ModelEntry) -> dict[str, Any]:
@@ -55,7 +58,11 @@ def _model_card(entry: ModelEntry) -> dict[str, Any]:
         "displayName": entry.name,
         "description": f"{entry.name}, served by faregate ({entry.owned_by}).",
         "outputTokenLimit": entry.max_output_tokens if chat else 1,
-        "supportedGenerationMethods": CHAT_METHODS if chat else EMBED_METHODS,
+        "supportedGenerationMethods": CHAT_METHODS
+        if chat
+        else IMAGE_METHODS
+        if entry.kind == Kind.IMAGES
+        else EMBED_METHODS,
     }
 
 
@@ -123,6 +130,9 @@ async def _chunks(stream: OpenStream, thoughts: bool, sse: bool) -> AsyncIterato
 async def _generate(
     svc: Services, req: Request, model: str, stream: bool
 ) -> Response | StreamResponse:
+    entry = svc.catalog.models.get(model)
+    if entry is not None and entry.kind is Kind.IMAGES:  # images as inlineData parts
+        return await gemini_images.generate_content(svc, req, model, stream)
     rid = request_id()
     key = await authenticate(svc, req)
     hub, thoughts = to_hub(model, await json_body(svc, req), stream)

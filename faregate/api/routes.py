@@ -15,6 +15,7 @@ from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.completions import completions_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.gemini import by_client, generate_handler, get_handler, list_handler
+from faregate.api.images import edits_handler, generations_handler
 from faregate.api.media import media_handler
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.api.responses import handlers as responses_handlers
@@ -142,6 +143,24 @@ def _openai_routes(base: str) -> list[RouteDef]:
             "Generate speech from text, streamed as it is produced.",
             kind=Kind.AUDIO_SPEECH,
             request_schema=_openai("CreateSpeechRequest"),
+        ),
+        RouteDef(
+            f"{base}/images/generations",
+            ("POST",),
+            lambda d: generations_handler(d.svc),
+            "Create images from a prompt.",
+            kind=Kind.IMAGES,
+            request_schema=_openai("CreateImageRequest"),
+            response_schema=_openai("ImagesResponse"),
+        ),
+        RouteDef(
+            f"{base}/images/edits",
+            ("POST",),
+            lambda d: edits_handler(d.svc),
+            "Edit or extend images (multipart form).",
+            kind=Kind.IMAGES,
+            request_schema=_openai("CreateImageEditRequest"),
+            response_schema=_openai("ImagesResponse"),
         ),
         RouteDef(
             f"{base}/models",

@@ -139,12 +139,23 @@ async def _send_once(svc: Services, spec: KindSpec[C, R], call: C, attempt: Atte
     return spec.parse(dep.adapter, reply.body, call)
 
 
+Finish = Callable[[R], Awaitable[None]]
+"""Work on a whole result before it is settled (e.g. storing media); its failure releases."""
+
+
 async def serve(
-    svc: Services, spec: KindSpec[C, R], entry: ModelEntry, charge: Charge, call: C
+    svc: Services,
+    spec: KindSpec[C, R],
+    entry: ModelEntry,
+    charge: Charge,
+    call: C,
+    finish: Finish[R] | None = None,
 ) -> Done[R]:
-    """Attempts with fallback until one deployment answers whole, then settle at the price
-    of the model that served."""
+    """Attempts with fallback until one deployment answers whole, then `finish` (if any),
+    then settle at the price of the model that served."""
     result, served, trail = await run_attempts(svc, entry, partial(_send_once, svc, spec, call))
+    if finish is not None:
+        await finish(result)
     usage = spec.usage(call, result)
     svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
     note = spec.estimated_note if usage.estimated else None
@@ -152,11 +163,13 @@ async def serve(
     return Done(result, usage, cost, served.model.name, served.deployment, trail)
 
 
-async def run(svc: Services, spec: KindSpec[C, R], key: KeyRecord, call: C) -> Done[R]:
+async def run(
+    svc: Services, spec: KindSpec[C, R], key: KeyRecord, call: C, finish: Finish[R] | None = None
+) -> Done[R]:
     """A whole (non-streaming) call: admit, hold, attempts, settle; any failure releases."""
     entry, charge = await admit(svc, spec, key, call)
     async with charge:
-        return await serve(svc, spec, entry, charge, call)
+        return await serve(svc, spec, entry, charge, call, finish)
 
 
 async def _open_once(

@@ -22,6 +22,8 @@ ADAPTERS: dict[tuple[str, Kind], str] = {
     ("openai", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.openai_audio:OpenAITranscription",
     ("gemini", Kind.AUDIO_SPEECH): "faregate.providers.gemini_audio:GeminiSpeech",
     ("gemini", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.gemini_audio:GeminiTranscription",
+    ("openai", Kind.IMAGES): "faregate.providers.openai_images:OpenAIImages",
+    ("gemini", Kind.IMAGES): "faregate.providers.gemini_images:GeminiImages",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from faregate.sim import anthropic, gemini, openai_audio
+from faregate.sim import anthropic, gemini, openai_audio, openai_images
 from faregate.sim.openai_chat import chat_completions
 from faregate.sim.openai_common import json_response, list_models, retrieve_model
 from faregate.sim.openai_completions import completions
@@ -48,4 +48,5 @@ def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.A
     anthropic.add_routes(app)
     gemini.add_routes(app)
     openai_audio.add_routes(app)
+    openai_images.add_routes(app)
     return app

@@ -26,9 +26,11 @@ skipped, a repeated directive keeps its last value):
     fail_times=K        apply the failure directives only to the first K
     key=ID              requests carrying this key (default: the script text);
                         with no failure directive, fail with status 500
+    bad_image           images come back malformed (a PNG signature, then garbage)
+    images=N            answer at most N images (a partial success)
 
 Failure directives are status, error_type, retry_after, hang, latency_ms,
-stall_after, cut_after and no_usage; the others shape every response.
+stall_after, cut_after, no_usage, bad_image and images; the others shape every response.
 For a non-streaming response, stall_after and cut_after send the headers and
 the first half of the body before stalling or aborting.
 
@@ -73,9 +75,10 @@ _INT_FIELDS = {
     "cached_tokens",
     "reasoning_tokens",
     "fail_times",
+    "images",
 }
 _FLOAT_FIELDS = {"retry_after", "latency_ms", "chunk_delay_ms"}
-_FLAG_FIELDS = {"hang", "no_usage"}
+_FLAG_FIELDS = {"hang", "no_usage", "bad_image"}
 _TEXT_FIELDS = {"error_type", "key", "reply"}
 _FAILURE_FIELDS = (
     "status",
@@ -86,6 +89,8 @@ _FAILURE_FIELDS = (
     "stall_after",
     "cut_after",
     "no_usage",
+    "bad_image",
+    "images",
 )
 
 _POLL_SECONDS = 0.05
@@ -118,6 +123,8 @@ class FaultScript:
     fail_times: int | None = None
     key: str | None = None
     reply: str | None = None
+    bad_image: bool = False
+    images: int | None = None
     text: str = ""
 
     @property
@@ -144,6 +151,8 @@ class FaultScript:
             or self.hang
             or self.stall_after is not None
             or self.cut_after is not None
+            or self.bad_image
+            or self.images is not None
         )
 
 
@@ -209,7 +218,7 @@ def resolve_script(script: FaultScript, state: SimState) -> FaultScript:
     if state.take_failure(key, script.fail_times):
         return script
     cleared: dict[str, Any] = {name: None for name in _FAILURE_FIELDS}
-    cleared["hang"] = cleared["no_usage"] = False
+    cleared["hang"] = cleared["no_usage"] = cleared["bad_image"] = False
     return dataclasses.replace(script, **cleared)
 
 

@@ -17,7 +17,9 @@ Function calls follow the tool config: NONE calls nothing; ANY calls the allowed
 (or the first one); AUTO calls the functions the last user text names ("weather" names a
 weather tool) unless the last turn holds function responses. The first functionCall part of
 a reply carries a `thoughtSignature`. With responseModalities IMAGE a text reply also carries
-a 1x1 PNG.
+a PNG drawn from the prompt and the candidate's index (`sim.images`), shaped by
+`imageConfig` (aspectRatio, imageSize); `bad_image` makes it malformed and `images=N` leaves
+it out of the candidates past the first N.
 """
 
 from __future__ import annotations
@@ -30,13 +32,8 @@ from typing import Any
 from faregate.sim import text
 from faregate.sim.faults import FaultScript
 from faregate.sim.gemini_request import SIGNATURE_PREFIX, Generate, as_json, lower_types
+from faregate.sim.images import aspect_dimensions, image_b64
 from faregate.tokens import IMAGE_TOKENS, count_text
-
-# A 1x1 transparent PNG: the simulator's generated image.
-PIXEL_PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6"
-    "kgAAAABJRU5ErkJggg=="
-)
 
 
 @dataclass(slots=True)
@@ -126,8 +123,14 @@ def generate(req: Generate, script: FaultScript) -> list[Candidate]:
                     reply = text.truncate_tokens(reply, req.cap - thoughts)
                     finish = "MAX_TOKENS"
             parts, tokens = [{"text": reply}], count_text(reply)
-            if req.image and finish == "STOP":
-                parts.append({"inlineData": {"mimeType": "image/png", "data": PIXEL_PNG}})
+            if (
+                req.image
+                and finish == "STOP"
+                and index < (req.n if script.images is None else script.images)
+            ):
+                size = aspect_dimensions(req.aspect_ratio, req.image_size)
+                data = image_b64(f"{req.model}|{index}|{prompt}", size, script.bad_image)
+                parts.append({"inlineData": {"mimeType": "image/png", "data": data}})
                 tokens += IMAGE_TOKENS
         if thoughts and req.include_thoughts:
             thought = text.filler(f"thought|{salt}", thoughts)

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from faregate.sim.faults import FaultScript
+from faregate.sim.images import ASPECTS, SIDES
 from faregate.tokens import IMAGE_TOKENS, MESSAGE_OVERHEAD, REPLY_PRIMING, count_text
 
 THINKING_LEVELS = {"MINIMAL": 0, "LOW": 8, "MEDIUM": 16, "HIGH": 32}
@@ -75,6 +76,7 @@ CONFIG_FIELDS = {
     "thinkingConfig",
     "mediaResolution",
     "enableEnhancedCivicAnswers",
+    "imageConfig",
 }
 
 
@@ -142,6 +144,25 @@ class Generate:
     include_thoughts: bool
     image: bool
     cached: bool
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+
+def _image_config(value: Any) -> dict[str, Any]:
+    """`imageConfig`: an aspect ratio and an image size the image models know."""
+    config = camel_keys(value)
+    ratio, size = config.get("aspectRatio"), config.get("imageSize")
+    if ratio is not None and ratio not in ASPECTS:
+        raise Invalid(
+            "* GenerateContentRequest.generation_config.image_config.aspect_ratio: "
+            f"unsupported aspect ratio {ratio!r}."
+        )
+    if size is not None and size not in SIDES:
+        raise Invalid(
+            "* GenerateContentRequest.generation_config.image_config.image_size: "
+            f"unsupported image size {size!r}."
+        )
+    return config
 
 
 def _int(value: Any, name: str, low: int, high: int | None = None) -> int | None:
@@ -289,6 +310,7 @@ def parse_generate(model: str, raw: dict[str, Any], script: FaultScript) -> Gene
     if script.reasoning_tokens is not None:
         thinking = script.reasoning_tokens
     modalities = [str(m).upper() for m in config.get("responseModalities") or ()]
+    imaging = _image_config(config.get("imageConfig"))
     calling = camel_keys(camel_keys(body.get("toolConfig")).get("functionCallingConfig"))
     tools = body.get("tools")
     return Generate(
@@ -308,4 +330,6 @@ def parse_generate(model: str, raw: dict[str, Any], script: FaultScript) -> Gene
         include_thoughts=include,
         image="IMAGE" in modalities,
         cached=bool(body.get("cachedContent")),
+        aspect_ratio=imaging.get("aspectRatio"),
+        image_size=imaging.get("imageSize"),
     )

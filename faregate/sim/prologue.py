@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,26 +50,40 @@ class Admitted:
     script: FaultScript
 
 
+BodyReader = Callable[[web.Request], Awaitable[dict[str, Any] | None]]
+"""Reads a body that is not JSON (a multipart form) into an object, None when it is not one."""
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        decoded = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        decoded = None
+    return decoded if isinstance(decoded, dict) else None
+
+
 async def prologue(
-    request: web.Request, route: str, dialect: Dialect, *, url_model: str | None = None
+    request: web.Request,
+    route: str,
+    dialect: Dialect,
+    *,
+    url_model: str | None = None,
+    read_body: BodyReader = _json_object,
 ) -> Admitted | web.Response:
     """Count the request under `route`, check auth, read the JSON body and count its model,
     select, parse and resolve the fault script, pause for latency, play `hang` and the
     scripted error, and refuse a body that is not a JSON object; else admit the request.
 
-    Without `url_model` the model is the body's `model` field, counted as soon as the body
-    is read. A model named by the URL (Gemini) is counted only once the request is past the
-    fault script, the latency and `hang`.
+    `read_body` reads the body (default: a JSON object). Without `url_model` the model is
+    the body's `model` field, counted as soon as the body is read. A model named by the URL
+    (Gemini) is counted only once the request is past the fault script, the latency and
+    `hang`.
     """
     state = request.app[STATE]
     state.count_request(route)
     if (refused := dialect.check_auth(request)) is not None:
         return refused
-    try:
-        decoded = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        decoded = None
-    body: dict[str, Any] | None = decoded if isinstance(decoded, dict) else None
+    body = await read_body(request)
     model = body.get("model") if body is not None and url_model is None else None
     if isinstance(model, str):
         state.count_model(model)

@@ -64,6 +64,10 @@ PUBLIC = {
     ("DELETE", "/api/v1/responses/{response_id}", "openai", None),
     ("GET", "/api/v1/responses/{response_id}/input_items", "openai", None),
     ("POST", "/api/v1/completions", "openai", Kind.CHAT),
+    ("POST", "/v1/images/generations", "openai", Kind.IMAGES),
+    ("POST", "/v1/images/edits", "openai", Kind.IMAGES),
+    ("POST", "/api/v1/images/generations", "openai", Kind.IMAGES),
+    ("POST", "/api/v1/images/edits", "openai", Kind.IMAGES),
 }
 
 

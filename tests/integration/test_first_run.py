@@ -46,6 +46,14 @@ def _readme_tour(base: str, cwd: Path, env: dict[str, str]) -> None:
     )
     assert embedded.status_code == 200, embedded.text
     assert embedded.json()["data"][0]["embedding"]
+    image = httpx.post(
+        f"{base}/v1/images/generations",
+        headers=auth,
+        json={"model": "dall-e-3", "prompt": "Hello"},
+        timeout=10,
+    )
+    assert image.status_code == 200, image.text
+    assert httpx.get(image.json()["data"][0]["url"], timeout=10).status_code == 200
     message = httpx.post(
         f"{base}/v1/messages",
         headers={"x-api-key": created["key"], "anthropic-version": "2023-06-01"},

@@ -482,5 +482,6 @@ def _write_report(path: Path) -> None:
         for u in UPSTREAMS:
             cells = [RESULTS.get((c, u, f), "not run") for f in FEATURES]
             lines.append(f"| {c} → {u} | " + " | ".join(cells) + " |")
-    kept = path.read_text().partition("\n## ")[2] if path.exists() else ""  # later sections
-    path.write_text("\n".join(lines) + "\n" + ("\n## " + kept if kept else ""))
+    # the sections after the table (other kinds' matrices) are kept as written
+    kept = path.read_text().partition("\n## ")[2] if path.is_file() else ""
+    path.write_text("\n".join(lines) + "\n" + (f"\n## {kept}" if kept else ""))
