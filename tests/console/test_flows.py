@@ -156,7 +156,7 @@ def test_reference_try_it_out_on_models(page: Page, console_gw: Gateway) -> None
     block.locator(".opblock-summary").click()
     block.get_by_role("button", name="Try it out").click()
     block.get_by_role("button", name="Execute").click()
-    body = block.locator(".responses-wrapper .live-responses-table .response-col_status")
+    body = block.locator(".live-responses-table tbody .response-col_status")
     expect(body.first).to_have_text("200")
     expect(block.locator(".live-responses-table")).to_contain_text(MODEL)
 
@@ -181,11 +181,15 @@ def test_operator_grant_and_price_change_seen_by_client(
 
         op.goto("/console/admin/prices")
         row = op.locator("#prices tr[data-model='sim-large']")
-        row.get_by_label("Input price of sim-large").fill("3000000")
-        row.get_by_label("Output price of sim-large").fill("7000000")
+        row.get_by_label("Input price of sim-large", exact=True).fill("3000000")
+        row.get_by_label("Output price of sim-large", exact=True).fill("7000000")
         row.get_by_role("button", name="Save").click()
         expect(op.get_by_role("status")).to_contain_text("sim-large was changed")
         expect(op.locator("#prices tr[data-model='sim-large']")).to_contain_text("admin")
+        page.goto("/console")
+        client_row = page.locator("#prices tr[data-model='sim-large']")
+        expect(client_row).to_contain_text(usd(3_000_000))
+        expect(client_row).to_contain_text(usd(7_000_000))
 
         op.goto("/console/admin/audit")
         expect(op.locator("#audit")).to_contain_text("price.set")
@@ -193,7 +197,9 @@ def test_operator_grant_and_price_change_seen_by_client(
         actors = op.locator("#audit tbody tr", has_text="price.set").first.inner_text()
         assert "console:user_" in actors
     finally:
-        console_gw.admin("DELETE", "/prices/sim-large")
+        prices = console_gw.admin("GET", "/prices")["data"]
+        if any(p["model"] == "sim-large" and p["source"] == "admin" for p in prices):
+            console_gw.admin("DELETE", "/prices/sim-large")
         operator.close()
 
     page.goto("/console")
