@@ -375,7 +375,11 @@ def console_operator(email: str, name: str, config_path: str | None) -> None:
         logins.set_operator(c, str(user["id"]), True)
         token = logins.issue_reset(c, h, str(user["id"]), "cli", hours)
         audit.record(c, "cli", "console.operator", str(user["id"]), {"operator": True})
-        return {"user_id": user["id"], "email": user["email"], "reset_path": f"/console/reset/{token}"}
+        return {
+            "user_id": user["id"],
+            "email": user["email"],
+            "reset_path": f"/console/reset/{token}",
+        }
 
     _echo(_db_action(config_path, act))
     click.echo("Open the reset path on the gateway to set the password; it works once.", err=True)

@@ -16,10 +16,14 @@ VERSION = "3.0.3"
 class Described(Protocol):
     """What the document reads of a route's declaration (a `RouteDef`)."""
 
-    path: str
-    methods: tuple[str, ...]
-    request_schema: str | None
-    response_schema: str | None
+    @property
+    def path(self) -> str: ...
+    @property
+    def methods(self) -> tuple[str, ...]: ...
+    @property
+    def request_schema(self) -> str | None: ...
+    @property
+    def response_schema(self) -> str | None: ...
 
 
 def schema_ref(name: str | None) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from typing import Any
 
 from faregate.admin import audit, ops
 from faregate.admin.ops import AdminError
-from faregate.billing.store import now_ms
 from faregate.console import logins, passwords
 from faregate.console.web import (
+    BAD_TOKEN,
     CSRF_COOKIE,
     SESSION_COOKIE,
     Console,
@@ -17,7 +17,6 @@ from faregate.console.web import (
     Session,
     anonymous_csrf,
     check_anonymous_csrf,
-    cookies,
     form,
     redirect,
     safe_next,
@@ -59,7 +58,9 @@ class AuthPages:
         try:
             check_anonymous_csrf(req, fields)
         except Refused as exc:
-            return self._anon_page(req, "signin.html", exc.status, error=exc.message, next="/console")
+            return self._anon_page(
+                req, "signin.html", exc.status, error=exc.message, next="/console"
+            )
         email, password = fields.get("email", ""), fields.get("password", "")
         target = safe_next(fields.get("next"))
         address = self.c.address(req)
@@ -79,7 +80,9 @@ class AuthPages:
                 failure = self.c.throttle.failed(address)
                 detail = {"address": address, "failures": failure.failures}
                 await self.c.run(
-                    lambda c: audit.record(c, f"addr:{address}", "console.signin_failed", None, detail)
+                    lambda c: audit.record(
+                        c, f"addr:{address}", "console.signin_failed", None, detail
+                    )
                 )
                 return self._anon_page(
                     req,
@@ -113,7 +116,7 @@ class AuthPages:
             return redirect("/console/signin")
         fields = await form(req)
         if not hmac.compare_digest(session.csrf.encode(), fields.get("csrf", "").encode()):
-            raise Refused(403, "The form's security token is missing or wrong.")
+            raise Refused(403, BAD_TOKEN)
         key_id = await self.c.run(lambda c: logins.close_session(c, session.id))
         if key_id is not None:
             await self._revoke(session, key_id)
@@ -123,7 +126,9 @@ class AuthPages:
     async def _revoke(self, session: Session, key_id: str) -> None:
         try:
             _, key_hash = await self.c.run(
-                audit.audited(lambda c: ops.revoke_key(c, key_id), session.actor, "key.revoke", key_id)
+                audit.audited(
+                    lambda c: ops.revoke_key(c, key_id), session.actor, "key.revoke", key_id
+                )
             )
         except AdminError:
             return
@@ -230,10 +235,3 @@ class AuthPages:
         except AdminError:
             return self._anon_page(req, "reset.html", 404, valid=False)
         return await self._start_session(req, user_id, "/console")
-
-
-def has_session_cookie(req: Request) -> bool:
-    return SESSION_COOKIE in cookies(req)
-
-
-__all__ = ["AuthPages", "has_session_cookie", "now_ms"]

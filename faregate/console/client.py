@@ -69,7 +69,9 @@ class ClientPages:
 
     # -- keys ----------------------------------------------------------------------
 
-    async def keys(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def keys(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         account_id = self._account(session)
 
         def read(c: Connection) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
@@ -207,7 +209,9 @@ class ClientPages:
 
     # -- top-up ----------------------------------------------------------------------
 
-    async def topup(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def topup(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         account_id = self._account(session)
         view = await self.c.svc.store.balance(account_id)
         entries = await self.c.run(lambda c: ops.ledger_entries(c, account_id, 100))
@@ -260,8 +264,13 @@ class ClientPages:
             return record, key, old_hash
 
         record, key, old_hash = await self.c.run(
-            audit.audited(act, session.actor, "key.create", lambda r: str(r[0]["id"]),
-                          {"account_id": account_id, "name": PLAYGROUND_KEY})
+            audit.audited(
+                act,
+                session.actor,
+                "key.create",
+                lambda r: str(r[0]["id"]),
+                {"account_id": account_id, "name": PLAYGROUND_KEY},
+            )
         )
         if old_hash is not None:
             self.c.svc.keys.forget(old_hash)

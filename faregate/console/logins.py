@@ -157,9 +157,7 @@ def set_playground_key(conn: Connection, session_id: str, key_id: str) -> None:
     )
 
 
-def issue_reset(
-    conn: Connection, hasher: KeyHasher, user_id: str, actor: str, hours: float
-) -> str:
+def issue_reset(conn: Connection, hasher: KeyHasher, user_id: str, actor: str, hours: float) -> str:
     """A one-time link token that lets the user set a new password within `hours`."""
     users.get_user(conn, user_id)
     token = new_token()

@@ -41,7 +41,9 @@ class OperatorPages:
 
     # -- accounts ------------------------------------------------------------------
 
-    async def accounts(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def accounts(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         rows = await self.c.run(ops.list_accounts)
         return self.c.render(req, "admin/accounts.html", session, status, accounts=rows, **extra)
 
@@ -59,11 +61,17 @@ class OperatorPages:
             return account
 
         account = await self._act(
-            session, act, "account.create", lambda a: str(a["id"]), {"name": name, "credits": credits}
+            session,
+            act,
+            "account.create",
+            lambda a: str(a["id"]),
+            {"name": name, "credits": credits},
         )
         return redirect(f"/console/admin/accounts/{account['id']}")
 
-    async def account(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def account(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         account_id = req.params["account_id"]
 
         def read(c: Connection) -> dict[str, Any]:
@@ -91,7 +99,9 @@ class OperatorPages:
         fields = await form(req)
         note = fields.get("note", "").strip()[:500] or None
         try:
-            amount = reports.usd_amount(fields.get("amount", "").lstrip("-"), self._rate(), "amount")
+            amount = reports.usd_amount(
+                fields.get("amount", "").lstrip("-"), self._rate(), "amount"
+            )
             if amount is None:
                 raise AdminError("enter an amount in dollars", 422)
             if fields.get("amount", "").strip().startswith("-"):
@@ -122,7 +132,9 @@ class OperatorPages:
 
     async def revoke_key(self, req: Request, session: Session) -> Response:
         key_id = req.params["key_id"]
-        row, key_hash = await self._act(session, lambda c: ops.revoke_key(c, key_id), "key.revoke", key_id)
+        row, key_hash = await self._act(
+            session, lambda c: ops.revoke_key(c, key_id), "key.revoke", key_id
+        )
         self.c.svc.keys.forget(key_hash)
         return redirect(f"/console/admin/accounts/{row['account_id']}")
 
@@ -159,7 +171,9 @@ class OperatorPages:
 
     # -- users -----------------------------------------------------------------------
 
-    async def users(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def users(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         cursor = req.query.get("cursor") or None
 
         def read(c: Connection) -> tuple[list[dict[str, Any]], str | None, set[str]]:
@@ -203,7 +217,9 @@ class OperatorPages:
             user_id,
         )
         base = _base_url(req)
-        return await self.users(req, session, reset_link=f"{base}/console/reset/{token}", reset_user=user_id)
+        return await self.users(
+            req, session, reset_link=f"{base}/console/reset/{token}", reset_user=user_id
+        )
 
     async def disable_user(self, req: Request, session: Session) -> Response:
         user_id = req.params["user_id"]
@@ -216,7 +232,9 @@ class OperatorPages:
         _, hashes = await self._act(session, act, "user.disable", user_id)
         for key_hash in hashes:
             self.c.svc.keys.forget(key_hash)
-        return await self.users(req, session, notice="The user was disabled and their keys revoked.")
+        return await self.users(
+            req, session, notice="The user was disabled and their keys revoked."
+        )
 
     async def set_operator(self, req: Request, session: Session) -> Response:
         user_id = req.params["user_id"]
@@ -234,7 +252,9 @@ class OperatorPages:
 
     # -- codes ---------------------------------------------------------------------
 
-    async def codes(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def codes(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         rows, _ = await self.c.run(lambda c: codes.list_codes(c, limit=1000))
         return self.c.render(req, "admin/codes.html", session, status, codes=rows, **extra)
 
@@ -272,7 +292,9 @@ class OperatorPages:
 
     # -- prices and plans ----------------------------------------------------------------
 
-    async def prices(self, req: Request, session: Session, status: int = 200, **extra: Any) -> Response:
+    async def prices(
+        self, req: Request, session: Session, status: int = 200, **extra: Any
+    ) -> Response:
         app = self.c.gateway
         prices = [
             {"model": name, "price": model.price, "stored": name in app.overrides.prices}
@@ -299,11 +321,17 @@ class OperatorPages:
                 raw = fields.get(name, "").strip()
                 if raw:
                     if not raw.isdigit():
-                        raise AdminError(f"{name}: a whole number of micro-credits per million tokens", 422)
+                        raise AdminError(
+                            f"{name}: a whole number of micro-credits per million tokens", 422
+                        )
                     body[name] = int(raw)
             app = self.c.gateway
             await self._act(
-                session, lambda c: catalog_ops.set_price(c, app.config, model, body), "price.set", model, body
+                session,
+                lambda c: catalog_ops.set_price(c, app.config, model, body),
+                "price.set",
+                model,
+                body,
             )
         except AdminError as exc:
             return await self.prices(req, session, exc.status, error=exc.message)
@@ -312,7 +340,9 @@ class OperatorPages:
 
     async def delete_price(self, req: Request, session: Session) -> Response:
         model = req.params["model"]
-        await self._act(session, lambda c: catalog_ops.delete_price(c, model), "price.delete", model)
+        await self._act(
+            session, lambda c: catalog_ops.delete_price(c, model), "price.delete", model
+        )
         await self.c.gateway.refresh_overrides()
         return await self.prices(req, session, notice=f"{model} is back to the config's price.")
 
@@ -325,7 +355,11 @@ class OperatorPages:
                 raise AdminError("a plan needs a name and its limits as a JSON object", 422)
             app = self.c.gateway
             await self._act(
-                session, lambda c: catalog_ops.set_plan(c, app.config, name, body), "plan.set", name, body
+                session,
+                lambda c: catalog_ops.set_plan(c, app.config, name, body),
+                "plan.set",
+                name,
+                body,
             )
         except orjson.JSONDecodeError:
             return await self.prices(req, session, 422, error="The limits are not valid JSON.")
@@ -385,7 +419,9 @@ class OperatorPages:
         cursor_raw = q.get("cursor", "")
         cursor = int(cursor_raw) if cursor_raw.isdigit() else None
         filters = audit.AuditFilters(
-            actor=q.get("actor") or None, action=q.get("action") or None, target=q.get("target") or None
+            actor=q.get("actor") or None,
+            action=q.get("action") or None,
+            target=q.get("target") or None,
         )
         rows, more = await self.c.run(lambda c: audit.list_entries(c, filters, 100, cursor))
         return self.c.render(
@@ -394,7 +430,11 @@ class OperatorPages:
             session,
             rows=rows,
             next_cursor=more,
-            filters={"actor": filters.actor or "", "action": filters.action or "", "target": filters.target or ""},
+            filters={
+                "actor": filters.actor or "",
+                "action": filters.action or "",
+                "target": filters.target or "",
+            },
         )
 
 

@@ -67,9 +67,9 @@ def dashboard(conn: Connection, account_id: str) -> dict[str, Any]:
     last = today()
     first = last - dt.timedelta(days=CHART_DAYS - 1)
     start = min(first, last.replace(day=1))
-    by_day = queries.summary(
-        conn, queries.UsageQuery("day", start, last, account_id=account_id)
-    )["data"]
+    by_day = queries.summary(conn, queries.UsageQuery("day", start, last, account_id=account_id))[
+        "data"
+    ]
     by_model = queries.summary(
         conn, queries.UsageQuery("model", first, last, account_id=account_id)
     )

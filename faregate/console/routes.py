@@ -56,7 +56,9 @@ def _asset(folder: Path, name: str, allowed: Iterable[str]) -> FileResponse:
     return reply
 
 
-def console_routes(console: Console, public: list[Route], declared: Iterable[openapi.Described]) -> list[Route]:
+def console_routes(
+    console: Console, public: list[Route], declared: Iterable[openapi.Described]
+) -> list[Route]:
     """Every console route; `public` and `declared` are the table's routes and their
     declarations, from which `/openapi.json` is generated."""
     auth = AuthPages(console)
@@ -68,7 +70,11 @@ def console_routes(console: Console, public: list[Route], declared: Iterable[ope
 
     async def spec(req: Request) -> Response:
         doc = openapi.document(public, declared, base_url(req))
-        return Response(orjson.dumps(doc), 200, [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")])
+        return Response(
+            orjson.dumps(doc),
+            200,
+            [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")],
+        )
 
     async def static(req: Request) -> FileResponse:
         return _asset(STATIC, req.params["name"], own_static)
@@ -77,7 +83,13 @@ def console_routes(console: Console, public: list[Route], declared: Iterable[ope
         return _asset(swagger, req.params["name"], SWAGGER_FILES)
 
     async def reference(req: Request, session: Session) -> Response:
-        return console.render(req, "reference.html", session, base=base_url(req), models=sorted(console.svc.catalog.models))
+        return console.render(
+            req,
+            "reference.html",
+            session,
+            base=base_url(req),
+            models=sorted(console.svc.catalog.models),
+        )
 
     async def admin_home(req: Request, session: Session) -> Response:
         return redirect("/console/admin/accounts")
@@ -90,7 +102,9 @@ def console_routes(console: Console, public: list[Route], declared: Iterable[ope
 
     def _route(path: str, method: str, handler: Handler) -> Route:
         """A console route: never metered, no CORS, not in the public document."""
-        return Route(path, frozenset({method}), caught(console, handler), "admin", None, Visibility.CONSOLE)
+        return Route(
+            path, frozenset({method}), caught(console, handler), "admin", None, Visibility.CONSOLE
+        )
 
     client_pages = [
         page("/console", "GET", client.dashboard),
@@ -116,7 +130,12 @@ def console_routes(console: Console, public: list[Route], declared: Iterable[ope
         page(f"{a}/accounts/{{account_id}}/grant", "POST", ops.grant, True),
         page(f"{a}/accounts/{{account_id}}/keys", "POST", ops.create_key, True),
         page(f"{a}/accounts/{{account_id}}/members", "POST", ops.add_member, True),
-        page(f"{a}/accounts/{{account_id}}/members/{{user_id}}/remove", "POST", ops.remove_member, True),
+        page(
+            f"{a}/accounts/{{account_id}}/members/{{user_id}}/remove",
+            "POST",
+            ops.remove_member,
+            True,
+        ),
         page(f"{a}/keys/{{key_id}}/revoke", "POST", ops.revoke_key, True),
         page(f"{a}/users", "GET", ops.users, True),
         page(f"{a}/users", "POST", ops.create_user, True),
@@ -163,4 +182,3 @@ def console_routes(console: Console, public: list[Route], declared: Iterable[ope
         *client_pages,
         *operator_pages,
     ]
-

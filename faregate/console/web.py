@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -31,11 +31,13 @@ from faregate.http.request import Request
 from faregate.http.responses import Headers, Response, StreamResponse
 from faregate.pipeline.services import Services
 
+T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "fg_console"
 CSRF_COOKIE = "fg_console_csrf"
 MAX_FORM_BYTES = 64 * 1024
 MAX_FIELDS = 64
+BAD_TOKEN = "The form's security token is missing or wrong: reload the page and try again."
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
@@ -94,7 +96,7 @@ class Console:
     def usd(self, amount: int | None) -> str:
         return "$" + to_usd(int(amount or 0), self.svc.config.billing.micro_credits_per_usd)
 
-    async def run(self, fn: Callable[[Connection], Any]) -> Any:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         return await self.db.run(fn)
 
     def render(
@@ -218,7 +220,10 @@ async def form(req: Request) -> dict[str, str]:
     raw = await req.body(MAX_FORM_BYTES)
     try:
         pairs = parse_qsl(
-            raw.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS, strict_parsing=False
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FIELDS,
+            strict_parsing=False,
         )
     except (UnicodeDecodeError, ValueError):
         raise FaregateError("The form could not be read.", code="bad_form") from None
@@ -249,7 +254,9 @@ def csrf_ok(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), str(given).encode())
 
 
-def problem_page(console: Console, req: Request, session: Session | None, status: int, message: str) -> Response:
+def problem_page(
+    console: Console, req: Request, session: Session | None, status: int, message: str
+) -> Response:
     if req.path.startswith("/console/api/"):
         return json_reply({"error": {"message": message}}, status)
     return console.render(req, "error.html", session, status, message=message, code=status)
@@ -264,7 +271,9 @@ def guarded(console: Console, fn: PageFn, *, operator: bool = False) -> Handler:
         session = await console.session(req)
         if session is None:
             if req.method != "GET":
-                return problem_page(console, req, None, 401, "Your session has ended: sign in again.")
+                return problem_page(
+                    console, req, None, 401, "Your session has ended: sign in again."
+                )
             query = req.scope.get("query_string", b"").decode("latin-1")
             target = req.path + (f"?{query}" if query else "")
             return redirect("/console/signin?" + urlencode({"next": target}))
@@ -276,7 +285,7 @@ def guarded(console: Console, fn: PageFn, *, operator: bool = False) -> Handler:
                 if given is None:
                     given = (await form(req)).get("csrf")
                 if not csrf_ok(session.csrf, given):
-                    raise Refused(403, "The form's security token is missing or wrong: reload the page and try again.")
+                    raise Refused(403, BAD_TOKEN)
             return await fn(req, session)
         except Refused as exc:
             return problem_page(console, req, session, exc.status, exc.message)
@@ -314,7 +323,7 @@ def anonymous_csrf(req: Request) -> tuple[str, list[tuple[bytes, bytes]]]:
 def check_anonymous_csrf(req: Request, fields: Mapping[str, str]) -> None:
     token = cookies(req).get(CSRF_COOKIE)
     if not token or not csrf_ok(token, fields.get("csrf")):
-        raise Refused(403, "The form's security token is missing or wrong: reload the page and try again.")
+        raise Refused(403, BAD_TOKEN)
 
 
 def too_large(exc: PayloadTooLarge) -> Refused:

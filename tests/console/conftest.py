@@ -9,6 +9,7 @@ from console_ui import CONSOLE, chromium_path
 from harness import Gateway, Sim, start_gateway, stop
 from playwright.sync_api import Browser, Page, sync_playwright
 
+
 @pytest.fixture(scope="session")
 def console_gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway whose console lets anyone sign up; X-Forwarded-For from loopback counts,
@@ -45,5 +46,3 @@ def page(browser: Browser, console_gw: Gateway) -> Iterator[Page]:
     yield p
     context.close()
     assert not errors, errors  # no script error, nothing the CSP refused
-
-
