@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from harness import Gateway
 from playwright.sync_api import Page
@@ -92,3 +94,30 @@ def eventually(check: Callable[[], T | None], what: str, attempts: int = 100) ->
             return found
         time.sleep(0.1)
     raise AssertionError(f"never saw {what}")
+
+
+def form_token(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def http_sign_up(
+    new: Callable[..., httpx.Client], name: str = "HTTP Client"
+) -> tuple[httpx.Client, str]:
+    """A signed-in HTTP client (no browser) of a new account: (client, its CSRF token)."""
+    client = new()
+    page = client.get("/console/signup")
+    token = form_token(page.text)
+    reply = client.post(
+        "/console/signup",
+        data={
+            "csrf": token,
+            "name": name,
+            "email": email(),
+            "password": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert reply.status_code == 303, reply.text
+    return client, form_token(client.get("/console/keys").text)

@@ -26,7 +26,7 @@ from faregate.billing.pricing import to_usd
 from faregate.console import logins
 from faregate.console.config import ConsoleConfig
 from faregate.db.engine import AdminDB
-from faregate.errors import FaregateError, PayloadTooLarge
+from faregate.errors import BadRequest, FaregateError, PayloadTooLarge
 from faregate.http.request import Request
 from faregate.http.responses import Headers, Response, StreamResponse
 from faregate.pipeline.services import Services
@@ -216,7 +216,7 @@ async def form(req: Request) -> dict[str, str]:
     value of a repeated field wins."""
     kind = req.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
-        raise FaregateError("Send the form as application/x-www-form-urlencoded.", code="bad_form")
+        raise BadRequest("Send the form as application/x-www-form-urlencoded.", code="bad_form")
     raw = await req.body(MAX_FORM_BYTES)
     try:
         pairs = parse_qsl(
@@ -226,7 +226,7 @@ async def form(req: Request) -> dict[str, str]:
             strict_parsing=False,
         )
     except (UnicodeDecodeError, ValueError):
-        raise FaregateError("The form could not be read.", code="bad_form") from None
+        raise BadRequest("The form could not be read.", code="bad_form") from None
     return dict(pairs)
 
 
@@ -283,7 +283,10 @@ def guarded(console: Console, fn: PageFn, *, operator: bool = False) -> Handler:
             if req.method == "POST":
                 given = req.headers.get("x-csrf-token")
                 if given is None:
-                    given = (await form(req)).get("csrf")
+                    try:
+                        given = (await form(req)).get("csrf")
+                    except BadRequest:
+                        given = None
                 if not csrf_ok(session.csrf, given):
                     raise Refused(403, BAD_TOKEN)
             return await fn(req, session)

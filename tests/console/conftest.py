@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from console_ui import CONSOLE, chromium_path
 from harness import Gateway, Sim, start_gateway, stop
@@ -46,3 +47,18 @@ def page(browser: Browser, console_gw: Gateway) -> Iterator[Page]:
     yield p
     context.close()
     assert not errors, errors  # no script error, nothing the CSP refused
+
+
+@pytest.fixture
+def http(console_gw: Gateway) -> Iterator[Callable[..., httpx.Client]]:
+    """HTTP clients of the console gateway, closed after the test."""
+    made: list[httpx.Client] = []
+
+    def new(**kw: object) -> httpx.Client:
+        client = httpx.Client(base_url=console_gw.url, timeout=10, **kw)  # type: ignore[arg-type]
+        made.append(client)
+        return client
+
+    yield new
+    for client in made:
+        client.close()
