@@ -48,15 +48,8 @@ def test_signup_key_sdk_call_usage_chart_and_redeem(page: Page, console_gw: Gate
     reply = raw.parse()
     cost = int(raw.headers["x-faregate-cost"])
     assert reply.usage is not None
-    assert (
-        cost
-        == (
-            reply.usage.prompt_tokens * PRICES["input"]
-            + reply.usage.completion_tokens * PRICES["output"]
-        )
-        // 1_000_000
-        or cost > 0
-    )
+    assert cost > 0
+    assert (reply.usage.model_extra or {})["cost"] == cost
 
     def usage_row() -> Any:
         page.goto("/console/usage")

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import httpx
 from console_ui import PASSWORD, form_token, http_sign_up, make_operator, sign_up
 from harness import Gateway
+from playwright.sync_api import Browser, Page, expect
 
 Http = Callable[..., httpx.Client]
-from playwright.sync_api import Browser, Page, expect
 
 XSS = '<script>window.xss=1</script><img src=x onerror="window.xss=2">'
 
