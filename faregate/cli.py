@@ -378,7 +378,7 @@ def console_operator(email: str, name: str, config_path: str | None) -> None:
         return {
             "user_id": user["id"],
             "email": user["email"],
-            "reset_path": f"/console/reset/{token}",
+            "reset_path": f"/console/reset#{token}",
         }
 
     _echo(_db_action(config_path, act))

@@ -208,20 +208,21 @@ class AuthPages:
         return self.c.render(req, "password.html", session, notice="Your password was changed.")
 
     async def reset_page(self, req: Request) -> Response:
-        token = req.params["token"]
-        valid = await self.c.run(lambda c: logins.reset_valid(c, self.c.svc.hasher, token))
-        return self._anon_page(req, "reset.html", 200 if valid else 404, valid=valid)
+        """The form of a reset link. The link carries its token after `#`, which browsers
+        never send: the page's script moves it into the form, so it stays out of every URL
+        the server sees and of the access log."""
+        return self._anon_page(req, "reset.html", valid=True)
 
     async def reset(self, req: Request) -> Response:
-        token = req.params["token"]
         fields = await form(req)
         check_anonymous_csrf(req, fields)
+        token = fields.get("token", "").strip()[:100]
         new = fields.get("password", "")
         error = passwords.problem(new)
         if new != fields.get("password2", ""):
             error = "The two passwords differ."
         if error is not None:
-            return self._anon_page(req, "reset.html", 422, valid=True, error=error)
+            return self._anon_page(req, "reset.html", 422, valid=True, error=error, token=token)
         digest = await passwords.hash_password(new)
         try:
             user_id = await self.c.run(

@@ -198,15 +198,6 @@ def use_reset(conn: Connection, hasher: KeyHasher, token: str, password_hash: st
     return user_id
 
 
-def reset_valid(conn: Connection, hasher: KeyHasher, token: str) -> bool:
-    row = conn.execute(
-        select(console_resets.c.expires_at, console_resets.c.used_at).where(
-            console_resets.c.token_hash == hasher(f"console-reset:{token}")
-        )
-    ).first()
-    return row is not None and row.used_at is None and row.expires_at > now_ms()
-
-
 def operators(conn: Connection) -> set[str]:
     rows = conn.execute(select(console_logins.c.user_id).where(console_logins.c.operator))
     return {str(r) for r in rows.scalars()}

@@ -218,7 +218,7 @@ class OperatorPages:
         )
         base = _base_url(req)
         return await self.users(
-            req, session, reset_link=f"{base}/console/reset/{token}", reset_user=user_id
+            req, session, reset_link=f"{base}/console/reset#{token}", reset_user=user_id
         )
 
     async def disable_user(self, req: Request, session: Session) -> Response:

@@ -177,8 +177,8 @@ def console_routes(
         _route("/console/signup", "GET", auth.signup_page),
         _route("/console/signup", "POST", auth.signup),
         _route("/console/signout", "POST", auth.signout),
-        _route("/console/reset/{token}", "GET", auth.reset_page),
-        _route("/console/reset/{token}", "POST", auth.reset),
+        _route("/console/reset", "GET", auth.reset_page),
+        _route("/console/reset", "POST", auth.reset),
         *client_pages,
         *operator_pages,
     ]

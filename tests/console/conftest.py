@@ -25,7 +25,7 @@ def console_gw(sim: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
     stop(gw.proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium_path(), headless=True)

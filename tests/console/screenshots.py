@@ -87,9 +87,7 @@ def main() -> None:
             mobile.goto("/console")
             shot(mobile, "dashboard-phone")
 
-            operator = browser.new_context(
-                base_url=gw.url, viewport={"width": 1280, "height": 860}
-            )
+            operator = browser.new_context(base_url=gw.url, viewport={"width": 1280, "height": 860})
             op = operator.new_page()
             make_operator(gw, op)
             shot(op, "admin-accounts")
