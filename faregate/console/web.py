@@ -220,10 +220,11 @@ async def form(req: Request) -> dict[str, str]:
     raw = await req.body(MAX_FORM_BYTES)
     try:
         pairs = parse_qsl(
-            raw.decode("utf-8"),
+            raw.decode("ascii"),
             keep_blank_values=True,
             max_num_fields=MAX_FIELDS,
-            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
         )
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("The form could not be read.", code="bad_form") from None
