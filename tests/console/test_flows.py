@@ -210,3 +210,54 @@ def test_public_document_served(console_gw: Gateway) -> None:
     assert doc["servers"] == [{"url": console_gw.url}]
     assert "/v1/chat/completions" in doc["paths"]
     assert not [p for p in doc["paths"] if p.startswith(("/admin", "/console"))]
+
+
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def test_playground_shows_the_images_of_an_image_model(page: Page, console_gw: Gateway) -> None:
+    """An image model's chat reply (whole, its images as data URLs in `message.images`) is
+    shown as images with its cost; the reply here stands in for an image model's."""
+    sign_up(page)
+    page.goto("/console/playground")
+    page.evaluate(
+        """() => {
+        const o = document.createElement('option');
+        o.value = 'painter'; o.dataset.kind = 'images'; o.textContent = 'painter';
+        document.getElementById('pg-model').appendChild(o);
+      }"""
+    )
+    sent: list[dict[str, Any]] = []
+
+    def image_reply(route: Route) -> None:
+        sent.append(json.loads(route.request.post_data or "{}"))
+        message = {
+            "role": "assistant",
+            "content": "A red dot.",
+            "images": [
+                {"type": "image_url", "image_url": {"url": PIXEL}},
+                {"type": "image_url", "image_url": {"url": "javascript:alert(1)"}},
+            ],
+        }
+        usage = {"prompt_tokens": 4, "completion_tokens": 0, "cost": 40_000}
+        route.fulfill(
+            status=200,
+            content_type="application/json",
+            body=json.dumps({"choices": [{"index": 0, "message": message}], "usage": usage}),
+        )
+
+    page.route("**/v1/chat/completions", image_reply)
+    page.get_by_label("Model", exact=True).select_option("painter")
+    page.get_by_label("Message", exact=True).fill("Paint a red dot")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator("#pg-transcript li.assistant")
+    expect(answer.locator(".cost")).to_contain_text("Cost $0.040000")
+    expect(answer.locator("img")).to_have_count(1)  # only data:image/ URLs are shown
+    expect(answer.locator("img")).to_have_attribute("src", PIXEL)
+    expect(answer.locator(".text")).to_have_text("A red dot.")
+    assert sent == [
+        {"model": "painter", "messages": [{"role": "user", "content": "Paint a red dot"}]}
+    ]

@@ -32,6 +32,16 @@
     return "$" + (microCredits / 1e6).toFixed(6);
   }
 
+  function showCost(answer, usage) {
+    if (!usage || usage.cost === undefined) return;
+    const line = document.createElement("span");
+    line.className = "cost";
+    line.textContent =
+      "Cost " + usd(usage.cost) + " · " + usage.prompt_tokens + " prompt + " +
+      usage.completion_tokens + " completion tokens";
+    answer.appendChild(line);
+  }
+
   async function send(event) {
     event.preventDefault();
     const root = $("playground");
@@ -51,6 +61,19 @@
     const text = answer.querySelector(".text");
     $("pg-send").disabled = true;
     $("pg-status").textContent = "Streaming…";
+    const select = $("pg-model");
+    const imageModel = select.options[select.selectedIndex].dataset.kind === "images";
+    // An image model answers whole (its images as data URLs); a chat model streams.
+    const body = imageModel
+      ? { model: select.value, messages: history.slice(-1) }
+      : {
+          model: select.value,
+          messages: messages.concat(history),
+          temperature: Number($("pg-temperature").value),
+          max_tokens: Number($("pg-max").value),
+          stream: true,
+          stream_options: { include_usage: true },
+        };
     try {
       const reply = await fetch("/v1/chat/completions", {
         method: "POST",
@@ -58,18 +81,29 @@
           "content-type": "application/json",
           authorization: "Bearer " + (await sessionKey(root.dataset.csrf)),
         },
-        body: JSON.stringify({
-          model: $("pg-model").value,
-          messages: messages.concat(history),
-          temperature: Number($("pg-temperature").value),
-          max_tokens: Number($("pg-max").value),
-          stream: true,
-          stream_options: { include_usage: true },
-        }),
+        body: JSON.stringify(body),
       });
       if (!reply.ok) {
-        const body = await reply.json().catch(() => ({}));
-        throw new Error((body.error && body.error.message) || "HTTP " + reply.status);
+        const error = await reply.json().catch(() => ({}));
+        throw new Error((error.error && error.error.message) || "HTTP " + reply.status);
+      }
+      if (!(reply.headers.get("content-type") || "").startsWith("text/event-stream")) {
+        const whole = await reply.json();
+        const message = (whole.choices && whole.choices[0] && whole.choices[0].message) || {};
+        text.textContent = message.content || "";
+        for (const image of message.images || []) {
+          const url = image && image.image_url && image.image_url.url;
+          if (typeof url === "string" && url.startsWith("data:image/")) {
+            const img = document.createElement("img");
+            img.src = url;
+            img.alt = "Generated image";
+            answer.appendChild(img);
+          }
+        }
+        history.push({ role: "assistant", content: message.content || "" });
+        showCost(answer, whole.usage);
+        $("pg-status").textContent = "";
+        return;
       }
       const reader = reply.body.getReader();
       const decoder = new TextDecoder();
@@ -100,12 +134,7 @@
         }
       }
       history.push({ role: "assistant", content: full });
-      if (cost) {
-        const line = document.createElement("span");
-        line.className = "cost";
-        line.textContent = "Cost " + usd(cost.cost) + " · " + cost.prompt_tokens + " prompt + " + cost.completion_tokens + " completion tokens";
-        answer.appendChild(line);
-      }
+      showCost(answer, cost);
       $("pg-status").textContent = "";
     } catch (err) {
       history.pop();
