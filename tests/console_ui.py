@@ -121,3 +121,22 @@ def http_sign_up(
     )
     assert reply.status_code == 303, reply.text
     return client, form_token(client.get("/console/keys").text)
+
+
+def http_operator(new: Callable[..., httpx.Client], gw: Gateway) -> tuple[httpx.Client, str]:
+    """A signed-in operator over HTTP (made by the CLI, password set through the reset
+    link): (client, its CSRF token)."""
+    made = cli(gw, "console", "operator", f"op-{secrets.token_hex(4)}@example.com")
+    client = new()
+    csrf = form_token(client.get("/console/reset").text)
+    reply = client.post(
+        "/console/reset",
+        data={
+            "csrf": csrf,
+            "token": made["reset_path"].rsplit("#", 1)[1],
+            "password": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert reply.status_code == 303, reply.text
+    return client, form_token(client.get("/console/admin/accounts").text)

@@ -13,7 +13,7 @@ from faregate.api.usage import date_range
 from faregate.billing.spend import PERIODS
 from faregate.billing.store import now_ms
 from faregate.console import logins, reports
-from faregate.console.web import Console, Refused, Session, form, json_reply
+from faregate.console.web import Console, Refused, Session, form, json_reply, redirect
 from faregate.http.request import Request
 from faregate.http.responses import BytesStream, Response, attachment
 from faregate.usage import queries
@@ -46,8 +46,6 @@ class ClientPages:
     async def dashboard(self, req: Request, session: Session) -> Response:
         if session.account_id is None:
             if session.operator:
-                from faregate.console.web import redirect
-
                 return redirect("/console/admin")
             raise Refused(404, "You are not a member of any account yet; ask your operator.")
         account_id = session.account_id
@@ -66,6 +64,14 @@ class ClientPages:
             request_bars=request_bars,
             models=self._models(),
         )
+
+    async def switch_account(self, req: Request, session: Session) -> Response:
+        """Act for another account the user belongs to."""
+        account_id = (await form(req)).get("account_id", "")
+        if account_id not in {a for a, _ in session.accounts}:
+            raise Refused(404, "You are not a member of this account.")
+        await self.c.run(lambda c: logins.set_session_account(c, session.id, account_id))
+        return redirect("/console")
 
     # -- keys ----------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ def open_session(
         "id": hasher(f"console-session:{token}"),
         "user_id": user_id,
         "csrf": secrets.token_urlsafe(32),
+        "account_id": None,
         "playground_key_id": None,
         "created_at": ts,
         "expires_at": ts + int(hours * HOUR_MS),
@@ -147,6 +148,14 @@ def close_sessions_of(conn: Connection, user_id: str, keep: str | None = None) -
     ]
     conn.execute(delete(console_sessions).where(where))
     return keys
+
+
+def set_session_account(conn: Connection, session_id: str, account_id: str) -> None:
+    conn.execute(
+        update(console_sessions)
+        .where(console_sessions.c.id == session_id)
+        .values(account_id=account_id)
+    )
 
 
 def set_playground_key(conn: Connection, session_id: str, key_id: str) -> None:

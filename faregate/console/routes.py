@@ -108,6 +108,7 @@ def console_routes(
 
     client_pages = [
         page("/console", "GET", client.dashboard),
+        page("/console/account", "POST", client.switch_account),
         page("/console/keys", "GET", client.keys),
         page("/console/keys", "POST", client.create_key),
         page("/console/keys/{key_id}/revoke", "POST", client.revoke_key),

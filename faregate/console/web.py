@@ -70,6 +70,7 @@ class Session:
     playground_key_id: str | None
     account_id: str | None
     account_name: str | None
+    accounts: tuple[tuple[str, str], ...] = ()  # (id, name) of every account of the user
 
     @property
     def actor(self) -> str:
@@ -125,7 +126,8 @@ class Console:
         if row is None:
             return None
         accounts = await self.run(lambda c: users.user_accounts(c, str(row["user_id"])))
-        first = accounts[0] if accounts else None
+        chosen = [a for a in accounts if a["account_id"] == row["account_id"]]
+        first = chosen[0] if chosen else accounts[0] if accounts else None
         return Session(
             id=str(row["id"]),
             user_id=str(row["user_id"]),
@@ -137,6 +139,7 @@ class Console:
             playground_key_id=row["playground_key_id"],
             account_id=None if first is None else str(first["account_id"]),
             account_name=None if first is None else str(first["name"]),
+            accounts=tuple((str(a["account_id"]), str(a["name"])) for a in accounts),
         )
 
     def secure(self, req: Request) -> bool:

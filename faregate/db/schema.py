@@ -362,6 +362,7 @@ console_sessions = Table(
     Column("id", String(64), primary_key=True),  # keyed hash of the cookie's token
     Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
     Column("csrf", String(64), nullable=False),
+    Column("account_id", String(40), nullable=True),  # the account acted for; NULL: the first
     Column("playground_key_id", String(40), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),

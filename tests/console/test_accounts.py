@@ -1,5 +1,6 @@
 """Accounts in the console: sign-up modes (open, invite-only, closed), an operator's reset
-link, changing a password, and signing out (which revokes the playground's key)."""
+link, changing a password, signing out (which revokes the playground's key), and switching
+between the accounts a user belongs to."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from console_ui import (
     PASSWORD,
     email,
     form_token,
+    http_operator,
     http_sign_up,
     make_operator,
     sign_in,
@@ -129,3 +131,32 @@ def test_sign_out_revokes_the_playground_key(console_gw: Gateway, http: Http) ->
     auth2 = {"authorization": f"Bearer {second['key']}"}
     assert httpx.get(models, headers=auth2, timeout=10).status_code == 401
     assert client.get("/console/keys").status_code == 303  # signed out
+
+
+def test_a_member_of_two_accounts_switches_between_them(console_gw: Gateway, http: Http) -> None:
+    alice, _ = http_sign_up(http, "Alpha Team")
+    bob, bob_token = http_sign_up(http, "Beta Team")
+    bob_email = re.search(
+        r'href="/console/password" title="Change password">([^<]+)<', bob.get("/console").text
+    )
+    assert bob_email
+    alpha = next(
+        a["id"] for a in console_gw.admin("GET", "/accounts")["data"] if a["name"] == "Alpha Team"
+    )
+    op, op_token = http_operator(http, console_gw)
+    added = op.post(
+        f"/console/admin/accounts/{alpha}/members",
+        data={"csrf": op_token, "email": bob_email.group(1), "role": "member"},
+    )
+    assert added.status_code == 303
+    page = bob.get("/console").text
+    assert "<h1>Beta Team</h1>" in page and 'id="account-switch"' in page
+    switched = bob.post("/console/account", data={"csrf": bob_token, "account_id": alpha})
+    assert switched.status_code == 303
+    assert "<h1>Alpha Team</h1>" in bob.get("/console").text
+    # Nobody switches to an account they are not a member of.
+    carol, carol_token = http_sign_up(http, "Gamma Team")
+    refused = carol.post("/console/account", data={"csrf": carol_token, "account_id": alpha})
+    assert refused.status_code == 404
+    assert "<h1>Gamma Team</h1>" in carol.get("/console").text
+    assert 'id="account-switch"' not in alice.get("/console").text

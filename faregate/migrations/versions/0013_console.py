@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("user_id", sa.String(40), sa.ForeignKey("users.id"), nullable=False),
         sa.Column("csrf", sa.String(64), nullable=False),
+        sa.Column("account_id", sa.String(40), nullable=True),
         sa.Column("playground_key_id", sa.String(40), nullable=True),
         sa.Column("created_at", sa.BigInteger, nullable=False),
         sa.Column("expires_at", sa.BigInteger, nullable=False),
