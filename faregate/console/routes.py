@@ -28,6 +28,7 @@ from faregate.errors import NotFound
 from faregate.http.request import Request
 from faregate.http.responses import FileResponse, Response
 from faregate.http.router import Route, Visibility
+from faregate.kinds import Kind
 
 STATIC = HERE / "static"
 SWAGGER_FILES = frozenset(
@@ -83,12 +84,14 @@ def console_routes(
         return _asset(swagger, req.params["name"], SWAGGER_FILES)
 
     async def reference(req: Request, session: Session) -> Response:
+        models = sorted(console.svc.catalog.models.items())
         return console.render(
             req,
             "reference.html",
             session,
             base=base_url(req),
-            models=sorted(console.svc.catalog.models),
+            chat_models=[name for name, entry in models if entry.kind == Kind.CHAT],
+            embed_models=[name for name, entry in models if entry.kind == Kind.EMBEDDINGS],
         )
 
     async def admin_home(req: Request, session: Session) -> Response:
