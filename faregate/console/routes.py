@@ -71,11 +71,7 @@ def console_routes(
 
     async def spec(req: Request) -> Response:
         doc = openapi.document(public, declared, base_url(req))
-        return Response(
-            orjson.dumps(doc),
-            200,
-            [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*")],
-        )
+        return Response(orjson.dumps(doc), 200, [(b"content-type", b"application/json")])
 
     async def static(req: Request) -> FileResponse:
         return _asset(STATIC, req.params["name"], own_static)

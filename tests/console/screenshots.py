@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
 
 import openai  # noqa: E402
-from console_ui import CONSOLE, chromium_path, make_operator, sign_up  # noqa: E402
+from console_ui import CONSOLE, PASSWORD, chromium_path, cli, sign_up  # noqa: E402
 from harness import start_gateway, start_sim, stop  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
@@ -86,10 +86,18 @@ def main() -> None:
             mobile = phone.new_page()
             mobile.goto("/console")
             shot(mobile, "dashboard-phone")
+            page.goto("/console/admin/accounts")
+            shot(page, "forbidden")
 
             operator = browser.new_context(base_url=gw.url, viewport={"width": 1280, "height": 860})
             op = operator.new_page()
-            make_operator(gw, op)
+            made = cli(gw, "console", "operator", "grace@example.com", "--name", "Grace")
+            op.goto(made["reset_path"])
+            shot(op, "reset")
+            op.locator("#password").fill(PASSWORD)
+            op.locator("#password2").fill(PASSWORD)
+            op.get_by_role("button", name="Set password and sign in").click()
+            op.wait_for_url("**/console/admin/accounts")
             shot(op, "admin-accounts")
             op.get_by_role("link", name="Ada's Lab").click()
             shot(op, "admin-account")

@@ -211,7 +211,11 @@ def test_operator_grant_and_price_change_seen_by_client(
 
 
 def test_public_document_served(console_gw: Gateway) -> None:
-    doc = httpx.get(f"{console_gw.url}/openapi.json", timeout=10).json()
+    reply = httpx.get(
+        f"{console_gw.url}/openapi.json", headers={"origin": "https://docs.example"}, timeout=10
+    )
+    assert reply.headers.get_list("access-control-allow-origin") == ["https://docs.example"]
+    doc = reply.json()
     assert doc["servers"] == [{"url": console_gw.url}]
     assert "/v1/chat/completions" in doc["paths"]
     assert not [p for p in doc["paths"] if p.startswith(("/admin", "/console"))]
