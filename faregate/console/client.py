@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,6 +22,13 @@ from faregate.usage import queries
 
 PLAYGROUND_KEY = "Playground (console session)"
 NAME_MAX = 100
+
+
+def _day(ms: int | None) -> str:
+    """The UTC day a key expires at the end of (as the expiry field takes it)."""
+    if not ms:
+        return ""
+    return dt.datetime.fromtimestamp((ms - 1) / 1000, dt.UTC).date().isoformat()
 
 
 def _split(raw: str) -> list[str]:
@@ -95,6 +104,9 @@ class ClientPages:
             models=self._models(),
             periods=PERIODS,
             now=now_ms(),
+            playground=PLAYGROUND_KEY,
+            day=_day,
+            dollars=lambda amount: self._dollars(amount),
             **extra,
         )
 
@@ -148,6 +160,42 @@ class ClientPages:
             changes["spend_limit"], changes["spend_period"] = limit, period
         return name, changes
 
+    async def edit_key(self, req: Request, session: Session) -> Response:
+        """Change a key's name, models, IP ranges, expiry or spend limit (a blank field
+        clears it)."""
+        account_id = self._account(session)
+        key_id = req.params["key_id"]
+        fields = await form(req)
+        try:
+            name, changes = self._key_fields(fields)
+            changes = {
+                "name": name,
+                "models": None,
+                "restrictions": None,
+                "expires_at": None,
+                "spend_limit": None,
+                "spend_period": None,
+                **changes,
+            }
+
+            def act(c: Connection) -> tuple[dict[str, Any], str]:
+                found = [k for k in ops.list_keys(c, account_id) if k["id"] == key_id]
+                if not found:
+                    raise AdminError("no such key in your account", 404)
+                # Origins, hours and countries set through the admin API are kept.
+                kept = {k: v for k, v in (found[0]["restrictions"] or {}).items() if k != "ips"}
+                ips = (changes["restrictions"] or {}).get("ips")
+                merged = {**kept, **({"ips": ips} if ips else {})}
+                return ops.update_key(c, key_id, {**changes, "restrictions": merged or None})
+
+            row, key_hash = await self.c.run(
+                audit.audited(act, session.actor, "key.update", key_id, changes)
+            )
+        except AdminError as exc:
+            return await self.keys(req, session, exc.status, error=exc.message)
+        self.c.svc.keys.forget(key_hash)
+        return await self.keys(req, session, notice=f"The key {row['name']} was changed.")
+
     async def revoke_key(self, req: Request, session: Session) -> Response:
         account_id = self._account(session)
         key_id = req.params["key_id"]
@@ -160,6 +208,12 @@ class ClientPages:
         row, key_hash = await self.c.run(audit.audited(act, session.actor, "key.revoke", key_id))
         self.c.svc.keys.forget(key_hash)
         return await self.keys(req, session, notice=f"The key {row['name']} was revoked.")
+
+    def _dollars(self, amount: int | None) -> str:
+        if amount is None:
+            return ""
+        rate = self.c.svc.config.billing.micro_credits_per_usd
+        return str((Decimal(amount) / rate).normalize())
 
     # -- usage ---------------------------------------------------------------------
 

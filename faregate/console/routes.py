@@ -110,6 +110,7 @@ def console_routes(
         page("/console/account", "POST", client.switch_account),
         page("/console/keys", "GET", client.keys),
         page("/console/keys", "POST", client.create_key),
+        page("/console/keys/{key_id}", "POST", client.edit_key),
         page("/console/keys/{key_id}/revoke", "POST", client.revoke_key),
         page("/console/usage", "GET", client.usage),
         page("/console/usage.csv", "GET", client.usage_csv),
