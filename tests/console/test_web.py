@@ -118,3 +118,15 @@ def test_chart_bars_are_scaled_to_the_largest_day() -> None:
     assert [b.y for b in bars] == [100, 0, 50]
     assert bars[1].label == "2030-01-02: 10"
     assert reports.bars(days, {}, str)[0].height == 0
+
+
+def test_a_disabled_console_serves_only_the_public_document() -> None:
+    from faregate.api import routes as table
+    from faregate.console.routes import console_routes
+
+    off = console()
+    off.svc.config = Config.model_validate({"console": {"enabled": False}})
+    served = console_routes(off, [], table.CLIENT)
+    assert [r.path for r in served] == ["/openapi.json"]
+    on = console_routes(console(), [], table.CLIENT)
+    assert {"/console", "/console/admin/accounts", "/console/signin"} <= {r.path for r in on}
