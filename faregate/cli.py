@@ -14,12 +14,13 @@ import click
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from faregate.admin import ops
+from faregate.admin import audit, ops, users
 from faregate.api import access_log
 from faregate.app import App, Environment, check_admin_key, database_url
 from faregate.auth.keys import KeyHasher, load_secret
 from faregate.billing.bounds import MAX_AMOUNT, RANGE_TEXT
 from faregate.config import Config, ConfigError, load_config
+from faregate.console import logins
 from faregate.db import migrate
 from faregate.db.urls import display_url, is_sqlite, sqlalchemy_url, sqlite_path
 from faregate.kinds import Kind
@@ -352,6 +353,36 @@ def keys_list(account_id: str, config_path: str | None) -> None:
 def keys_revoke(key_id: str, config_path: str | None) -> None:
     row, _ = _db_action(config_path, lambda c, _: ops.revoke_key(c, key_id))
     _echo(row)
+
+
+@main.group()
+def console() -> None:
+    """The web console: operators and password reset links."""
+
+
+@console.command("operator")
+@click.argument("email")
+@click.option("--name", default="", help="The user's name, when the user is new.")
+@CONFIG_OPTION
+def console_operator(email: str, name: str, config_path: str | None) -> None:
+    """Make EMAIL an operator of the console (creating the user if needed) and print a
+    one-time link path to set their password."""
+    hours = _load(config_path).console.reset_hours
+
+    def act(c: Connection, h: KeyHasher) -> dict[str, Any]:
+        found, _ = users.list_users(c, email=email, limit=1)
+        user = found[0] if found else users.create_user(c, email, name)
+        logins.set_operator(c, str(user["id"]), True)
+        token = logins.issue_reset(c, h, str(user["id"]), "cli", hours)
+        audit.record(c, "cli", "console.operator", str(user["id"]), {"operator": True})
+        return {
+            "user_id": user["id"],
+            "email": user["email"],
+            "reset_path": f"/console/reset#{token}",
+        }
+
+    _echo(_db_action(config_path, act))
+    click.echo("Open the reset path on the gateway to set the password; it works once.", err=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from faregate.billing.types import Price
+from faregate.console.config import ConsoleConfig
 from faregate.guards.config import Guards
 from faregate.kinds import Kind, parse_kind
 from faregate.limits.config import Limits, Plan, check_plans
@@ -352,6 +353,7 @@ class Config(_Strict):
     simulator: Simulator = Field(default_factory=Simulator)
     log: Log = Field(default_factory=Log)
     telemetry: Telemetry = Field(default_factory=Telemetry)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     limits: Limits = Field(default_factory=Limits)
     plans: dict[str, Plan] = Field(default_factory=dict)
     usage: UsageConfig = Field(default_factory=UsageConfig)

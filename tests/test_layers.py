@@ -33,7 +33,7 @@ class Rule:
 
 
 TOP = ("faregate.pipeline", "faregate.api", "faregate.http", "faregate.admin")
-TOP += ("faregate.app", "faregate.cli")
+TOP += ("faregate.app", "faregate.cli", "faregate.console")
 
 RULES = (
     Rule("leaf types import only each other", LEAF, only=LEAF),

@@ -20,6 +20,8 @@ from faregate.api.media import media_handler
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.api.responses import handlers as responses_handlers
 from faregate.api.usage import ClientUsage
+from faregate.console.routes import console_routes
+from faregate.console.web import Console
 from faregate.db.engine import AdminDB
 from faregate.http.request import Request
 from faregate.http.responses import Response
@@ -350,15 +352,18 @@ INTERNAL: tuple[RouteDef, ...] = (
 
 
 def table(deps: Deps) -> list[Route]:
-    """Every route, bound to its handler: the client routes, the probes, the admin API."""
+    """Every route, bound to its handler: the client routes, the probes, the admin API, and
+    the console (with `/openapi.json`, generated from the routes before it)."""
     admin = AdminAPI(deps.svc, deps.db, deps.admin_key, deps.gateway.reload)
-    return [
+    bound = [
         *(route.bind(deps) for route in (*CLIENT, *INTERNAL)),
         *admin.routes(),
         *admin_governance.routes(admin),
         *admin_guards.routes(admin),
         *admin_catalog.routes(admin, deps.gateway),
     ]
+    console = Console(deps.svc, deps.db, deps.gateway)
+    return [*bound, *console_routes(console, bound, CLIENT)]
 
 
 def mount(router: Router, deps: Deps) -> None:

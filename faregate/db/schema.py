@@ -361,3 +361,36 @@ responses = Table(
     Index("ix_responses_account", "account_id"),
     Index("ix_responses_expires", "expires_at"),
 )
+
+console_logins = Table(
+    "console_logins",
+    metadata,
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("password_hash", Text, nullable=True),  # argon2id; NULL until a password is set
+    Column("operator", Boolean, nullable=False, server_default=text("false")),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # keyed hash of the cookie's token
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("account_id", String(40), nullable=True),  # the account acted for; NULL: the first
+    Column("playground_key_id", String(40), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_console_sessions_user", "user_id"),
+)
+
+console_resets = Table(
+    "console_resets",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+)

@@ -20,6 +20,7 @@ class Visibility(StrEnum):
     PUBLIC = "public"  # a client route: in the public API (and its OpenAPI document)
     ADMIN = "admin"  # the admin API
     INTERNAL = "internal"  # the operator's probes: /health, /metrics
+    CONSOLE = "console"  # the web console's pages and assets, and the API reference
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,8 @@ def test_each_route_says_who_it_is_for(table: list[Route]) -> None:
             assert (r.visibility, r.protocol, r.kind) == (Visibility.ADMIN, "admin", None)
         elif r.path in ("/health", "/metrics"):
             assert (r.visibility, r.kind) == (Visibility.INTERNAL, None)
+        elif r.path.startswith("/console") or r.path == "/openapi.json":
+            assert (r.visibility, r.kind) == (Visibility.CONSOLE, None)
         else:
             assert r.visibility is Visibility.PUBLIC
             assert r.summary
