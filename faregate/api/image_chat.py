@@ -10,7 +10,13 @@ from typing import Any
 
 import orjson
 
-from faregate.api.common import cost_headers, request_id, routing_headers, wants_metadata
+from faregate.api.common import (
+    cost_headers,
+    request_id,
+    routing_headers,
+    usage_cost,
+    wants_metadata,
+)
 from faregate.api.images import b64_of, image_metadata
 from faregate.api.images_request import CHOICES, MAX_IMAGES, reference_images
 from faregate.billing.types import KeyRecord
@@ -141,13 +147,13 @@ def parse_chat_images(body: dict[str, Any], rid: str) -> tuple[ImageCall, list[A
     return call, refs
 
 
-def _usage(done: Generated) -> dict[str, Any]:
+def _usage(svc: Services, done: Generated) -> dict[str, Any]:
     u = done.usage
     return {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "cost": done.cost,
+        **usage_cost(svc, done.cost),
     }
 
 
@@ -201,7 +207,7 @@ async def chat_images(
         options = body.get("stream_options")
         usage = None
         if isinstance(options, dict) and options.get("include_usage"):
-            usage = _usage(done)
+            usage = _usage(svc, done)
         frames = _chunks(head, message, usage, meta)
 
         async def stream() -> AsyncIterator[bytes]:
@@ -214,7 +220,7 @@ async def chat_images(
         **head,
         "object": "chat.completion",
         "choices": [{**choice, "logprobs": None}],
-        "usage": _usage(done),
+        "usage": _usage(svc, done),
     }
     if meta is not None:
         reply = {"data": reply, "_balancer": meta}

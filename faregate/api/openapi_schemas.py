@@ -13,7 +13,11 @@ _USAGE: Schema = {
         "prompt_tokens": {"type": "integer"},
         "completion_tokens": {"type": "integer"},
         "total_tokens": {"type": "integer"},
-        "cost": {"type": "integer", "description": "What the call cost, in micro-credits."},
+        "cost": {"type": "number", "description": "What the call cost, in US dollars (exact)."},
+        "cost_micro_credits": {
+            "type": "integer",
+            "description": "What the call cost, in micro-credits (the ledger's unit).",
+        },
     },
 }
 

@@ -49,7 +49,7 @@ def test_signup_key_sdk_call_usage_chart_and_redeem(page: Page, console_gw: Gate
     cost = int(raw.headers["x-faregate-cost"])
     assert reply.usage is not None
     assert cost > 0
-    assert (reply.usage.model_extra or {})["cost"] == cost
+    assert (reply.usage.model_extra or {})["cost_micro_credits"] == cost
 
     def usage_row() -> Any:
         page.goto("/console/usage")
@@ -251,7 +251,12 @@ def test_playground_shows_the_images_of_an_image_model(page: Page, console_gw: G
                 {"type": "image_url", "image_url": {"url": "javascript:alert(1)"}},
             ],
         }
-        usage = {"prompt_tokens": 4, "completion_tokens": 0, "cost": 40_000}
+        usage = {
+            "prompt_tokens": 4,
+            "completion_tokens": 0,
+            "cost": 0.04,
+            "cost_micro_credits": 40_000,
+        }
         route.fulfill(
             status=200,
             content_type="application/json",
@@ -263,7 +268,7 @@ def test_playground_shows_the_images_of_an_image_model(page: Page, console_gw: G
     page.get_by_label("Message", exact=True).fill("Paint a red dot")
     page.get_by_role("button", name="Send").click()
     answer = page.locator("#pg-transcript li.assistant")
-    expect(answer.locator(".cost")).to_contain_text("Cost $0.040000")
+    expect(answer.locator(".cost")).to_contain_text("Cost $0.04 ")
     expect(answer.locator("img")).to_have_count(1)  # only data:image/ URLs are shown
     expect(answer.locator("img")).to_have_attribute("src", PIXEL)
     expect(answer.locator(".text")).to_have_text("A red dot.")

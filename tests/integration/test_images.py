@@ -571,5 +571,5 @@ def test_chat_image_stream(gw: Gateway, funded: tuple[str, str], client: openai.
     assert decode_png(image["image_url"]["url"].split(",", 1)[1]).size == (64, 36)
     assert chunks[1].choices[0].finish_reason == "stop"
     usage: Any = chunks[-1].usage
-    assert usage is not None and usage.model_extra["cost"] == FLUX_FLAT
+    assert usage is not None and usage.model_extra["cost_micro_credits"] == FLUX_FLAT
     assert [r["cost"] for r in _settled(gw, account)] == [FLUX_FLAT]

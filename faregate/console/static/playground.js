@@ -28,16 +28,12 @@
     return item;
   }
 
-  function usd(microCredits) {
-    return "$" + (microCredits / 1e6).toFixed(6);
-  }
-
   function showCost(answer, usage) {
-    if (!usage || usage.cost === undefined) return;
+    if (!usage || usage.cost_micro_credits === undefined) return;
     const line = document.createElement("span");
     line.className = "cost";
     line.textContent =
-      "Cost " + usd(usage.cost) + " · " + usage.prompt_tokens + " prompt + " +
+      "Cost $" + usage.cost + " · " + usage.prompt_tokens + " prompt + " +
       usage.completion_tokens + " completion tokens";
     answer.appendChild(line);
   }
@@ -129,7 +125,7 @@
               full += delta.content;
               text.textContent = full;
             }
-            if (chunk.usage && chunk.usage.cost !== undefined) cost = chunk.usage;
+            if (chunk.usage && chunk.usage.cost_micro_credits !== undefined) cost = chunk.usage;
           }
         }
       }
