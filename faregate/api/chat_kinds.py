@@ -20,7 +20,9 @@ ChatSurface = Callable[
 the body's fields, picks the surface)."""
 
 # kind -> "module:function"; a kind reachable through the chat route is one entry here.
-SURFACES: dict[Kind, str] = {}
+SURFACES: dict[Kind, str] = {
+    Kind.VIDEO: "faregate.api.jobs:chat_surface",
+}
 
 
 @cache
