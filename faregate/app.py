@@ -41,6 +41,8 @@ from faregate.jobs.poller import Poller
 from faregate.limits.base import Limiter
 from faregate.limits.config import LimitsConfigError
 from faregate.limits.factory import make_limiter
+from faregate.media.factory import make_media
+from faregate.media.service import Media
 from faregate.metrics import Metrics
 from faregate.observe import tracing
 from faregate.pipeline.cache import make_cache
@@ -145,6 +147,7 @@ class App:
         self._rollup: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._poller: Poller | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.file_config = config  # as the config file says; `config` adds stored overrides
         self.overrides = catalog_ops.Overrides()
 
@@ -153,6 +156,7 @@ class App:
     async def start(self) -> None:
         await migrate.upgrade(self.database_url)
         hasher = KeyHasher(load_secret(self.env.secret_key, self.env.home))
+        media = self._media()
         store = make_store(self.database_url)
         await store.start()
         self._db = AdminDB(
@@ -185,6 +189,7 @@ class App:
             limiter=self._limiter(),
             usage=UsageWriter(store),
             countries=CountryLookup(geo) if (geo := self.config.geo.database) else None,
+            media=media,
         )
         await svc.usage.start()
         self._mount(svc, self._db)
@@ -201,6 +206,8 @@ class App:
             )
         )
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        if svc.media is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(svc.media.sweep_forever())
         self._watch_sighup()
         await self._first_run(hasher)
         if self.announce is not None:
@@ -211,6 +218,12 @@ class App:
             return make_limiter(self.config.limits, self.config.plans, self.metrics)
         except LimitsConfigError as exc:
             raise ConfigError(f"limits: {exc}") from None
+
+    def _media(self) -> Media:
+        try:
+            return make_media(self.config.media, self.env.home, self.config.server.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def reload(self) -> str:
         """Read the config file again and swap in its catalog: providers and models (their
@@ -300,6 +313,11 @@ class App:
         if self._poller is not None:
             await self._poller.stop()
             self._poller = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -318,6 +336,8 @@ class App:
             await self.services.cache.close()
             await self.services.usage.close()
             await self.services.limiter.close()
+            if self.services.media is not None:
+                await self.services.media.close()
             await self.services.store.close()
         if self._db is not None:
             await self._db.dispose()

@@ -24,6 +24,7 @@ from faregate.guards.config import Guards
 from faregate.jobs.config import VideoJobs
 from faregate.kinds import Kind, parse_kind
 from faregate.limits.config import Limits, Plan, check_plans
+from faregate.media.config import MediaConfig
 from faregate.observe.config import Telemetry
 from faregate.providers.registry import kinds_of
 from faregate.upstream.config import check_ca_bundle, check_proxy_url
@@ -327,6 +328,7 @@ class Config(_Strict):
     auth: Auth = Field(default_factory=Auth)
     compat: Compat = Field(default_factory=Compat)
     images: Images = Field(default_factory=Images)
+    media: MediaConfig = Field(default_factory=MediaConfig)
     geo: Geo = Field(default_factory=Geo)
     guards: Guards = Field(default_factory=Guards)
     routing: Routing = Field(default_factory=Routing)

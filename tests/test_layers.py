@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "faregate"
 
 LEAF = ("faregate.kinds", "faregate.billing.types", "faregate.errors", "faregate.tokens")
 LEAF += ("faregate.trace", "faregate.billing.bounds")
+LEAF += ("faregate.media.types",)
 """The leaf types: what every layer may use."""
 
 
@@ -62,6 +63,11 @@ RULES = (
         ("faregate",),
         never=("faregate.app", "faregate.cli"),
         exempt=("faregate.cli",),
+    ),
+    Rule(
+        "the media store stays below the pipeline",
+        ("faregate.media",),
+        never=("faregate.pipeline", "faregate.api", "faregate.admin"),
     ),
 )
 
@@ -140,6 +146,7 @@ UPWARD = [
     ("faregate.pipeline.chat", "faregate.http.responses", 4),
     ("faregate.http.request", "faregate.config", 5),
     ("faregate.api.front", "faregate.app", 6),
+    ("faregate.media.service", "faregate.pipeline.services", 7),
 ]
 
 

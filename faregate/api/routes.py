@@ -21,6 +21,7 @@ from faregate.api.catalog import balance_handler, model_handler, models_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.gemini import by_client, generate_handler, get_handler, list_handler
 from faregate.api.jobs import job_handler
+from faregate.api.media import media_handler
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.api.usage import ClientUsage
 from faregate.db.engine import AdminDB
@@ -294,6 +295,12 @@ CLIENT: tuple[RouteDef, ...] = (
     *_client_routes("/v1/client"),
     *_client_routes("/api/v1/client"),
     *_video_routes(),
+    RouteDef(
+        "/v1/media/{media_id}",
+        ("GET", "HEAD"),
+        lambda d: media_handler(d.svc),
+        "A generated image, audio or video file by its signed URL (no API key).",
+    ),
 )
 """The public client routes: the API clients call."""
 

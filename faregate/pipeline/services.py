@@ -9,6 +9,7 @@ from faregate.auth.keys import KeyCache, KeyHasher
 from faregate.billing.store import Store
 from faregate.config import Config
 from faregate.limits.base import Limiter
+from faregate.media.service import Media
 from faregate.metrics import Metrics
 from faregate.pipeline.cache import ResponseCache
 from faregate.routing.balancer import Balancer
@@ -33,3 +34,4 @@ class Services:
     limiter: Limiter
     usage: UsageSink
     countries: CountryLookup | None = None
+    media: Media | None = None

@@ -17,6 +17,8 @@ from faregate.kinds import Kind
 
 # (method, path, envelope, kind) of every public client route.
 PUBLIC = {
+    ("GET", "/v1/media/{media_id}", "openai", None),
+    ("HEAD", "/v1/media/{media_id}", "openai", None),
     ("POST", "/v1/chat/completions", "openai", Kind.CHAT),
     ("POST", "/v1/embeddings", "openai", Kind.EMBEDDINGS),
     ("GET", "/v1/models", "openai", None),
