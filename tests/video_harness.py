@@ -40,7 +40,8 @@ def video_config(sim_url: str, *, timeout_seconds: float = 30, lease_seconds: fl
             'kind = "video"',
             f'provider = "{provider}"',
             f'upstream = "{upstream}"',
-            f'price = {{ video_second = {PER_SECOND}, video_seconds = {{ "1080p" = {PER_SECOND_1080P} }} }}',
+            f"price = {{ video_second = {PER_SECOND},"
+            f' video_seconds = {{ "1080p" = {PER_SECOND_1080P} }} }}',
         ]
     lines += [
         "[video]",
@@ -53,12 +54,19 @@ def video_config(sim_url: str, *, timeout_seconds: float = 30, lease_seconds: fl
         *(f'"{llmid}" = "{name}"' for name, llmid in LLMIDS.items()),
     ]
     for name in MODELS:
-        lines += [f'[video.models."{name}"]', "min_seconds = 1", "max_seconds = 12", "default_seconds = 4"]
+        lines += [
+            f'[video.models."{name}"]',
+            "min_seconds = 1",
+            "max_seconds = 12",
+            "default_seconds = 4",
+        ]
     return "\n" + "\n".join(lines) + "\n"
 
 
 def start_video_gateway(sim: Sim, tmp: Path, **kw: Any) -> Gateway:
-    sections = video_config(sim.url, **{k: kw.pop(k) for k in ("timeout_seconds", "lease_seconds") if k in kw})
+    sections = video_config(
+        sim.url, **{k: kw.pop(k) for k in ("timeout_seconds", "lease_seconds") if k in kw}
+    )
     return start_gateway(sim.url, tmp, sections=sections, **kw)
 
 

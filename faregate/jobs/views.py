@@ -62,4 +62,4 @@ async def delete(svc: Services, key: KeyRecord, job: Job) -> None:
     for which in ("video", "cover"):
         item = media_item(job, which)
         if item is not None and svc.media is not None:
-            await svc.media.delete(item.id)
+            await svc.media.store.delete(item.id)

@@ -163,7 +163,10 @@ def test_seed_003_json_text_to_video_and_the_task_query(gw: Gateway, model: str)
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_seed_003_multipart_first_and_last_frame(gw: Gateway, model: str, sim: Sim) -> None:
     account, key = gw.account(CREDITS)
-    files = [("image1_file", ("1.png", PNG, "image/png")), ("image1_file", ("2.png", PNG, "image/png"))]
+    files = [
+        ("image1_file", ("1.png", PNG, "image/png")),
+        ("image1_file", ("2.png", PNG, "image/png")),
+    ]
     data = {
         "llmid": LLMIDS[model],
         "prompt": "从图片1到图片2丝滑转换 [sim:ms=50]",
@@ -192,7 +195,12 @@ def test_seed_003_multipart_reference_to_video_with_several_files(
 ) -> None:
     account, key = gw.account(CREDITS)
     files = [("image_files", (f"{i}.png", PNG, "image/png")) for i in range(3)]
-    data = {"llmid": LLMIDS[model], "prompt": "平滑过度 [sim:ms=50]", "duration": "4", "ratio": "4:3"}
+    data = {
+        "llmid": LLMIDS[model],
+        "prompt": "平滑过度 [sim:ms=50]",
+        "duration": "4",
+        "ratio": "4:3",
+    }
     r = httpx.post(f"{gw.url}/llmage/video", data=data, files=files, headers=auth(key))
     assert r.status_code == 200, r.text
     task = wait_task(gw, key, r.json()["taskid"])
@@ -299,7 +307,9 @@ def test_each_upstream_is_reached_with_its_own_protocol(gw: Gateway, sim: Sim) -
     ids = []
     for model in MODELS:
         body = {"llmid": LLMIDS[model], "prompt": "route [sim:ms=0]", "duration": 1}
-        ids.append(httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key)).json()["taskid"])
+        ids.append(
+            httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key)).json()["taskid"]
+        )
     wait_jobs(gw, ids)
     after = sim.stats()["by_route"]
     for route in ("video.submit.openai", "video.submit.veo", "video.submit.ark"):
@@ -316,5 +326,3 @@ def test_a_poll_by_the_client_never_reaches_the_upstream(gw: Gateway, sim: Sim) 
     polls = sim.stats()["by_route"].get("video.poll.ark", 0) - before
     assert polls < 50  # the poller's own pace, not one per client poll
     httpx.delete(f"{gw.url}/v1/videos/{job_id}", headers=auth(key))
-
-
