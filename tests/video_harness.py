@@ -26,8 +26,16 @@ LLMIDS = {  # the seed's opaque ids, one per upstream
 }
 
 
-def video_config(sim_url: str, *, timeout_seconds: float = 30, lease_seconds: float = 3) -> str:
-    """Extra config: the Ark provider, the three models, the `[video]` section."""
+def video_config(
+    sim_url: str,
+    *,
+    timeout_seconds: float = 30,
+    lease_seconds: float = 3,
+    ark_timeout: float | None = None,
+    media_directory: str | None = None,
+) -> str:
+    """Extra config: the Ark provider, the three models, the `[video]` section (the Ark
+    model's own time limit when given), and the media directory when shared."""
     lines = [
         "[providers.sim-ark]",
         'protocol = "ark"',
@@ -60,13 +68,20 @@ def video_config(sim_url: str, *, timeout_seconds: float = 30, lease_seconds: fl
             "max_seconds = 12",
             "default_seconds = 4",
         ]
+        if name == "video-ark" and ark_timeout is not None:
+            lines.append(f"timeout_seconds = {ark_timeout}")
+    if media_directory is not None:
+        lines += [
+            "[media]",
+            f'directory = "{media_directory}"',
+            'secret_env = "FAREGATE_TEST_MEDIA_SECRET"',
+        ]
     return "\n" + "\n".join(lines) + "\n"
 
 
 def start_video_gateway(sim: Sim, tmp: Path, **kw: Any) -> Gateway:
-    sections = video_config(
-        sim.url, **{k: kw.pop(k) for k in ("timeout_seconds", "lease_seconds") if k in kw}
-    )
+    own = ("timeout_seconds", "lease_seconds", "ark_timeout", "media_directory")
+    sections = video_config(sim.url, **{k: kw.pop(k) for k in own if k in kw})
     return start_gateway(sim.url, tmp, sections=sections, **kw)
 
 
