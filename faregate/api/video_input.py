@@ -63,7 +63,8 @@ def _checked(role: Role, data: bytes, param: str, cap: int) -> InputFile:
     family = _FAMILY[role]
     if not found.startswith(family + "/"):
         raise BadRequest(
-            f"'{param}' is not a {family} file (accepted: {_ACCEPTED[family]}).",
+            f"'{param}' is not {'a' if family == 'video' else 'an'} {family} file"
+            f" (accepted: {_ACCEPTED[family]}).",
             code=f"invalid_{family}",
             param=param,
         )

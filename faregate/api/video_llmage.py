@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from faregate.api.common import authenticate, form_body, json_body, request_id
 from faregate.api.video_input import check_count, inline, seconds, text, upload
@@ -92,9 +93,14 @@ def _action(files: list[InputFile]) -> str:
 async def _call(svc: Services, req: Request) -> tuple[VideoCall, str]:
     ctype = req.headers.get("content-type", "").lower()
     form = await form_body(svc, req) if ctype.startswith("multipart/form-data") else None
-    body: dict[str, Any] = (
-        {k: form.get(k) for k in TEXT_FIELDS} if form is not None else await json_body(svc, req)
-    )
+    body: dict[str, Any]
+    if form is not None:
+        body = {k: form.get(k) for k in TEXT_FIELDS}
+    elif ctype.startswith("application/x-www-form-urlencoded"):
+        raw = await req.body(svc.config.server.max_body_bytes)
+        body = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+    else:
+        body = await json_body(svc, req)
     llmid = text(body.get("llmid"), "llmid", required=True)
     assert llmid is not None
     model = resolve_model(svc, llmid, text(body.get("model"), "model"))
