@@ -181,5 +181,5 @@ def test_a_protocol_serves_a_new_kind_with_one_registry_entry(
     with pytest.raises(ConfigError):
         load_config(_write(tmp_path, text))
     monkeypatch.setitem(ADAPTERS, ("openai", Kind.IMAGES), "faregate.providers.openai:OpenAIChat")
-    assert kinds_of("openai") == (Kind.CHAT, Kind.EMBEDDINGS, Kind.IMAGES)
+    assert Kind.IMAGES in kinds_of("openai")
     assert load_config(_write(tmp_path, text)).models["img"].kind is Kind.IMAGES
