@@ -326,3 +326,30 @@ def test_a_poll_by_the_client_never_reaches_the_upstream(gw: Gateway, sim: Sim) 
     polls = sim.stats()["by_route"].get("video.poll.ark", 0) - before
     assert polls < 50  # the poller's own pace, not one per client poll
     httpx.delete(f"{gw.url}/v1/videos/{job_id}", headers=auth(key))
+
+
+def test_jobs_in_flight_are_limited_by_the_accounts_video_concurrency(gw: Gateway) -> None:
+    account, key = gw.account(CREDITS)
+    gw.admin("PATCH", f"/accounts/{account}", json={"limits": {"video": {"concurrency": 2}}})
+    body = {"llmid": LLMIDS["video-ark"], "prompt": "slow [sim:never]", "duration": 1}
+    ids = []
+    for _ in range(2):
+        r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key))
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["taskid"])
+    r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key))
+    assert r.status_code == 429 and "in flight" in r.json()["error"]
+    httpx.delete(f"{gw.url}/v1/videos/{ids[0]}", headers=auth(key))  # cancel one: a slot frees
+    r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key))
+    assert r.status_code == 200, r.text
+    for job_id in (ids[1], r.json()["taskid"]):
+        httpx.delete(f"{gw.url}/v1/videos/{job_id}", headers=auth(key))
+    assert _spent(gw, account) == 0
+
+
+def test_a_key_limited_to_other_models_is_refused_before_any_hold(gw: Gateway) -> None:
+    account, key = gw.account(CREDITS, models=["video-openai"])
+    body = {"llmid": LLMIDS["video-ark"], "prompt": "x", "duration": 1}
+    r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key))
+    assert r.status_code == 403 and isinstance(r.json()["error"], str)
+    assert [row["kind"] for row in gw.ledger(account)] == ["grant"]
