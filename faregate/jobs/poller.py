@@ -17,6 +17,7 @@ from faregate.billing.pricing import cost_of
 from faregate.billing.store import now_ms
 from faregate.billing.types import Settlement, Usage
 from faregate.errors import FailureClass, UpstreamError
+from faregate.media.types import MediaTooLarge
 from faregate.pipeline.services import Services
 from faregate.pipeline.video import OWNER, decode_deployment, units_of
 from faregate.providers.base import UpstreamRequest
@@ -158,6 +159,9 @@ class Poller:
         except UpstreamError as exc:
             log.warning("job %s: the video could not be fetched yet: %s", job.id, exc.message)
             await self._later(job, RUNNING)
+            return
+        except MediaTooLarge:
+            await self._fail(job, "the finished video is larger than media.max_bytes")
             return
         result = {
             "video": _item(video),
