@@ -52,6 +52,8 @@ def video_config(
             f' video_seconds = {{ "1080p" = {PER_SECOND_1080P} }} }}',
         ]
     lines += [
+        "[images]",
+        "allow_private_addresses = true  # the simulator's image URLs are on loopback",
         "[video]",
         "tick_seconds = 0.05",
         "first_poll_seconds = 0.1",

@@ -51,7 +51,7 @@ async def chat_surface(
     files: list[InputFile] = []
     for name, role in (("image", "first_frame"), ("last_frame", "last_frame")):
         if body.get(name) is not None:
-            files.append(inline(svc, role, body[name], name))  # type: ignore[arg-type]
+            files.append(await inline(svc, role, body[name], name))  # type: ignore[arg-type]
     check_count(svc, files)
     resolution = text(body.get("resolution"), "resolution") or spec.default_resolution
     call = VideoCall(

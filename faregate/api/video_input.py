@@ -76,8 +76,9 @@ async def upload(svc: Services, role: Role, part: UploadFile, param: str) -> Inp
     return _checked(role, await part.read(), param, svc.config.server.max_part_bytes)
 
 
-def inline(svc: Services, role: Role, value: Any, param: str) -> InputFile:
-    """A base64 string or a `data:` URL from a JSON body (or a form's text field)."""
+async def inline(svc: Services, role: Role, value: Any, param: str) -> InputFile:
+    """A base64 string, a `data:` URL, or (for images) an http(s) URL fetched through the
+    guarded fetcher, from a JSON body or a form's text field."""
     if isinstance(value, dict):  # {"image_url": "data:..."} or {"url": "data:..."}
         value = value.get("image_url") or value.get("url")
         if isinstance(value, dict):
@@ -87,12 +88,15 @@ def inline(svc: Services, role: Role, value: Any, param: str) -> InputFile:
             f"'{param}' must be a data URL or base64 string.", code="invalid_file", param=param
         )
     if value.startswith(("http://", "https://")):
-        raise BadRequest(
-            f"'{param}': remote URLs are not fetched for video jobs; upload the file or send"
-            " it as a data URL.",
-            code="unsupported_url",
-            param=param,
-        )
+        if _FAMILY[role] != "image":
+            raise BadRequest(
+                f"'{param}': remote {_FAMILY[role]} URLs are not fetched; upload the file or"
+                " send it as a data URL.",
+                code="unsupported_url",
+                param=param,
+            )
+        _, fetched = await svc.fetcher.fetch(value)  # 400 url_refused when the guard refuses
+        return _checked(role, fetched, param, svc.config.server.max_part_bytes)
     payload = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
     cap = svc.config.server.max_part_bytes
     if len(payload) > cap * 4 // 3 + 4:

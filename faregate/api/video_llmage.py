@@ -77,7 +77,7 @@ async def _files(svc: Services, form: Form | None, body: dict[str, Any]) -> list
                 raise BadRequest(f"'{field}' takes at most two files.", param=field)
             if isinstance(value, str):
                 if value:
-                    out.append(inline(svc, this, value, field))
+                    out.append(await inline(svc, this, value, field))
             else:
                 out.append(await upload(svc, this, value, field))
     check_count(svc, out)

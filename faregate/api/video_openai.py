@@ -56,7 +56,9 @@ async def _call(svc: Services, req: Request) -> VideoCall:
         if part is not None:
             files.append(await upload(svc, "first_frame", part, "input_reference"))
         elif form.get("input_reference"):
-            files.append(inline(svc, "first_frame", form.get("input_reference"), "input_reference"))
+            files.append(
+                await inline(svc, "first_frame", form.get("input_reference"), "input_reference")
+            )
     else:
         fields = await json_body(svc, req)
         ref = fields.get("input_reference")
@@ -67,7 +69,7 @@ async def _call(svc: Services, req: Request) -> VideoCall:
                     code="unsupported_parameter",
                     param="input_reference",
                 )
-            files.append(inline(svc, "first_frame", ref, "input_reference"))
+            files.append(await inline(svc, "first_frame", ref, "input_reference"))
     check_count(svc, files)
     model = text(fields.get("model"), "model") or DEFAULT_MODEL
     prompt = text(fields.get("prompt"), "prompt", required=True)

@@ -347,6 +347,11 @@ async def sim_file(request: web.Request) -> web.Response:
     return web.Response(body=CLIP, content_type="video/mp4")
 
 
+async def sim_cover(request: web.Request) -> web.Response:
+    """`GET /sim/media/cover.png`: a small image anyone may fetch (input-by-URL tests)."""
+    return web.Response(body=COVER, content_type="image/png")
+
+
 async def sim_job(request: web.Request) -> web.Response:
     """`GET /sim/videos/{id}`: what the simulator received for a job (for tests)."""
     key = request.match_info["id"].removeprefix("cgt-").rpartition("/")[2]
@@ -380,3 +385,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v3/contents/generations/tasks/{task}", ark_get)
     app.router.add_get("/sim/files/{name}", sim_file)
     app.router.add_get("/sim/videos/{id}", sim_job)
+    app.router.add_get("/sim/media/cover.png", sim_cover)

@@ -110,6 +110,19 @@ def test_seed_003_json_image_that_is_not_one(gw: Gateway, acct: tuple[str, str])
     assert r.status_code == 400 and "image1_file" in r.json()["error"]
 
 
+def test_seed_003_urls_that_are_not_fetched_or_not_images(
+    gw: Gateway, acct: tuple[str, str], sim: Sim
+) -> None:
+    for field, url, code in (
+        ("video_files", f"{sim.url}/sim/media/cover.png", "remote video URLs are not fetched"),
+        ("image1_file", f"{sim.url}/health", "not an image"),
+    ):
+        body = {"llmid": LLMIDS["video-ark"], "prompt": "x", field: url}
+        r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(acct[1]))
+        assert r.status_code == 400, r.text
+        assert code in r.json()["error"]
+
+
 def test_seed_003_invalid_key_and_empty_balance(gw: Gateway) -> None:
     body = {"llmid": LLMIDS["video-ark"], "prompt": "x", "duration": 5}
     r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth("fg-nope"))

@@ -6,6 +6,7 @@ ids, and the operator's view."""
 
 from __future__ import annotations
 
+import base64
 import time
 import warnings
 from collections.abc import Iterator
@@ -187,6 +188,24 @@ def test_seed_003_multipart_first_and_last_frame(gw: Gateway, model: str, sim: S
     }
     assert received["inputs"] == expected[model]
     assert _spent(gw, account) == 3 * PER_SECOND
+
+
+def test_seed_003_json_frames_by_url_and_data_url(gw: Gateway, sim: Sim) -> None:
+    account, key = gw.account(CREDITS)
+    body = {
+        "llmid": LLMIDS["video-ark"],
+        "prompt": "frames [sim:ms=0]",
+        "duration": 2,
+        "image_file1": f"{sim.url}/sim/media/cover.png",
+        "image_file2": "data:image/png;base64," + base64.b64encode(PNG).decode(),
+    }
+    r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key))
+    assert r.status_code == 200, r.text
+    assert wait_task(gw, key, r.json()["taskid"])["usage"]["action"] == "i2v"
+    row = gw.admin("GET", f"/jobs/{r.json()['taskid']}")
+    received = httpx.get(f"{sim.url}/sim/videos/{row['upstream_id']}").json()
+    assert received["inputs"] == ["first_frame", "last_frame"]
+    assert _spent(gw, account) == 2 * PER_SECOND
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
