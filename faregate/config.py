@@ -443,6 +443,12 @@ def default_config() -> Config:
         "price": {"input": 20_000, "output": 0},
         "owned_by": "openai",
     }
+    models["sora-2"] = {  # video jobs on the simulator (OpenAI's default video model name)
+        "kind": "video",
+        "provider": SIM_PROVIDER,
+        "price": {"video_second": 100_000},
+        "owned_by": "openai",
+    }
     if os.environ.get("OPENAI_API_KEY"):
         providers["openai"] = {"vendor": "openai"}
         for name in ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small"):
