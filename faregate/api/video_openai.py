@@ -18,6 +18,7 @@ from faregate.pipeline.services import Services
 from faregate.providers.video import InputFile, VideoCall
 
 DEFAULT_MODEL = "sora-2"  # what the OpenAI API assumes when `model` is left out
+DEFAULT_SIZE = "720x1280"  # and `size`
 STATUS = {QUEUED: "queued", RUNNING: "in_progress", SUCCEEDED: "completed", FAILED: "failed"}
 VARIANTS = {"video": "video", "thumbnail": "cover"}
 
@@ -26,7 +27,9 @@ def video_object(job: Job) -> dict[str, Any]:
     """A job as the Videos API's `video` object."""
     status = STATUS.get(job.state, "failed")
     expires = views.media_item(job, "video")
-    size = views.stored(job, "size") or views.stored(job, "resolution") or ""
+    size = views.stored(job, "size") or (
+        None if job.surface == "openai" else views.stored(job, "resolution")
+    )
     return {
         "id": job.id,
         "object": "video",
@@ -37,7 +40,7 @@ def video_object(job: Job) -> dict[str, Any]:
         "completed_at": job.finished_at // 1000 if job.finished_at else None,
         "expires_at": int(expires.expires) if expires is not None else None,
         "seconds": str(int(views.seconds_of(job))),
-        "size": size,
+        "size": size or DEFAULT_SIZE,
         "prompt": views.stored(job, "prompt"),
         "remixed_from_video_id": None,
         "error": {"code": "video_generation_failed", "message": job.error}
