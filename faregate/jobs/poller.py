@@ -86,6 +86,8 @@ class Poller:
                 await self._later(job, job.state)
 
     async def _later(self, job: Job, state: str) -> None:
+        if state != job.state:
+            log.info("job %s: %s -> %s (poll %d)", job.id, job.state, state, job.polls)
         delay = next_interval(self.svc, job.polls)
         await Jobs(self.svc.store).update_progress(
             job.id, OWNER, state=state, next_poll_at=now_ms() + int(delay * 1000)
@@ -93,6 +95,7 @@ class Poller:
 
     async def _fail(self, job: Job, note: str) -> None:
         if await Jobs(self.svc.store).fail_job(job.id, note):
+            log.info("job %s: %s -> failed: %s", job.id, job.state, note)
             self._record(job, 0, (), None, 502)
 
     async def _poll(self, job: Job) -> None:
@@ -170,6 +173,7 @@ class Poller:
             "cost": cost,
         }
         if await jobs.finish_job(job.id, Settlement.of(cost, usage), result):
+            log.info("job %s: %s -> succeeded, %s s, cost %d", job.id, job.state, seconds, cost)
             self._record(job, cost, units, dep.name, 200)
         else:  # another poller ended it first: its copies are the job's
             await media.store.delete(video.id)
