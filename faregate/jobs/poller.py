@@ -96,7 +96,7 @@ class Poller:
     async def _fail(self, job: Job, note: str) -> None:
         if await Jobs(self.svc.store).fail_job(job.id, note):
             log.info("job %s: %s -> failed: %s", job.id, job.state, note)
-            self._record(job, 0, (), None, 502)
+            record_end(self.svc, job, 0, (), None, 502)
 
     async def _poll(self, job: Job) -> None:
         svc = self.svc
@@ -174,7 +174,7 @@ class Poller:
         }
         if await jobs.finish_job(job.id, Settlement.of(cost, usage), result):
             log.info("job %s: %s -> succeeded, %s s, cost %d", job.id, job.state, seconds, cost)
-            self._record(job, cost, units, dep.name, 200)
+            record_end(self.svc, job, cost, units, dep.name, 200)
         else:  # another poller ended it first: its copies are the job's
             await media.store.delete(video.id)
             if cover is not None:
@@ -210,19 +210,25 @@ class Poller:
 
         return await svc.media.save(chunks(), ctype, job.account_id)
 
-    def _record(
-        self, job: Job, cost: int, units: tuple[tuple[str, int], ...], dep: str | None, status: int
-    ) -> None:
-        """The job's end as a usage-log row (its submit has a row of its own)."""
-        trace = Trace("video", request_id=job.id)
-        trace.key_id, trace.account_id, trace.model = job.key_id, job.account_id, job.model
-        trace.deployment, trace.cost, trace.units = dep, cost, units
-        trace.at_ms = now_ms()
-        trace.status = status
-        trace.latency_ms = max(0, now_ms() - job.created_at)
-        self.svc.usage.record(trace)
-        if cost:
-            self.svc.metrics.cost.labels(job.model).inc(cost)
+
+def record_end(
+    svc: Services,
+    job: Job,
+    cost: int,
+    units: tuple[tuple[str, int], ...],
+    dep: str | None,
+    status: int,
+) -> None:
+    """A job's end as a usage-log row keyed by the job id (its submit has a row of its own)."""
+    trace = Trace("video", request_id=job.id)
+    trace.key_id, trace.account_id, trace.model = job.key_id, job.account_id, job.model
+    trace.deployment, trace.cost, trace.units = dep, cost, units
+    trace.at_ms = now_ms()
+    trace.status = status
+    trace.latency_ms = max(0, now_ms() - job.created_at)
+    svc.usage.record(trace)
+    if cost:
+        svc.metrics.cost.labels(job.model).inc(cost)
 
 
 def _item(item: Any) -> dict[str, Any]:

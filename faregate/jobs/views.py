@@ -9,6 +9,7 @@ from faregate.billing.jobs import DELETED, Job, Jobs
 from faregate.billing.types import KeyRecord
 from faregate.errors import NotFound
 from faregate.http.request import Request
+from faregate.jobs.poller import record_end
 from faregate.media.types import MediaItem
 from faregate.pipeline.services import Services
 
@@ -55,8 +56,8 @@ def stored(job: Job, name: str) -> Any:
 async def delete(svc: Services, key: KeyRecord, job: Job) -> None:
     """Cancel the job if it is in flight (its hold released), then delete it and its files."""
     jobs = Jobs(svc.store)
-    if not job.finished:
-        await jobs.fail_job(job.id, "canceled by the client")
+    if not job.finished and await jobs.fail_job(job.id, "canceled by the client"):
+        record_end(svc, job, 0, (), None, 499)
     job = await jobs.get_job(job.id, key.account_id) or job  # as it ended
     await jobs.delete_job(job.id, key.account_id)
     for which in ("video", "cover"):

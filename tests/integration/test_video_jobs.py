@@ -129,6 +129,13 @@ def test_a_job_in_flight_deleted_is_canceled_and_costs_nothing(
     assert _spent(gw, account) == 0
     row = gw.admin("GET", f"/jobs/{created.id}")
     assert row["state"] == "deleted" and "canceled" in row["error"]
+    deadline = time.monotonic() + 10
+    statuses: list[int] = []
+    while 499 not in statuses and time.monotonic() < deadline:
+        rows = gw.admin("GET", f"/usage/requests?account_id={account}")["data"]
+        statuses = [r["status"] for r in rows if r["request_id"] == created.id]
+        time.sleep(0.1)
+    assert statuses == [499]  # the cancellation, in the usage log
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
