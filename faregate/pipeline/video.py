@@ -14,7 +14,14 @@ from faregate.billing.jobs import QUEUED, Job, Jobs, TooManyJobs
 from faregate.billing.pricing import UnpricedUnit, worst_case
 from faregate.billing.store import now_ms
 from faregate.billing.types import KeyRecord, Units
-from faregate.errors import BadRequest, FaregateError, InsufficientBalance, RateLimited
+from faregate.errors import (
+    BadRequest,
+    FailureClass,
+    FaregateError,
+    InsufficientBalance,
+    RateLimited,
+    UpstreamError,
+)
 from faregate.kinds import Kind
 from faregate.limits.config import effective
 from faregate.pipeline.admission import check_model_allowed
@@ -98,9 +105,27 @@ def decode_deployment(
     return None
 
 
+def check_inputs(chain: list[ModelEntry], call: VideoCall) -> None:
+    """400 `unsupported_feature` when no deployment of the chain can carry the call's input
+    files (one that cannot is skipped by the attempts)."""
+    reasons = [
+        cast(VideoProtocol, dep.adapter).unsupported(call)
+        for model in chain
+        for dep in model.deployments
+    ]
+    if reasons and all(reasons):
+        raise BadRequest(
+            f"The model '{call.model}' cannot take these inputs: {reasons[0]}.",
+            code="unsupported_feature",
+        )
+
+
 async def _submit_once(svc: Services, call: VideoCall, attempt: Attempt) -> str:
     dep = attempt.deployment
     adapter = cast(VideoProtocol, dep.adapter)
+    reason = adapter.unsupported(call)
+    if reason is not None:  # another deployment of the chain can: try it
+        raise UpstreamError(FailureClass.REFUSED, reason)
     creds = dep.creds(attempt.key)
     request = adapter.submit_request(call, dep.upstream_model, creds)
     reply = await svc.upstream.send(creds, request, dep.timeouts)
@@ -114,7 +139,9 @@ async def submit(svc: Services, key: KeyRecord, call: VideoCall, surface: str) -
     failure before that ends the job and releases its hold before the error is raised."""
     entry = svc.catalog.get(call.model, Kind.VIDEO)
     check_model_allowed(key, call.model)
-    amount = hold_of(svc.catalog.chain(entry), call)
+    chain = svc.catalog.chain(entry)
+    check_inputs(chain, call)
+    amount = hold_of(chain, call)
     trace = current_trace.get()
     if trace is not None:
         trace.model = call.model

@@ -33,6 +33,9 @@ class ArkVideo:
     def _headers(self, creds: Credentials) -> dict[str, str]:
         return {"content-type": "application/json", **creds.headers, **self.auth_headers(creds)}
 
+    def unsupported(self, call: VideoCall) -> str | None:
+        return None  # frames, reference images, videos and audio alike
+
     def submit_request(
         self, call: VideoCall, upstream_model: str, creds: Credentials
     ) -> UpstreamRequest:

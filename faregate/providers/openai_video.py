@@ -14,6 +14,7 @@ from faregate.providers.video import (
     Phase,
     VideoCall,
     VideoStatus,
+    count,
     json_object,
     malformed,
     multipart,
@@ -36,6 +37,13 @@ class OpenAIVideo:
     def auth_headers(self, creds: Credentials) -> dict[str, str]:
         return {"authorization": f"Bearer {creds.api_key}"} if creds.api_key else {}
 
+    def unsupported(self, call: VideoCall) -> str | None:
+        if count(call, "reference_video", "reference_audio"):
+            return "the OpenAI Videos API takes no reference video or audio"
+        if len(call.files) > 1:
+            return "the OpenAI Videos API takes one input image (input_reference)"
+        return None
+
     def submit_request(
         self, call: VideoCall, upstream_model: str, creds: Credentials
     ) -> UpstreamRequest:
@@ -48,7 +56,7 @@ class OpenAIVideo:
         if size:
             fields.append(("size", size))
         headers = {**creds.headers, **self.auth_headers(creds)}
-        first = [f for f in call.files if f.role in ("first_frame", "reference_image")][:1]
+        first = call.files[:1]
         if first:
             content_type, body = multipart(fields, [("input_reference", first[0])])
             return UpstreamRequest("/videos", {**headers, "content-type": content_type}, body)

@@ -16,6 +16,7 @@ from faregate.providers.video import (
     InputFile,
     VideoCall,
     VideoStatus,
+    count,
     json_object,
     malformed,
 )
@@ -37,6 +38,13 @@ class VeoVideo:
 
     def _headers(self, creds: Credentials) -> dict[str, str]:
         return {"content-type": "application/json", **creds.headers, **self.auth_headers(creds)}
+
+    def unsupported(self, call: VideoCall) -> str | None:
+        if count(call, "reference_video", "reference_audio"):
+            return "Veo takes no reference video or audio"
+        if count(call, "reference_image") > 3:
+            return "Veo takes at most 3 reference images"
+        return None
 
     def submit_request(
         self, call: VideoCall, upstream_model: str, creds: Credentials

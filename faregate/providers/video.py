@@ -111,6 +111,15 @@ class VideoProtocol(Protocol):
         """The headers that authenticate a download from the provider itself."""
         ...
 
+    def unsupported(self, call: VideoCall) -> str | None:
+        """Why this protocol cannot carry the call's inputs, or None when it can."""
+        ...
+
+
+def count(call: VideoCall, *roles: str) -> int:
+    """How many of the call's files have one of `roles`."""
+    return sum(1 for f in call.files if f.role in roles)
+
 
 def malformed(what: str) -> UpstreamError:
     """A reply that does not have the protocol's shape: transient, polled again later."""

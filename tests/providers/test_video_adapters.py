@@ -173,6 +173,28 @@ def test_the_submit_bodies_follow_each_protocol() -> None:
     }
 
 
+def test_each_protocol_says_which_inputs_it_cannot_carry() -> None:
+    image = InputFile("first_frame", "image/png", PNG)
+    last = InputFile("last_frame", "image/png", PNG)
+    ref = InputFile("reference_image", "image/png", PNG)
+    clip = InputFile("reference_video", "video/mp4", b"")
+    cases = {
+        "one frame": [image],
+        "two frames": [image, last],
+        "four references": [ref] * 4,
+        "a reference video": [clip],
+    }
+    refused = {
+        name: [n for n, files in cases.items() if adapter.unsupported(_call("x", files))]
+        for name, (adapter, _, _) in ADAPTERS.items()
+    }
+    assert refused == {
+        "openai": ["two frames", "four references", "a reference video"],
+        "veo": ["four references", "a reference video"],
+        "ark": [],
+    }
+
+
 def test_a_file_on_another_origin_never_gets_the_key() -> None:
     creds = Credentials("https://api.up.test/v1", "sk-secret", {"x-extra": "1"})
     where, path = download(Asset("https://cdn.other.test/v.mp4?sig=1", True), creds, {})
