@@ -15,9 +15,9 @@ from typing import Any, cast
 from faregate.billing.jobs import QUEUED, RUNNING, Job, Jobs
 from faregate.billing.pricing import cost_of
 from faregate.billing.store import now_ms
-from faregate.billing.types import Settlement, Usage
+from faregate.billing.types import Price, Settlement, Usage
 from faregate.errors import FailureClass, UpstreamError
-from faregate.media.types import MediaTooLarge
+from faregate.media.types import MediaItem, MediaTooLarge
 from faregate.pipeline.services import Services
 from faregate.pipeline.video import OWNER, decode_deployment, units_of
 from faregate.providers.base import UpstreamRequest
@@ -114,9 +114,14 @@ class Poller:
         entry, dep, key = served
         adapter = cast(VideoProtocol, dep.adapter)
         creds = dep.creds(key)
-        reply = await svc.upstream.send(
-            creds, adapter.poll_request(job.upstream_id, creds), dep.timeouts, method="GET"
-        )
+        try:
+            reply = await svc.upstream.send(
+                creds, adapter.poll_request(job.upstream_id, creds), dep.timeouts, method="GET"
+            )
+        except UpstreamError as exc:  # unreachable, timed out: the next poll may get through
+            log.warning("job %s: poll failed (%s): %s", job.id, exc.failure.value, exc.message)
+            await self._later(job, job.state)
+            return
         if reply.status >= 400:
             err = adapter.classify_error(reply.status, reply.headers, reply.body)
             if reply.status == 404 or err.failure is FailureClass.CALLER:
@@ -137,7 +142,7 @@ class Poller:
             await self._later(job, RUNNING if status.phase == "running" else QUEUED)
 
     async def _finish(
-        self, job: Job, price: Any, dep: Deployment, key: str | None, status: VideoStatus
+        self, job: Job, price: Price, dep: Deployment, key: str | None, status: VideoStatus
     ) -> None:
         svc = self.svc
         jobs = Jobs(svc.store)
@@ -182,7 +187,7 @@ class Poller:
 
     async def _copy(
         self, job: Job, dep: Deployment, key: str | None, asset: Asset, fallback: str
-    ) -> Any:
+    ) -> MediaItem:
         """Stream one upstream file into the media store, chunk by chunk."""
         svc = self.svc
         assert svc.media is not None
@@ -231,7 +236,7 @@ def record_end(
         svc.metrics.cost.labels(job.model).inc(cost)
 
 
-def _item(item: Any) -> dict[str, Any]:
+def _item(item: MediaItem) -> dict[str, Any]:
     return {
         "id": item.id,
         "account_id": item.account_id,

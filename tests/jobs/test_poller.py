@@ -19,6 +19,7 @@ from faregate.billing.store import now_ms
 from faregate.config import Config
 from faregate.jobs.poller import Poller, next_interval
 from faregate.pipeline.services import Services
+from faregate.routing.catalog import build_catalog
 from faregate.sim.server import start
 
 ADMIN = "fga-poller-test-admin-key-32-characters"
@@ -217,3 +218,16 @@ async def test_two_pollers_finishing_one_job_settle_it_once(
     kept = {job.result["video"]["id"], job.result["cover"]["id"]}
     assert {p.name for p in stored if p.name in kept} == kept
     assert len([p for p in stored if not p.name.endswith(".secret")]) == 2  # the loser's gone
+
+
+async def test_an_unreachable_upstream_is_polled_again_later(app: App, svc: Services) -> None:
+    account, _, job_id = await _submit(app, "x [sim:ms=0]")
+    dead = svc.config.providers["sim"].model_copy(update={"base_url": "http://127.0.0.1:9/v1"})
+    svc.catalog = build_catalog(
+        svc.config.model_copy(update={"providers": {**svc.config.providers, "sim": dead}})
+    )
+    await _due_now(svc, job_id)
+    await Poller(svc).tick()
+    job = await _job(svc, job_id)
+    assert job.state == QUEUED and job.polls == 1 and job.next_poll_at > now_ms()
+    assert await _balance(svc, account) == 100_000 - 3 * PRICE  # still held, not settled
