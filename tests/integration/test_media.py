@@ -97,6 +97,27 @@ def test_a_tampered_link_is_refused(gateway: Gateway) -> None:
         refused(httpx.get(bad, timeout=10), 403, "invalid_signature")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "expires=abc&signature=zz",
+        "expires=99999999999999999999999&signature=" + "0" * 64,
+        "expires=-1&signature=" + "0" * 64,
+        "expires=1&expires=2&signature=%C3%A9%00",
+        "signature=" + "0" * 64,
+    ],
+)
+@pytest.mark.parametrize("name", ["x", "..%5C..%5Csecret.key", "%00", "a" * 300 + ".png"])
+def test_hostile_links_are_refused_cleanly(gateway: Gateway, name: str, query: str) -> None:
+    r = httpx.get(f"{gateway.url}/v1/media/{name}?{query}", timeout=10)
+    refused(r, 403, "invalid_signature")
+
+
+def test_a_path_out_of_the_store_matches_no_route(gateway: Gateway) -> None:
+    r = httpx.get(f"{gateway.url}/v1/media/..%2F..%2Fsecret.key?expires=1&signature=0", timeout=10)
+    refused(r, 404, "unknown_route")
+
+
 def test_an_expired_link_is_refused(gateway: Gateway) -> None:
     media = media_of(gateway)
     item = save(media, PNG, "image/png")

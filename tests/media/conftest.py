@@ -34,15 +34,17 @@ def s3_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop(proc)
 
 
-def make_bucket(s3_url: str) -> str:
+@pytest.fixture
+def s3_bucket(s3_url: str) -> str:
+    """A new, empty bucket on the S3 server."""
     bucket = f"media-{secrets.token_hex(6)}"
     httpx.put(f"{s3_url}/{bucket}", timeout=10).raise_for_status()
     return bucket
 
 
 @pytest.fixture
-async def s3_store(s3_url: str) -> AsyncIterator[S3MediaStore]:
-    store = S3MediaStore(make_bucket(s3_url), CAP, endpoint_url=s3_url, part_size=MIN_PART, **KEYS)
+async def s3_store(s3_url: str, s3_bucket: str) -> AsyncIterator[S3MediaStore]:
+    store = S3MediaStore(s3_bucket, CAP, endpoint_url=s3_url, part_size=MIN_PART, **KEYS)
     try:
         yield store
     finally:
