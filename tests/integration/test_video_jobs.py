@@ -403,3 +403,17 @@ def test_a_key_limited_to_other_models_is_refused_before_any_hold(gw: Gateway) -
     r = httpx.post(f"{gw.url}/llmage/video", json=body, headers=auth(key))
     assert r.status_code == 403 and isinstance(r.json()["error"], str)
     assert [row["kind"] for row in gw.ledger(account)] == ["grant"]
+
+
+def test_an_idempotent_submit_makes_one_job(gw: Gateway) -> None:
+    account, key = gw.account(CREDITS)
+    body = {"llmid": LLMIDS["video-ark"], "prompt": "once [sim:ms=0]", "duration": 2}
+    headers = {**auth(key), "idempotency-key": "video-once-1"}
+    first = httpx.post(f"{gw.url}/llmage/video", json=body, headers=headers)
+    again = httpx.post(f"{gw.url}/llmage/video", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["taskid"] == again.json()["taskid"]
+    assert again.headers.get("idempotent-replayed") == "true"
+    wait_jobs(gw, [first.json()["taskid"]])
+    assert len(gw.admin("GET", f"/jobs?account_id={account}")["data"]) == 1
+    assert _spent(gw, account) == 2 * PER_SECOND
