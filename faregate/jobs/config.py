@@ -40,6 +40,7 @@ class VideoJobs(_Strict):
     batch: int = Field(default=16, ge=1, le=1000)  # jobs one process polls at once
     timeout_seconds: Seconds = 3600.0  # a job not finished by then expires (hold released)
     max_files: int = Field(default=16, ge=0, le=64)  # input files of one job
+    retention_seconds: Seconds | None = None  # finished files kept; None: [media] retention
     aliases: dict[str, str] = Field(default_factory=dict)  # seed ids (`llmid`) -> model
     models: dict[str, VideoModel] = Field(default_factory=dict)
 

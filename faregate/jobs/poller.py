@@ -213,7 +213,8 @@ class Poller:
             finally:
                 stream.close()
 
-        return await svc.media.save(chunks(), ctype, job.account_id)
+        keep = svc.config.video.retention_seconds
+        return await svc.media.save(chunks(), ctype, job.account_id, retention_seconds=keep)
 
 
 def record_end(

@@ -231,3 +231,14 @@ async def test_an_unreachable_upstream_is_polled_again_later(app: App, svc: Serv
     job = await _job(svc, job_id)
     assert job.state == QUEUED and job.polls == 1 and job.next_poll_at > now_ms()
     assert await _balance(svc, account) == 100_000 - 3 * PRICE  # still held, not settled
+
+
+async def test_finished_files_are_kept_for_the_video_retention(app: App, svc: Services) -> None:
+    svc.config = svc.config.model_copy(
+        update={"video": svc.config.video.model_copy(update={"retention_seconds": 7 * 86400})}
+    )
+    _, _, job_id = await _submit(app, "kept [sim:ms=0]")
+    await _due_now(svc, job_id)
+    await Poller(svc).tick()
+    item = (await _job(svc, job_id)).result["video"]
+    assert item["expires"] - item["created"] == pytest.approx(7 * 86400, abs=5)
