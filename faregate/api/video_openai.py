@@ -58,10 +58,10 @@ async def _call(svc: Services, req: Request) -> VideoCall:
         part = form.file("input_reference")
         if part is not None:
             files.append(await upload(svc, "first_frame", part, "input_reference"))
-        elif form.get("input_reference"):
-            files.append(
-                await inline(svc, "first_frame", form.get("input_reference"), "input_reference")
-            )
+        else:  # a reference object sent as form fields: input_reference[image_url]
+            ref = form.get("input_reference") or form.get("input_reference[image_url]")
+            if ref:
+                files.append(await inline(svc, "first_frame", ref, "input_reference"))
     else:
         fields = await json_body(svc, req)
         ref = fields.get("input_reference")

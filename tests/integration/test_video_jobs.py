@@ -417,3 +417,21 @@ def test_an_idempotent_submit_makes_one_job(gw: Gateway) -> None:
     wait_jobs(gw, [first.json()["taskid"]])
     assert len(gw.admin("GET", f"/jobs?account_id={account}")["data"]) == 1
     assert _spent(gw, account) == 2 * PER_SECOND
+
+
+def test_the_json_body_takes_a_reference_image_by_data_url(gw: Gateway, sim: Sim) -> None:
+    account, key = gw.account(CREDITS)
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    body = {
+        "model": "video-veo",
+        "prompt": "from a data URL [sim:ms=0]",
+        "seconds": 1,
+        "input_reference": {"image_url": url},
+    }
+    created = httpx.post(f"{gw.url}/v1/videos", json=body, headers=auth(key))
+    assert created.status_code == 200, created.text
+    (row,) = wait_jobs(gw, [created.json()["id"]])
+    assert row["state"] == "succeeded"
+    received = httpx.get(f"{sim.url}/sim/videos/{row['upstream_id'].rpartition('/')[2]}").json()
+    assert received["inputs"] == ["image"]
+    assert _spent(gw, account) == PER_SECOND
