@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import orjson
 
+from faregate.billing import spend
 from faregate.billing.jobs import QUEUED, Job, Jobs, TooManyJobs
 from faregate.billing.pricing import UnpricedUnit, worst_case
 from faregate.billing.store import now_ms
@@ -24,6 +25,7 @@ from faregate.errors import (
 )
 from faregate.kinds import Kind
 from faregate.limits.config import effective
+from faregate.pipeline import guard
 from faregate.pipeline.admission import check_model_allowed
 from faregate.pipeline.attempts import run_attempts
 from faregate.pipeline.services import Services
@@ -142,6 +144,8 @@ async def submit(svc: Services, key: KeyRecord, call: VideoCall, surface: str) -
     chain = svc.catalog.chain(entry)
     check_inputs(chain, call)
     amount = hold_of(chain, call)
+    texts = [t for t in (call.prompt, call.negative_prompt) if t]
+    await guard.screen(svc, key, call.model, call.request_id, lambda: texts)  # before the hold
     trace = current_trace.get()
     if trace is not None:
         trace.model = call.model
@@ -159,6 +163,7 @@ async def submit(svc: Services, key: KeyRecord, call: VideoCall, surface: str) -
             surface=surface,
             request=call.stored(),
             amount=amount,
+            spend=spend.windows(key),
             lease=(OWNER, lease_ms),
             max_active=limit,
         )
