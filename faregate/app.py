@@ -37,6 +37,7 @@ from faregate.errors import (
 from faregate.http.request import Message, Scope
 from faregate.http.responses import Send
 from faregate.http.router import Router
+from faregate.jobs.poller import Poller
 from faregate.limits.base import Limiter
 from faregate.limits.config import LimitsConfigError
 from faregate.limits.factory import make_limiter
@@ -145,6 +146,7 @@ class App:
         self._front: FrontDoor | None = None
         self._rollup: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._poller: Poller | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.file_config = config  # as the config file says; `config` adds stored overrides
         self.overrides = catalog_ops.Overrides()
@@ -194,6 +196,8 @@ class App:
         self._front = FrontDoor(self.router, svc)
         self._reaper = Reaper(store, self.config.billing)
         self._reaper.start()
+        self._poller = Poller(svc)
+        self._poller.start()
         self._rollup = asyncio.get_running_loop().create_task(
             rollup_loop(
                 self._db,
@@ -306,6 +310,9 @@ class App:
         self.bootstrap_admin_key, self.first_run_key = await self._db.run(act)
 
     async def stop(self) -> None:
+        if self._poller is not None:
+            await self._poller.stop()
+            self._poller = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

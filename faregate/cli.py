@@ -217,6 +217,7 @@ def serve(
 @click.option("--port", type=int, default=9100, show_default=True)
 @click.option("--latency-ms", type=float, default=0.0, show_default=True)
 @click.option("--chunk-delay-ms", type=float, default=0.0, show_default=True)
+@click.option("--video-ms", type=float, default=200.0, show_default=True)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None)
 def sim(
@@ -224,6 +225,7 @@ def sim(
     port: int,
     latency_ms: float,
     chunk_delay_ms: float,
+    video_ms: float,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
@@ -234,7 +236,14 @@ def sim(
     if tls_key and not tls_cert:
         raise click.UsageError("--tls-key needs --tls-cert")
     tls = tls_context(tls_cert, tls_key) if tls_cert else None
-    run(host, port, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, tls=tls)
+    run(
+        host,
+        port,
+        latency_ms=latency_ms,
+        chunk_delay_ms=chunk_delay_ms,
+        tls=tls,
+        video_ms=video_ms,
+    )
 
 
 @main.command("check-config")

@@ -22,6 +22,7 @@ from pydantic import (
 from faregate.billing.types import Price
 from faregate.console.config import ConsoleConfig
 from faregate.guards.config import Guards
+from faregate.jobs.config import VideoJobs
 from faregate.kinds import Kind, parse_kind
 from faregate.limits.config import Limits, Plan, check_plans
 from faregate.media.config import MediaConfig
@@ -50,7 +51,7 @@ class Timeouts(_Strict):
     total: PositiveFloat = 1800.0
 
 
-Protocol = Literal["openai", "anthropic", "gemini", "openai-responses"]
+Protocol = Literal["openai", "anthropic", "gemini", "openai-responses", "ark"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ VENDORS: dict[str, Vendor] = {
     "fireworks": Vendor("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
     "vllm": Vendor("http://127.0.0.1:8000/v1", "VLLM_API_KEY"),
     "ollama": Vendor("http://127.0.0.1:11434/v1", "OLLAMA_API_KEY"),
+    "ark": Vendor("https://ark.cn-beijing.volces.com/api/v3", "ARK_API_KEY", "ark"),
 }
 
 
@@ -357,6 +359,7 @@ class Config(_Strict):
     limits: Limits = Field(default_factory=Limits)
     plans: dict[str, Plan] = Field(default_factory=dict)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    video: VideoJobs = Field(default_factory=VideoJobs)
     providers: dict[str, Provider] = Field(default_factory=dict)
     models: dict[str, Model] = Field(default_factory=dict)
 
@@ -402,7 +405,18 @@ class Config(_Strict):
                 f" {classifier.provider!r} (declared providers: {known})"
             )
         check_plans(self.limits, self.plans)
+        _check_video(self)
         return self
+
+
+def _check_video(config: Config) -> None:
+    """`[video]` names only models of kind video."""
+    named = [(f"video.models.{m}", m) for m in config.video.models]
+    named += [(f"video.aliases.{a}", m) for a, m in config.video.aliases.items()]
+    for where, name in named:
+        model = config.models.get(name)
+        if model is None or model.kind is not Kind.VIDEO:
+            raise ValueError(f"{where}: {name!r} is not a declared model of kind video")
 
 
 def _check_serves(
@@ -460,6 +474,12 @@ def default_config() -> Config:
         "kind": "images",
         "provider": SIM_PROVIDER,
         "price": {"image": 40_000, "images": SIM_IMAGE_PRICES},
+        "owned_by": "openai",
+    }
+    models["sora-2"] = {  # video jobs on the simulator (OpenAI's default video model name)
+        "kind": "video",
+        "provider": SIM_PROVIDER,
+        "price": {"video_second": 100_000},
         "owned_by": "openai",
     }
     if os.environ.get("OPENAI_API_KEY"):

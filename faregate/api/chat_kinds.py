@@ -24,6 +24,7 @@ SURFACES: dict[Kind, str] = {
     Kind.AUDIO_TRANSCRIPTION: "faregate.api.audio_chat:transcription_surface",
     Kind.AUDIO_SPEECH: "faregate.api.audio_chat:speech_surface",
     Kind.IMAGES: "faregate.api.image_chat:chat_images",
+    Kind.VIDEO: "faregate.api.jobs:chat_surface",
 }
 
 

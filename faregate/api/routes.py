@@ -7,7 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from faregate.api import admin_catalog, admin_governance, admin_guards, anthropic_models
+from faregate.api import (
+    admin_catalog,
+    admin_governance,
+    admin_guards,
+    admin_jobs,
+    anthropic_models,
+    video_llmage,
+    video_openai,
+)
 from faregate.api.admin import AdminAPI
 from faregate.api.anthropic import count_tokens_handler, messages_handler
 from faregate.api.audio import speech_handler, transcription_handler
@@ -16,6 +24,7 @@ from faregate.api.completions import completions_handler
 from faregate.api.embeddings import embeddings_handler
 from faregate.api.gemini import by_client, generate_handler, get_handler, list_handler
 from faregate.api.images import edits_handler, generations_handler
+from faregate.api.jobs import job_handler
 from faregate.api.media import media_handler
 from faregate.api.openai_chat import chat_handler, compat_chat_handler, llmage_chat_handler
 from faregate.api.responses import handlers as responses_handlers
@@ -277,6 +286,70 @@ def _client_routes(base: str) -> list[RouteDef]:
     ]
 
 
+def _video_routes() -> list[RouteDef]:
+    """Video jobs: the OpenAI Videos API, the llmage video dialect, and `/v1/jobs`."""
+    video_id = "/v1/videos/{video_id}"
+    return [
+        RouteDef(
+            "/v1/videos",
+            ("POST",),
+            lambda d: video_openai.create_handler(d.svc),
+            "Create a video job (JSON, or multipart with input_reference).",
+            kind=Kind.VIDEO,
+            request_schema=_openai("CreateVideoJsonBody"),
+            response_schema=_openai("VideoResource"),
+        ),
+        RouteDef(
+            "/v1/videos",
+            ("GET",),
+            lambda d: video_openai.list_handler(d.svc),
+            "List the caller's video jobs (after, limit, order).",
+            response_schema=_openai("VideoListResource"),
+        ),
+        RouteDef(
+            video_id,
+            ("GET",),
+            lambda d: video_openai.retrieve_handler(d.svc),
+            "Retrieve a video job.",
+            response_schema=_openai("VideoResource"),
+        ),
+        RouteDef(
+            video_id,
+            ("DELETE",),
+            lambda d: video_openai.delete_handler(d.svc),
+            "Cancel a video job in flight, or delete a finished one and its files.",
+            response_schema=_openai("DeletedVideoResource"),
+        ),
+        RouteDef(
+            f"{video_id}/content",
+            ("GET",),
+            lambda d: video_openai.content_handler(d.svc),
+            "Download a finished video or its thumbnail (variant).",
+        ),
+        RouteDef(
+            "/llmage/video",
+            ("POST",),
+            lambda d: video_llmage.video_handler(d.svc),
+            "Submit a video task in the llmage dialect (JSON or multipart; llmid).",
+            protocol="llmage",
+            kind=Kind.VIDEO,
+        ),
+        RouteDef(
+            "/llmage/tasks",
+            ("GET", "POST"),
+            lambda d: video_llmage.tasks_handler(d.svc),
+            "Query a video task in the llmage dialect (taskid).",
+            protocol="llmage",
+        ),
+        RouteDef(
+            "/v1/jobs/{job_id}",
+            ("GET",),
+            lambda d: job_handler(d.svc),
+            "Poll an asynchronous job submitted through the chat route.",
+        ),
+    ]
+
+
 CLIENT: tuple[RouteDef, ...] = (
     *_openai_routes("/v1"),
     *_openai_routes("/api/v1"),
@@ -321,6 +394,7 @@ CLIENT: tuple[RouteDef, ...] = (
     *_client_routes("/api/client"),
     *_client_routes("/v1/client"),
     *_client_routes("/api/v1/client"),
+    *_video_routes(),
     RouteDef(
         "/v1/media/{media_id}",
         ("GET", "HEAD"),
@@ -361,6 +435,7 @@ def table(deps: Deps) -> list[Route]:
         *admin_governance.routes(admin),
         *admin_guards.routes(admin),
         *admin_catalog.routes(admin, deps.gateway),
+        *admin_jobs.routes(admin),
     ]
     console = Console(deps.svc, deps.db, deps.gateway)
     return [*bound, *console_routes(console, bound, CLIENT)]

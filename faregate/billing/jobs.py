@@ -29,9 +29,19 @@ from faregate.billing.store import (
 from faregate.billing.types import Settlement
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+DELETED = "deleted"  # a finished job its owner deleted: gone for clients, kept for the ledger
 ACTIVE = (QUEUED, RUNNING)
 JOB_OWNER = "job"
 NO_EXPIRY = 2**62  # a job's hold row: `expires_at` is not its end (its job's is)
+
+
+class TooManyJobs(Exception):
+    """The account already has as many jobs in flight as its limit allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} jobs in flight")
+        self.limit = limit
+
 
 _ACTIVE_SQL = "state IN ('queued', 'running')"
 _COLUMNS = (
@@ -99,6 +109,7 @@ class JobStore(Protocol):
         spend: tuple[SpendWindow, ...] = (),
         next_poll_at: int | None = None,
         lease: tuple[str, int] | None = None,
+        max_active: int | None = None,
     ) -> Job | None: ...
 
     async def lease_due(self, owner: str, limit: int, lease_ms: int) -> list[Job]: ...
@@ -142,10 +153,13 @@ class Jobs:
         spend: tuple[SpendWindow, ...] = (),
         next_poll_at: int | None = None,
         lease: tuple[str, int] | None = None,
+        max_active: int | None = None,
     ) -> Job | None:
         """The job row and its hold of `amount`, taken together: None when the balance does
-        not cover it, `SpendLimited` raised when a spend window is full. `lease` (owner,
-        milliseconds) hands the new job to its creator for its first steps."""
+        not cover it, `SpendLimited` raised when a spend window is full, `TooManyJobs` when
+        the account already has `max_active` jobs in flight (counted under the account's
+        lock). `lease` (owner, milliseconds) hands the new job to its creator for its first
+        steps."""
         if amount < 0:
             raise ValueError("a hold cannot be negative")
         ts = now_ms()
@@ -156,7 +170,14 @@ class Jobs:
         owner, lease_until = (lease[0], ts + lease[1]) if lease else (None, None)
         body = orjson.dumps(request).decode()
 
-        def plan() -> Plan[Job | bool | SpendLimited]:
+        def plan() -> Plan[Job | bool | SpendLimited | TooManyJobs]:
+            if max_active is not None:
+                yield one(holds.BALANCE, account_id, lock="update")
+                active = yield one(
+                    f"SELECT COUNT(*) FROM jobs WHERE account_id = ? AND {_ACTIVE_SQL}", account_id
+                )
+                if int(active[0]) >= max_active:
+                    return TooManyJobs(max_active)
             taken = yield from holds.take(
                 ticket,
                 spend,
@@ -190,7 +211,7 @@ class Jobs:
             return _job(row)
 
         outcome = await self._ledger.run(account_id, plan())
-        if isinstance(outcome, SpendLimited):
+        if isinstance(outcome, SpendLimited | TooManyJobs):
             raise outcome
         return outcome if isinstance(outcome, Job) else None
 
@@ -337,6 +358,65 @@ class Jobs:
             _one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?", job_id, account_id)
         )
         return None if row is None else _job(row)
+
+    async def list_jobs(
+        self,
+        *,
+        account_id: str | None,
+        limit: int,
+        after: str | None = None,
+        newest_first: bool = True,
+        state: str | None = None,
+        kind: str | None = None,
+    ) -> list[Job]:
+        """Jobs (of one account, or of all when None), newest first or oldest first, after the
+        job `after` in that order; deleted jobs only when asked for by state."""
+        where = ["state <> ?" if state is None else "state = ?"]
+        args: list[Any] = [state or DELETED]
+        if account_id is not None:
+            where.append("account_id = ?")
+            args.append(account_id)
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        order = "DESC" if newest_first else "ASC"
+        if after is not None:
+            row = await self._ledger.read(_one("SELECT created_at FROM jobs WHERE id = ?", after))
+            if row is None:
+                return []
+            cmp = "<" if newest_first else ">"
+            where.append(f"(created_at {cmp} ? OR (created_at = ? AND id {cmp} ?))")
+            args += [int(row[0]), int(row[0]), after]
+        sql = (
+            f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+            f" ORDER BY created_at {order}, id {order} LIMIT ?"
+        )
+        rows = await self._ledger.read(_rows(sql, *args, limit))
+        return [_job(r) for r in rows]
+
+    async def delete_job(self, job_id: str, account_id: str) -> bool:
+        """Mark the account's finished job deleted; False when it is active or not theirs."""
+        return bool(
+            await self._ledger.write(
+                _count(
+                    "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND account_id = ?"
+                    f" AND state IN ('{SUCCEEDED}', '{FAILED}')",
+                    DELETED,
+                    now_ms(),
+                    job_id,
+                    account_id,
+                )
+            )
+        )
+
+    async def find_job(self, job_id: str) -> Job | None:
+        """Any account's job (for the operator)."""
+        row = await self._ledger.read(_one(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", job_id))
+        return None if row is None else _job(row)
+
+
+def _rows(sql: str, *args: Any) -> Plan[list[tuple[Any, ...]]]:
+    return (yield all_rows(sql, *args))  # type: ignore[no-any-return]
 
 
 def _count(sql: str, *args: Any) -> Plan[int]:

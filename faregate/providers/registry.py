@@ -8,6 +8,7 @@ from typing import cast
 
 from faregate.kinds import Kind
 from faregate.providers.base import Adapter, ChatProtocol, EmbeddingsProtocol
+from faregate.providers.video import VideoProtocol
 
 # (wire protocol, kind) -> "module:Class"; modules are imported on first use. A new kind on
 # a protocol is one entry here (and its adapter module).
@@ -24,6 +25,9 @@ ADAPTERS: dict[tuple[str, Kind], str] = {
     ("gemini", Kind.AUDIO_TRANSCRIPTION): "faregate.providers.gemini_audio:GeminiTranscription",
     ("openai", Kind.IMAGES): "faregate.providers.openai_images:OpenAIImages",
     ("gemini", Kind.IMAGES): "faregate.providers.gemini_images:GeminiImages",
+    ("openai", Kind.VIDEO): "faregate.providers.openai_video:OpenAIVideo",
+    ("gemini", Kind.VIDEO): "faregate.providers.veo:VeoVideo",
+    ("ark", Kind.VIDEO): "faregate.providers.ark_video:ArkVideo",
 }
 
 
@@ -38,6 +42,11 @@ def adapter(protocol: str, kind: Kind) -> Adapter:
     module, _, cls = ADAPTERS[(protocol, kind)].partition(":")
     found: Adapter = getattr(importlib.import_module(module), cls)()
     return found
+
+
+def video_protocol(name: str) -> VideoProtocol:
+    """The video adapter of the wire protocol `name`."""
+    return cast(VideoProtocol, adapter(name, Kind.VIDEO))
 
 
 def chat_protocol(name: str) -> ChatProtocol:

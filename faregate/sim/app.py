@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from faregate.sim import anthropic, gemini, openai_audio, openai_images
+from faregate.sim import anthropic, gemini, openai_audio, openai_images, video
 from faregate.sim.openai_chat import chat_completions
 from faregate.sim.openai_common import json_response, list_models, retrieve_model
 from faregate.sim.openai_completions import completions
@@ -32,10 +32,12 @@ async def reset(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.Application:
+def create_app(
+    *, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0, video_ms: float = 200.0
+) -> web.Application:
     """A simulator application; the delays are defaults that fault scripts override."""
     app = web.Application(client_max_size=UPLOAD_LIMIT)
-    app[STATE] = SimState(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    app[STATE] = SimState(latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms, video_ms=video_ms)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/responses", responses)
@@ -46,6 +48,7 @@ def create_app(*, latency_ms: float = 0.0, chunk_delay_ms: float = 0.0) -> web.A
     app.router.add_get("/sim/stats", stats)
     app.router.add_post("/sim/reset", reset)
     anthropic.add_routes(app)
+    video.add_routes(app)
     gemini.add_routes(app)
     openai_audio.add_routes(app)
     openai_images.add_routes(app)

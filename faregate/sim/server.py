@@ -69,10 +69,20 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(
-    host: str, port: int, latency_ms: float, chunk_delay_ms: float, tls: ssl.SSLContext | None
+    host: str,
+    port: int,
+    latency_ms: float,
+    chunk_delay_ms: float,
+    tls: ssl.SSLContext | None,
+    video_ms: float = 200.0,
 ) -> None:
     runner, bound = await start(
-        host, port, tls=tls, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms
+        host,
+        port,
+        tls=tls,
+        latency_ms=latency_ms,
+        chunk_delay_ms=chunk_delay_ms,
+        video_ms=video_ms,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,11 +102,12 @@ def run(
     latency_ms: float = 0.0,
     chunk_delay_ms: float = 0.0,
     tls: ssl.SSLContext | None = None,
+    video_ms: float = 200.0,
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM), on uvloop when installed; over HTTPS
-    with `tls`."""
+    with `tls`; simulated video jobs take `video_ms`."""
     with (
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=_loop_factory()) as runner,
     ):
-        runner.run(_serve(host, port, latency_ms, chunk_delay_ms, tls))
+        runner.run(_serve(host, port, latency_ms, chunk_delay_ms, tls, video_ms))

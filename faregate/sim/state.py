@@ -15,6 +15,7 @@ class SimState:
 
     latency_ms: float = 0.0
     chunk_delay_ms: float = 0.0
+    video_ms: float = 200.0  # how long a simulated video job takes
     requests: int = 0
     by_model: Counter[str] = field(default_factory=Counter)
     by_route: Counter[str] = field(default_factory=Counter)

@@ -68,6 +68,15 @@ PUBLIC = {
     ("POST", "/v1/images/edits", "openai", Kind.IMAGES),
     ("POST", "/api/v1/images/generations", "openai", Kind.IMAGES),
     ("POST", "/api/v1/images/edits", "openai", Kind.IMAGES),
+    ("POST", "/v1/videos", "openai", Kind.VIDEO),
+    ("GET", "/v1/videos", "openai", None),
+    ("GET", "/v1/videos/{video_id}", "openai", None),
+    ("DELETE", "/v1/videos/{video_id}", "openai", None),
+    ("GET", "/v1/videos/{video_id}/content", "openai", None),
+    ("POST", "/llmage/video", "llmage", Kind.VIDEO),
+    ("GET", "/llmage/tasks", "llmage", None),
+    ("POST", "/llmage/tasks", "llmage", None),
+    ("GET", "/v1/jobs/{job_id}", "openai", None),
 }
 
 

@@ -17,7 +17,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from faregate.admin import ops
 from faregate.app import make_store
-from faregate.billing.jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, Jobs
+from faregate.billing.jobs import (
+    DELETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Job,
+    Jobs,
+    TooManyJobs,
+)
 from faregate.billing.store import SpendLimited, SpendWindow, Store
 from faregate.billing.types import Settlement
 from faregate.db import migrate, schema
@@ -440,3 +449,52 @@ async def test_one_terminal_transition_across_processes(db: Db, store: Store) ->
     balance, rows = await db.money(account)
     assert balance == 1_000_000 - 600 * sum(finished)
     assert len([r for r in rows if r["kind"] in ("settle", "release")]) == len(made)
+
+
+# -- jobs in flight, lists and deletion ---------------------------------------------------
+
+
+async def test_jobs_in_flight_are_capped_per_account_under_concurrency(
+    db: Db, store: Store, other_store: Store
+) -> None:
+    account = await db.account(100_000)
+    stores = [store, other_store] * 10
+    outcomes = await asyncio.gather(
+        *(new_job(jobs_of(s), account, max_active=3) for s in stores), return_exceptions=True
+    )
+    made = [o for o in outcomes if isinstance(o, Job)]
+    refused = [o for o in outcomes if isinstance(o, TooManyJobs)]
+    assert (len(made), len(refused)) == (3, 17)
+    assert (await db.count("jobs"), await db.count("holds")) == (3, 3)
+    assert (await db.money(account))[0] == 97_000
+    assert await jobs_of(store).fail_job(made[0].id, "done")  # a slot frees when a job ends
+    assert (await new_job(jobs_of(store), account, max_active=3)).state == QUEUED
+
+
+async def test_lists_page_in_both_orders_and_deleted_jobs_leave_them(db: Db, store: Store) -> None:
+    account, other = await db.account(100_000), await db.account(100_000)
+    jobs = jobs_of(store)
+    made = []
+    for _ in range(4):  # a millisecond apart: lists order by creation time, then id
+        made.append(await new_job(jobs, account))
+        await asyncio.sleep(0.002)
+    await new_job(jobs, other)
+    newest = await jobs.list_jobs(account_id=account, limit=3)
+    assert [j.id for j in newest] == [j.id for j in made[::-1][:3]]
+    rest = await jobs.list_jobs(account_id=account, limit=3, after=newest[-1].id)
+    assert [j.id for j in rest] == [made[0].id]
+    oldest = await jobs.list_jobs(account_id=account, limit=2, newest_first=False)
+    assert [j.id for j in oldest] == [j.id for j in made[:2]]
+    assert len(await jobs.list_jobs(account_id=None, limit=10)) == 5
+    assert not await jobs.delete_job(made[0].id, account)  # active: cancel it first
+    assert await jobs.fail_job(made[0].id, "canceled")
+    assert not await jobs.delete_job(made[0].id, other)  # not theirs
+    assert await jobs.delete_job(made[0].id, account)
+    listed = await jobs.list_jobs(account_id=account, limit=10)
+    assert made[0].id not in [j.id for j in listed]
+    assert [j.id for j in await jobs.list_jobs(account_id=account, limit=10, state=DELETED)] == [
+        made[0].id
+    ]
+    found = await jobs.find_job(made[0].id)
+    assert found is not None and found.state == DELETED
+    assert (await db.money(account))[0] == 100_000 - 3 * 1_000

@@ -74,6 +74,13 @@ def _readme_tour(base: str, cwd: Path, env: dict[str, str]) -> None:
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["candidates"][0]["content"]["parts"][0]["text"]
+    video = httpx.post(  # OpenAI's default video model, on the simulator
+        f"{base}/v1/videos", headers=auth, json={"prompt": "a fox", "seconds": "1"}, timeout=10
+    )
+    assert video.status_code == 200, video.text
+    assert video.json()["model"] == "sora-2" and video.json()["status"] == "queued"
+    polled = httpx.get(f"{base}/v1/videos/{video.json()['id']}", headers=auth, timeout=10)
+    assert polled.json()["status"] in ("queued", "in_progress", "completed")
 
 
 def test_first_run_prints_a_key_that_works(tmp_path: Path) -> None:

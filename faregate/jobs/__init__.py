@@ -1,0 +1,1 @@
+"""Asynchronous jobs: their settings, the poller every process runs, and their client views."""
