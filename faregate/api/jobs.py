@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from faregate.api.common import authenticate, request_id
+from faregate.api.common import authenticate, request_id, usd_number
 from faregate.api.video_input import check_count, inline, seconds, text
 from faregate.billing.jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job
-from faregate.billing.pricing import to_usd
 from faregate.billing.types import KeyRecord
 from faregate.http.request import Request
 from faregate.http.responses import Response
@@ -84,7 +83,7 @@ def job_view(svc: Services, req: Request, job: Job) -> dict[str, Any]:
         cost = views.cost_of(job)
         reply["_balancer"] = {
             "credits_used": cost,
-            "cost_usd": float(to_usd(cost, svc.config.billing.micro_credits_per_usd)),
+            "cost_usd": usd_number(svc, cost),
             "duration_seconds": views.seconds_of(job),
             "model_used": job.model,
         }
