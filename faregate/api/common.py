@@ -13,6 +13,7 @@ from faregate.billing.types import KeyRecord
 from faregate.errors import ValidationFailed
 from faregate.http.multipart import Form, FormLimits
 from faregate.http.request import Request
+from faregate.kinds import Kind, route_class
 from faregate.pipeline.attempts import trail_header
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Attempt
@@ -48,6 +49,17 @@ async def authenticate(svc: Services, req: Request) -> KeyRecord:
             _check_restrictions(svc, req, key)
         req.key = key
     return req.key
+
+
+async def admit_class(svc: Services, req: Request, kind: Kind) -> None:
+    """Take the limits of `kind`'s plan class for a route that serves several kinds (its
+    model decides, once the body is read); the app releases the lease with the response."""
+    trace = current_trace.get()
+    if trace is None or req.lease is not None:
+        return
+    key = await authenticate(svc, req)
+    trace.route = route_class(kind)
+    req.lease = await svc.limiter.acquire(key, trace.route)
 
 
 def _check_restrictions(svc: Services, req: Request, key: KeyRecord) -> None:

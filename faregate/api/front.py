@@ -79,7 +79,10 @@ class FrontDoor:
                 if route is None:
                     raise _no_route(self.router, method, path, other_method)
                 if trace is not None:
-                    lease = await self._admit(request, trace)
+                    if route.class_by_model:  # the handler admits once it knows the model
+                        await self._identify(request, trace)
+                    else:
+                        lease = await self._admit(request, trace)
                 response = await self._handle(route, request, protocol)
             except FaregateError as exc:
                 response = render_error(protocol, exc)
@@ -92,6 +95,8 @@ class FrontDoor:
             except Exception:
                 log.exception("unhandled error on %s", path)
                 response = render_error(protocol, InternalError("An internal error occurred."))
+            if lease is None:
+                lease = request.lease
             _decorate(response, trace, lease, origin)
             try:
                 await response(send, receive)
@@ -130,9 +135,14 @@ class FrontDoor:
 
     async def _admit(self, request: Request, trace: Trace) -> Lease:
         """Who calls (401), from where and when (403), and within which limits (429)."""
+        key = await self._identify(request, trace)
+        return await self.svc.limiter.acquire(key, trace.route)
+
+    async def _identify(self, request: Request, trace: Trace) -> KeyRecord:
+        """Who calls (401), from where and when (403)."""
         key = await authenticate(self.svc, request)  # the key's restrictions included
         trace.key_id, trace.account_id = key.id, key.account_id
-        return await self.svc.limiter.acquire(key, trace.route)
+        return key
 
     async def _handle(
         self, route: Route, request: Request, protocol: str

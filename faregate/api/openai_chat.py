@@ -11,6 +11,7 @@ import orjson
 from faregate.api.chat_kinds import surface
 from faregate.api.chat_request import normalize_aliases, parse_chat
 from faregate.api.common import (
+    admit_class,
     authenticate,
     balancer_metadata,
     cost_headers,
@@ -163,10 +164,11 @@ def chat_handler(svc: Services) -> Callable[[Request], Any]:
         body = await json_body(svc, req)
         model = body.get("model")
         entry = svc.catalog.models.get(model) if isinstance(model, str) else None
-        if entry is not None and entry.kind is not Kind.CHAT:
-            other = surface(entry.kind)
-            if other is not None:  # the model's kind picks the surface, not the body's fields
-                return await other(svc, req, body, await authenticate(svc, req))
+        other = surface(entry.kind) if entry is not None else None
+        # the model's kind picks the surface and the plan class, not the body's fields
+        await admit_class(svc, req, entry.kind if other is not None and entry else Kind.CHAT)
+        if other is not None:
+            return await other(svc, req, body, await authenticate(svc, req))
         return await serve_chat(svc, req, body)
 
     return handle

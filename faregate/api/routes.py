@@ -71,6 +71,9 @@ class RouteDef:
     visibility: Visibility = Visibility.PUBLIC
     request_schema: str | None = None
     response_schema: str | None = None
+    class_by_model: bool = False
+    """The route serves models of several kinds (the chat route): the caller is authenticated
+    first, and the handler takes the limits of the model's class once it has read the body."""
 
     def bind(self, deps: Deps) -> Route:
         return Route(
@@ -81,6 +84,7 @@ class RouteDef:
             self.kind,
             self.visibility,
             self.summary,
+            self.class_by_model,
         )
 
 
@@ -117,6 +121,7 @@ def _openai_routes(base: str) -> list[RouteDef]:
             lambda d: chat_handler(d.svc),
             "Create a chat completion (streamed or not).",
             kind=Kind.CHAT,
+            class_by_model=True,
             request_schema=_openai("CreateChatCompletionRequest"),
             response_schema=_openai("CreateChatCompletionResponse"),
         ),

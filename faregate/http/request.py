@@ -4,7 +4,7 @@ form) under a size cap."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from faregate.billing.types import KeyRecord
@@ -15,8 +15,27 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
+class Admission(Protocol):
+    """A request's place under its limits, when its handler took it (released by the app
+    once the response has ended)."""
+
+    headers: dict[str, str]
+
+    def release(self) -> None: ...
+
+
 class Request:
-    __slots__ = ("_body", "_form", "_headers", "_query", "key", "params", "receive", "scope")
+    __slots__ = (
+        "_body",
+        "_form",
+        "_headers",
+        "_query",
+        "key",
+        "lease",
+        "params",
+        "receive",
+        "scope",
+    )
 
     def __init__(self, scope: Scope, receive: Any, params: dict[str, str] | None = None) -> None:
         self.scope = scope
@@ -27,6 +46,7 @@ class Request:
         self._body: bytes | None = None
         self._form: Form | None = None
         self.key: KeyRecord | None = None  # set once the caller is authenticated
+        self.lease: Admission | None = None  # taken by a handler that admits itself
 
     @property
     def method(self) -> str:

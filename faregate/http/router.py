@@ -32,6 +32,7 @@ class Route:
     kind: Kind | None = None  # what a metered client route asks of a model; None: unmetered
     visibility: Visibility = Visibility.PUBLIC
     summary: str = ""
+    class_by_model: bool = False  # the handler takes the limits of its model's kind's class
 
 
 class Router:

@@ -391,7 +391,15 @@ def test_plans_limit_images_per_minute_apart_from_chat(
         chat = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
         r = httpx.post(g.url + "/v1/chat/completions", json=chat, headers=headers, timeout=30)
         assert r.status_code == 200
-        assert [row["cost"] for row in _settled(g, account)][:2] == [DALLE_FLAT, DALLE_FLAT]
+        assert r.headers["x-ratelimit-limit-requests"] == "50"
+        # an image model through the chat route counts in its own class, not chat's
+        painted = {**chat, "model": "black-forest-labs/flux-1.1-pro"}
+        r = httpx.post(g.url + "/v1/chat/completions", json=painted, headers=headers, timeout=30)
+        assert r.status_code == 429, r.text
+        assert r.headers["x-ratelimit-limit-requests"] == "2"
+        settled = [row["cost"] for row in _settled(g, account)]
+        assert settled[:2] == [DALLE_FLAT, DALLE_FLAT]
+        assert len(settled) == 3  # two images and the chat; nothing for the refusal
     finally:
         stop(g.proc)
 
