@@ -41,7 +41,7 @@ from faregate.limits.base import Limiter
 from faregate.limits.config import LimitsConfigError
 from faregate.limits.factory import make_limiter
 from faregate.metrics import Metrics
-from faregate.observe import tracing
+from faregate.observe import heap, tracing
 from faregate.pipeline.cache import make_cache
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Balancer
@@ -199,6 +199,7 @@ class App:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
         self._watch_sighup()
         await self._first_run(hasher)
+        heap.settle(self.config.runtime.gc_freeze, self.config.runtime.gc_threshold)
         if self.announce is not None:
             self.announce(self)
 
