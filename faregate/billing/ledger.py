@@ -70,14 +70,23 @@ IDEM_FORGET = "DELETE FROM idempotency WHERE key_id = ? AND idem_key = ?"
 class GroupLedger:
     """Keys, holds, settlement, idempotency and crash recovery, written once. A store supplies
     `step` (a money step in its group commit), `write` and `read`; `overlaps` says whether a
-    hold may go ahead of its commit (the store then resolves `durable` at the commit)."""
+    hold may go ahead of its commit (the store then resolves `durable` at the commit). A hold
+    without spend windows, and a close that gives back (no overrun) without them, are a single
+    gated statement each and are marked `single`."""
 
     instance_id: str
     overlaps = False
 
     def step(
-        self, account_id: str, plan: Plan[Any], durable: asyncio.Future[None] | None = None
+        self,
+        account_id: str,
+        plan: Plan[Any],
+        durable: asyncio.Future[None] | None = None,
+        *,
+        single: bool = False,
     ) -> asyncio.Future[Any]:
+        """Run `plan` in the group commit; `single`: the plan runs exactly one statement (a
+        database with several writers may then run it alone, atomic without a transaction)."""
         raise NotImplementedError
 
     async def write(self, plan: Plan[T]) -> T:
@@ -135,7 +144,7 @@ class GroupLedger:
             expires_at=ts + ttl_ms,
             owner=None,  # the request
         )
-        outcome = await self.step(account_id, plan, durable)
+        outcome = await self.step(account_id, plan, durable, single=not spend)
         if isinstance(outcome, SpendLimited):
             raise outcome
         return ticket if outcome else None
@@ -143,15 +152,15 @@ class GroupLedger:
     # Settle and release return the batch's future itself: shielding it starts no task.
 
     def settle(self, ticket: HoldTicket, settlement: Settlement) -> asyncio.Future[bool]:
-        cost = settlement.cost
+        cost, refund = settlement.cost, ticket.amount - settlement.cost
         detail = ledger_detail(settlement)
-        plan = holds.close(ticket, "settled", cost, ticket.amount - cost, detail, now_ms())
-        return self.step(ticket.account_id, plan)
+        plan = holds.close(ticket, "settled", cost, refund, detail, now_ms())
+        return self.step(ticket.account_id, plan, single=refund >= 0 and not ticket.spend)
 
     def release(self, ticket: HoldTicket, note: str) -> asyncio.Future[bool]:
         detail = release_detail(note)
         plan = holds.close(ticket, "released", 0, ticket.amount, detail, now_ms())
-        return self.step(ticket.account_id, plan)
+        return self.step(ticket.account_id, plan, single=not ticket.spend)
 
     # -- idempotency keys --------------------------------------------------------------
 

@@ -12,8 +12,9 @@ from faregate.billing.steps import Plan, pg_sql, run_postgres
 from faregate.billing.store import USAGE_COLUMNS, LedgerUnavailable, new_id, now_ms
 
 T = TypeVar("T")
-Step = tuple[str, Plan[Any], "asyncio.Future[Any]"]
-"""A money step: its account (the lock order), its plan and its result."""
+Step = tuple[str, Plan[Any], "asyncio.Future[Any]", bool]
+"""A money step: its account (the lock order), its plan, its result, and whether the plan is
+a single statement."""
 
 
 class PostgresStore(GroupLedger):
@@ -59,16 +60,23 @@ class PostgresStore(GroupLedger):
     # -- group commit --------------------------------------------------------------
 
     def step(
-        self, account_id: str, plan: Plan[Any], durable: asyncio.Future[None] | None = None
+        self,
+        account_id: str,
+        plan: Plan[Any],
+        durable: asyncio.Future[None] | None = None,
+        *,
+        single: bool = False,
     ) -> asyncio.Future[Any]:
         """Run `plan` in the writer's next batch, in `account_id`'s place of the lock order
-        (every hold is committed before its ticket is handed out: `durable` is never asked)."""
+        (every hold is committed before its ticket is handed out: `durable` is never asked).
+        A batch of one `single` step runs without BEGIN and COMMIT: one statement is atomic
+        on its own, so a lone hold or settle is one round trip instead of three."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if self._pool is None and self._started:
             fut.set_exception(LedgerUnavailable("The ledger store is closed.", retry_after=5))
             return fut
-        self._pending.append((account_id, plan, fut))
+        self._pending.append((account_id, plan, fut, single))
         if not self._flushing:
             self._flushing = True
             self._flusher = loop.create_task(self._flush_loop())
@@ -88,18 +96,21 @@ class PostgresStore(GroupLedger):
         try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(self._dsn)
-            async with self._writer.transaction():
-                for _, plan, _ in batch:
-                    results.append(await run_postgres(self._writer, plan))
+            if len(batch) == 1 and batch[0][3]:
+                results.append(await run_postgres(self._writer, batch[0][1]))
+            else:
+                async with self._writer.transaction():
+                    for _, plan, _, _ in batch:
+                        results.append(await run_postgres(self._writer, plan))
         except Exception as exc:  # the whole batch fails closed
             exc = LedgerUnavailable.wrap(exc)
             if self._writer is not None and self._writer.is_closed():
                 self._writer = None
-            for _, _, fut in batch:
+            for _, _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for (_, _, fut), result in zip(batch, results, strict=True):
+        for (_, _, fut, _), result in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
 

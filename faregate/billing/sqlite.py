@@ -78,7 +78,12 @@ class SqliteStore(GroupLedger):
     # -- group commit --------------------------------------------------------------
 
     def step(
-        self, account_id: str, plan: Plan[Any], durable: asyncio.Future[None] | None = None
+        self,
+        account_id: str,
+        plan: Plan[Any],
+        durable: asyncio.Future[None] | None = None,
+        *,
+        single: bool = False,
     ) -> asyncio.Future[Any]:
         """Run `plan` in the next group commit (one writer: `account_id` orders nothing)."""
         loop = asyncio.get_running_loop()
