@@ -46,7 +46,13 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=2.0)
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--concurrency", type=int, nargs="+", default=[32])
-    p.add_argument("--no-access-log", action="store_true")
+    p.add_argument(
+        "--no-access-log",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="these trees (all when none is named) run with [log] access = false",
+    )
     args = p.parse_args()
     args.cap = 200_000
     signal.signal(signal.SIGALRM, on_alarm)
@@ -65,11 +71,16 @@ def main() -> int:
                 os.environ["PYTHONPATH"] = str(Path(path).resolve())
                 (Path(tmp) / name).mkdir()
                 sim, gw, _, gw_port, _, _, key = start_processes(
-                    Path(tmp) / name, gen_cpu, gw_cpu, access_log=not args.no_access_log
+                    Path(tmp) / name,
+                    gen_cpu,
+                    gw_cpu,
+                    access_log=args.no_access_log is None
+                    or (bool(args.no_access_log) and name not in args.no_access_log),
                 )
                 procs += [gw, sim]
                 pids[name] = gw.pid
-                pids.setdefault("simulator", sim.pid)
+                # every simulator is ours (not other load); the first is the one reported
+                pids["simulator" if "simulator" not in pids else f"{name} simulator"] = sim.pid
                 targets.append(Target(name, gw_port, key, name))
             for target in targets:
                 for stream in (False, True):

@@ -25,8 +25,13 @@ LOGGER = logging.getLogger("faregate.access")
 record, its copy and a thread wake-up per line cost more than the rest of the line)."""
 
 
+FLUSH_SECONDS = 0.05
+"""How long lines gather on the event loop before the writer thread gets them, in one batch
+(one thread wake-up and one write per batch, whatever the request rate)."""
+
+
 class _Writer:
-    """Lines gathered on the event loop and handed to a thread once per loop iteration, which
+    """Lines gathered on the event loop and handed to a thread every `FLUSH_SECONDS`, which
     writes each batch with one call: the loop never waits on the stream."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -47,7 +52,7 @@ class _Writer:
             self.flush()
             return
         self._armed = True
-        loop.call_soon(self.flush)
+        loop.call_later(FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
         self._armed = False
