@@ -18,12 +18,6 @@ from faregate.billing.store import (
     spend_refusal,
 )
 
-HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
-HOLD_ROW = (
-    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at, spend_windows, owner)"
-    " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)"
-)
 SPEND_ROW = (
     "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES (?, ?, ?, 0)"
     " ON CONFLICT DO NOTHING"
@@ -32,14 +26,7 @@ SPENT = "SELECT spent FROM spend_windows WHERE scope = ? AND scope_id = ? AND pe
 SPEND_ADD = (
     "UPDATE spend_windows SET spent = spent + ? WHERE scope = ? AND scope_id = ? AND period = ?"
 )
-CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND status = 'open'"
-CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
 BALANCE = "SELECT balance FROM accounts WHERE id = ?"
-LEDGER = (
-    "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, estimated, units, note, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 _LEDGER_COLUMNS = (
