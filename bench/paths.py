@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -33,7 +34,7 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from procs import free_port, http_json, stop_process, wait_health  # noqa: E402
+from procs import cpu_seconds, free_port, http_json, stop_process, wait_health  # noqa: E402
 
 PRICE = "price = { input = 1000000, output = 2000000, cached_input = 500000 }"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -315,7 +316,12 @@ async def workers(tmp: Path, seconds: float) -> list[dict[str, Any]]:
                 )
                 rows.append({"target": "simulator directly", "workers": 0, **direct})
             url, body, headers = request_for("openai", gw, key, "m-openai", False)
+            gw_pid = stack.procs[-1].pid
+            before = tree_cpu(gw_pid)
             result = await measure(url, body, headers, seconds=seconds, concurrency=32)
+            spent = tree_cpu(gw_pid) - before  # warm-up included: an upper bound
+            done = result["requests"] + 20
+            result["gw_cpu_ms_per_req"] = spent * 1000 / done if done else float("nan")
             rows.append({"target": "full pipeline, PostgreSQL + Redis", "workers": count, **result})
         finally:
             stack.stop()
@@ -323,6 +329,27 @@ async def workers(tmp: Path, seconds: float) -> list[dict[str, Any]]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await conn.close()
     return rows
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (utime + stime) of `pid` and every process below it (uvicorn's workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {pid}, True
+    while grew:
+        below = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    total = 0.0
+    for member in tree:
+        with contextlib.suppress(OSError, ValueError):
+            total += cpu_seconds(member)
+    return total
 
 
 def table(
@@ -344,14 +371,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--workers-only", action="store_true", help="only the 1- and 2-worker PostgreSQL runs"
+    )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 4.0
     os.sched_setaffinity(0, {0})
     with tempfile.TemporaryDirectory(prefix="faregate-paths-") as d:
         tmp = Path(d)
+        procs = await workers(tmp, seconds)
+        if args.workers_only:
+            print("## Worker processes (non-streaming, concurrency 32)\n")
+            print(table(procs, ["target", "workers"], procs[0], "rps"))
+            for row in procs[1:]:
+                print(f"- {row['workers']} worker(s): {row['gw_cpu_ms_per_req']:.3f} ms CPU/req")
+            return
         paths = await translation_paths(tmp, seconds)
         width = await routing_width(tmp, seconds)
-        procs = await workers(tmp, seconds)
     passthrough = next(r for r in paths if r["path"] == "openai -> openai")
     print("## Streaming through each translation path (concurrency 1)\n")
     print(table(paths, ["path"], passthrough, "ttfb_p50"))

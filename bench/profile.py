@@ -122,7 +122,7 @@ def main() -> int:
         tmp = Path(tmpdir)
         sim, gw, _, gw_port, _, _, key = start_processes(tmp, gen_cpu, gw_cpu)
         try:
-            target = Target("faregate", gw_port, key)
+            target = Target("faregate", gw_port, key, "gateway")
             sanity_check(target, args.mode == "stream")
             raw = args.raw or tmp / "profile.txt"
             spy = [args.py_spy, "record", "--pid", str(gw.pid), "--rate", str(args.rate)]

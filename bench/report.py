@@ -41,23 +41,31 @@ def choose(rows: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
     return best
 
 
+def gateways(best: dict[Key, dict[str, Any]]) -> list[str]:
+    """The gateway targets measured: "faregate" (SQLite) first, then "faregate-pg"."""
+    return sorted({key[0] for key in best} - {"direct"})
+
+
 def pairs(best: dict[Key, dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(direct, faregate) rows measured at the same setting."""
+    """(direct, gateway) rows measured at the same setting, for every gateway target."""
     for stream in (False, True):
         for c in CONCURRENCIES:
-            if ("direct", stream, c) in best and ("faregate", stream, c) in best:
-                yield best[("direct", stream, c)], best[("faregate", stream, c)]
+            for name in gateways(best):
+                if ("direct", stream, c) in best and (name, stream, c) in best:
+                    yield best[("direct", stream, c)], best[(name, stream, c)]
 
 
 def comparisons(best: dict[Key, dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for d, f in pairs(best):
         cmp: dict[str, Any] = {
+            "target": f["target"],
             "stream": d["stream"],
             "concurrency": d["concurrency"],
             "rps_ratio": f["rps"] / d["rps"] if d["rps"] else None,
             "added_p50_ms": f["p50_ms"] - d["p50_ms"],
             "added_p99_ms": f["p99_ms"] - d["p99_ms"],
+            "added_p999_ms": f["p999_ms"] - d["p999_ms"],
             "added_ttfb_p50_ms": f["ttfb_p50_ms"] - d["ttfb_p50_ms"] if d["stream"] else None,
             "added_ttfb_p99_ms": f["ttfb_p99_ms"] - d["ttfb_p99_ms"] if d["stream"] else None,
         }
@@ -69,7 +77,7 @@ def markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
     rows = result["results"]
     best = choose(rows)
-    added = {(c["stream"], c["concurrency"]): c for c in result["comparisons"]}
+    added = {(c["target"], c["stream"], c["concurrency"]): c for c in result["comparisons"]}
     lines = [
         "## Environment",
         "",
@@ -90,19 +98,25 @@ def markdown(result: dict[str, Any]) -> str:
         "simulator CPU / window. Other: CPU used by processes not ours during the window, in "
         "cores (the machine may be shared; above ~0.1 the window is disturbed).",
         "",
-        "| target | mode | c | r/s | p50 | p99 | TTFB p50 | TTFB p99 | added p50 | added p99 "
-        "| errors | GW CPU ms/req | core 0 busy | other |",
-        "| --- | --- " + "| ---: " * 12 + "|",
+        "| target | mode | c | r/s | p50 | p99 | p99.9 | TTFB p50 | TTFB p99 | added p50 "
+        "| added p99 | added p99.9 | errors | GW CPU ms/req | core 0 busy | other |",
+        "| --- | --- " + "| ---: " * 14 + "|",
     ]
+    shown: set[int] = set()
     for d, f in pairs(best):
-        cmp = added[(d["stream"], d["concurrency"])]
+        cmp = added[(f["target"], d["stream"], d["concurrency"])]
         for r in (d, f):
+            if id(r) in shown:
+                continue
+            shown.add(id(r))
             extra = cmp if r is f else {}
             lines.append(
                 f"| {r['target']} | {mode(r)} | {r['concurrency']} "
                 f"| {fmt(r['rps'], 0)} | {fmt(r['p50_ms'], 3)} | {fmt(r['p99_ms'], 3)} "
+                f"| {fmt(r.get('p999_ms'), 3)} "
                 f"| {fmt(r['ttfb_p50_ms'], 3)} | {fmt(r['ttfb_p99_ms'], 3)} "
                 f"| {fmt(extra.get('added_p50_ms'), 3)} | {fmt(extra.get('added_p99_ms'), 3)} "
+                f"| {fmt(extra.get('added_p999_ms'), 3)} "
                 f"| {r['errors']} | {fmt(r.get('gateway_cpu_ms_per_req'), 3)} "
                 f"| {r['core0_busy']:.0%} | {r['other_load']:.2f} |"
             )
@@ -110,12 +124,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Faregate as a ratio of the direct baseline (same run)",
         "",
-        "| mode | c | r/s | p50 | p99 | TTFB p50 | gateway core busy |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target | mode | c | r/s | p50 | p99 | TTFB p50 | gateway core busy |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for d, f in pairs(best):
         lines.append(
-            f"| {mode(d)} | {d['concurrency']} "
+            f"| {f['target']} | {mode(d)} | {d['concurrency']} "
             f"| {ratio(f['rps'], d['rps'])} | {ratio(f['p50_ms'], d['p50_ms'])} "
             f"| {ratio(f['p99_ms'], d['p99_ms'])} "
             f"| {ratio(f['ttfb_p50_ms'], d['ttfb_p50_ms']) if d['stream'] else '-'} "
@@ -146,6 +160,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"Gateway peak memory (VmHWM): {mem['VmHWM'] / 1024:.1f} MiB "
         f"(RSS at the end {mem['VmRSS'] / 1024:.1f} MiB); simulator VmHWM "
         f"{result['simulator_memory_kb']['VmHWM'] / 1024:.1f} MiB.",
+    ]
+    if pg_mem := result.get("gateway_pg_memory_kb"):
+        lines.append(
+            f"faregate-pg ({result['pg_gateway']}): VmHWM {pg_mem['VmHWM'] / 1024:.1f} MiB; "
+            "its database server's CPU counts in the 'other' column."
+        )
+    lines += [
         f"Errors in all windows: {sum(r['errors'] for r in rows)} "
         f"(every counted response: HTTP 200 and a complete body).",
         f"Load generator CPU: {min(gen):.3f}-{max(gen):.3f} ms per request.",

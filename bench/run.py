@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -80,9 +81,10 @@ def chat_body(stream: bool) -> bytes:
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # "direct" (the simulator) or "faregate"
+    name: str  # "direct" (the simulator), "faregate" (SQLite) or "faregate-pg"
     port: int
     token: str
+    process: str | None = None  # the key of its gateway process in `pids`
 
 
 def core_busy() -> float:
@@ -185,6 +187,7 @@ async def measure(
         "rps": win.ok / elapsed,
         "p50_ms": pct(lat, 50),
         "p99_ms": pct(lat, 99),
+        "p999_ms": pct(lat, 99.9),
         "mean_ms": (sum(lat) / len(lat) / 1e6) if lat else float("nan"),
         "ttfb_p50_ms": pct(ttfb, 50) if stream else None,
         "ttfb_p99_ms": pct(ttfb, 99) if stream else None,
@@ -196,10 +199,10 @@ async def measure(
         # CPU used by processes other than ours while measuring (the machine may be shared).
         "other_load": other,
     }
-    if target.name == "faregate":
-        row["gateway_cpu_ms_per_req"] = per_request(cpu["gateway"])
-        row["gateway_core_busy"] = cpu["gateway"] / elapsed
-        row["gateway_mem_kb"] = memory_kb(pids["gateway"])
+    if target.process is not None:
+        row["gateway_cpu_ms_per_req"] = per_request(cpu[target.process])
+        row["gateway_core_busy"] = cpu[target.process] / elapsed
+        row["gateway_mem_kb"] = memory_kb(pids[target.process])
     return row
 
 
@@ -313,6 +316,83 @@ def start_processes(
     return sim, gw, sim_port, gw_port, admin_key, acct["id"], key
 
 
+def start_pg_gateway(
+    tmp: Path, sim_port: int, gateway_cpu: int | None, db_url: str, redis: str | None
+) -> tuple[subprocess.Popen[bytes], int, str]:
+    """A second gateway on the gateway's core: its ledger on PostgreSQL at `db_url` and, with
+    `redis`, every account on a plan whose (never reached) limits are counted in Redis.
+    Returns (process, port, API key)."""
+    home = tmp / "home-pg"
+    home.mkdir()
+    text = gateway_config(f"http://127.0.0.1:{sim_port}", home / "unused.db")
+    text = text.replace(f'url = "sqlite:///{home / "unused.db"}"', f'url = "{db_url}"')
+    if redis:
+        text += (
+            f'\n[limits]\nredis_url = "{redis}"\ndefault_plan = "bench"\n'
+            "\n[plans.bench.chat]\nrpm = 100000000\ntpm = 1000000000000\n"
+        )
+    config = tmp / "faregate-pg.toml"
+    config.write_text(text)
+    admin_key = "fga-bench-" + secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "FAREGATE_HOME": str(home),
+        "FAREGATE_ADMIN_KEY": admin_key,
+        "FAREGATE_SECRET_KEY": secrets.token_hex(32),
+    }
+    for name in ("FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
+        env.pop(name, None)
+    port = free_port()
+    log = tmp / "gateway-pg.log"
+    serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(port)]
+    with log.open("wb") as out:
+        gw = subprocess.Popen(
+            [sys.executable, *serve],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=tmp,
+            preexec_fn=pinned(gateway_cpu),
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_health(f"{url}/health", gw, log)
+        acct = http_json(
+            "POST", f"{url}/admin/v1/accounts", {"name": "bench", "credits": CREDITS}, admin_key
+        )
+        key = http_json(
+            "POST", f"{url}/admin/v1/accounts/{acct['id']}/keys", {"name": "b"}, admin_key
+        )["key"]
+    except BaseException:
+        stop_process(gw)
+        raise
+    return gw, port, str(key)
+
+
+@contextlib.contextmanager
+def pg_database(admin_url: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the run (dropped at the end), or None."""
+    if not admin_url:
+        yield None
+        return
+    import asyncpg
+
+    name = f"faregate_bench_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="0.5 s warm-ups, 1.5 s windows")
@@ -335,13 +415,25 @@ def main() -> int:
         help="before each window, wait up to this many seconds for other processes to go "
         "quiet (default 20; 0 = do not wait)",
     )
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="also measure a gateway whose ledger is on PostgreSQL, in a fresh database made "
+        "through this URL (e.g. postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument(
+        "--redis",
+        default=None,
+        help="with --postgres: that gateway's rate limits counted in this Redis "
+        "(e.g. redis://127.0.0.1:6379/0)",
+    )
     args = parser.parse_args()
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     args.duration = args.duration if args.duration is not None else (1.5 if args.quick else 5.0)
     if not (0 < args.duration <= 60 and 0 <= args.warmup <= 10 and 1 <= args.rounds <= 10):
         parser.error("keep --duration in (0, 60], --warmup in [0, 10], --rounds in [1, 10]")
 
-    windows = args.rounds * 2 * 2 * len(CONCURRENCIES)
+    windows = args.rounds * 2 * (3 if args.postgres else 2) * len(CONCURRENCIES)
     budget = 120 + windows * (args.warmup + args.duration + args.quiet_wait + 1 + DRAIN_SECONDS)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(int(budget))
@@ -358,16 +450,29 @@ def main() -> int:
     env = environment()
     print(f"environment: {json.dumps(env)}", file=sys.stderr)
 
-    with tempfile.TemporaryDirectory(prefix="faregate-bench-") as tmpdir:
+    with (
+        tempfile.TemporaryDirectory(prefix="faregate-bench-") as tmpdir,
+        pg_database(args.postgres) as pg_url,
+    ):
         sim, gw, sim_port, gw_port, admin_key, account_id, key = start_processes(
             Path(tmpdir), gen_cpu, gw_cpu, access_log=not args.no_access_log
         )
+        pg_gw: subprocess.Popen[bytes] | None = None
         try:
-            targets = [Target("direct", sim_port, "sk-bench"), Target("faregate", gw_port, key)]
+            targets = [
+                Target("direct", sim_port, "sk-bench"),
+                Target("faregate", gw_port, key, "gateway"),
+            ]
+            pids = {"generator": os.getpid(), "simulator": sim.pid, "gateway": gw.pid}
+            if pg_url:
+                pg_gw, pg_port, pg_key = start_pg_gateway(
+                    Path(tmpdir), sim_port, gw_cpu, pg_url, args.redis
+                )
+                targets.append(Target("faregate-pg", pg_port, pg_key, "gateway-pg"))
+                pids["gateway-pg"] = pg_gw.pid
             for target in targets:
                 for stream in (False, True):
                     sanity_check(target, stream)
-            pids = {"generator": os.getpid(), "simulator": sim.pid, "gateway": gw.pid}
             affinity = {name: allowed_cpus(pid) for name, pid in pids.items()}
             print(f"placement: {placement}; CPUs allowed per thread: {affinity}", file=sys.stderr)
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -393,11 +498,19 @@ def main() -> int:
                 "results": rows,
                 "comparisons": comparisons(choose(rows)),
                 "gateway_memory_kb": memory_kb(gw.pid),
+                "gateway_pg_memory_kb": memory_kb(pg_gw.pid) if pg_gw else None,
+                "pg_gateway": (
+                    f"ledger on PostgreSQL{', limits in Redis' if args.redis else ''}"
+                    if pg_gw
+                    else None
+                ),
                 "simulator_memory_kb": memory_kb(sim.pid),
                 "account_balance_after": account.get("balance"),
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         finally:
+            if pg_gw is not None:
+                stop_process(pg_gw)
             stop_process(gw)
             stop_process(sim)
             signal.alarm(0)

@@ -44,7 +44,7 @@ from faregate.limits.factory import make_limiter
 from faregate.media.factory import make_media
 from faregate.media.service import Media
 from faregate.metrics import Metrics
-from faregate.observe import tracing
+from faregate.observe import heap, tracing
 from faregate.pipeline.cache import make_cache
 from faregate.pipeline.services import Services
 from faregate.routing.balancer import Balancer
@@ -210,6 +210,7 @@ class App:
             self._sweeper = asyncio.get_running_loop().create_task(svc.media.sweep_forever())
         self._watch_sighup()
         await self._first_run(hasher)
+        heap.settle(self.config.runtime.gc_freeze, self.config.runtime.gc_threshold)
         if self.announce is not None:
             self.announce(self)
 

@@ -310,6 +310,13 @@ class Log(_Strict):
     access: bool = True  # one JSON line per request
 
 
+class Runtime(_Strict):
+    """The interpreter under the event loop."""
+
+    gc_freeze: bool = True  # after startup, keep startup's objects out of every collection
+    gc_threshold: int = Field(default=10_000, ge=0)  # young-generation threshold; 0: Python's
+
+
 class Geo(_Strict):
     """Where the caller's country comes from, for keys and accounts limited to countries."""
 
@@ -354,6 +361,7 @@ class Config(_Strict):
     idempotency: Idempotency = Field(default_factory=Idempotency)
     simulator: Simulator = Field(default_factory=Simulator)
     log: Log = Field(default_factory=Log)
+    runtime: Runtime = Field(default_factory=Runtime)
     telemetry: Telemetry = Field(default_factory=Telemetry)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     limits: Limits = Field(default_factory=Limits)

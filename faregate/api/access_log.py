@@ -6,13 +6,14 @@ key or header value. The event loop only queues the line; a thread writes it.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import queue
 import sys
+import threading
 import time
 from datetime import UTC, datetime
-from logging.handlers import QueueHandler, QueueListener
 from typing import Any, TextIO
 
 import orjson
@@ -20,7 +21,61 @@ import orjson
 from faregate.trace import Trace
 
 LOGGER = logging.getLogger("faregate.access")
-_writers: list[QueueListener] = []
+"""Its level says whether lines are written; the lines themselves bypass `logging` (a
+record, its copy and a thread wake-up per line cost more than the rest of the line)."""
+
+
+FLUSH_SECONDS = 0.05
+"""How long lines gather on the event loop before the writer thread gets them, in one batch
+(one thread wake-up and one write per batch, whatever the request rate)."""
+
+
+class _Writer:
+    """Lines gathered on the event loop and handed to a thread every `FLUSH_SECONDS`, which
+    writes each batch with one call: the loop never waits on the stream."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: list[bytes] = []
+        self._armed = False
+        self._batches: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+        self._thread.start()
+
+    def add(self, line: bytes) -> None:
+        self._lines.append(line)
+        if self._armed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: hand it over now
+            self.flush()
+            return
+        self._armed = True
+        loop.call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        self._armed = False
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._batches.put(b"\n".join(lines) + b"\n")
+
+    def stop(self) -> None:
+        """Write what is gathered and queued, then end the thread."""
+        self.flush()
+        self._batches.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            try:
+                self._stream.write(batch.decode())
+                self._stream.flush()
+            except (OSError, ValueError):  # a closed stream: the lines are lost, not the loop
+                pass
+
+
+_writers: list[_Writer] = []
 
 
 def _stop() -> None:
@@ -33,8 +88,8 @@ atexit.register(_stop)
 
 
 def configure(enabled: bool, stream: TextIO | None = None) -> None:
-    """Route the access logger to `stream` (stdout) through a writer thread, or switch it
-    off; either way its lines never reach the other loggers' handlers."""
+    """Write the access lines to `stream` (stdout) through a writer thread, or switch them
+    off; either way they never reach the other loggers' handlers."""
     _stop()
     for handler in list(LOGGER.handlers):
         LOGGER.removeHandler(handler)
@@ -42,19 +97,13 @@ def configure(enabled: bool, stream: TextIO | None = None) -> None:
     if not enabled:
         LOGGER.setLevel(logging.CRITICAL + 1)
         return
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    writer = logging.StreamHandler(stream or sys.stdout)
-    writer.setFormatter(logging.Formatter("%(message)s"))
-    listener = QueueListener(lines, writer)
-    LOGGER.addHandler(QueueHandler(lines))
     LOGGER.setLevel(logging.INFO)
-    listener.start()
-    _writers.append(listener)
+    _writers.append(_Writer(stream or sys.stdout))
 
 
 def enabled() -> bool:
     """Whether to build access-log lines at all (nothing is formatted when off)."""
-    return LOGGER.isEnabledFor(logging.INFO)
+    return bool(_writers) and LOGGER.isEnabledFor(logging.INFO)
 
 
 def entry(
@@ -98,4 +147,5 @@ def entry(
 
 
 def write(fields: dict[str, Any]) -> None:
-    LOGGER.info(orjson.dumps(fields).decode())
+    if _writers and LOGGER.isEnabledFor(logging.INFO):
+        _writers[-1].add(orjson.dumps(fields))

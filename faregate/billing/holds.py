@@ -1,5 +1,7 @@
 """Holds taken and closed as plans both ledgers run: the conditional debit with its spend
-windows, and the single close (settle or release) with the overrun rule."""
+windows, and the single close (settle or release) with the overrun rule. The debit with its
+hold and ledger rows, and the close with its refund and ledger row, are each one gated
+statement: a single round trip on PostgreSQL, three inline statements on SQLite."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from faregate.billing.steps import Plan, n, one
+from faregate.billing.steps import Gated, Plan, gated, n, one
 from faregate.billing.store import (
     HoldTicket,
     SpendLimited,
@@ -16,12 +18,6 @@ from faregate.billing.store import (
     spend_refusal,
 )
 
-HOLD_DEBIT = "UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance >= ?"
-HOLD_ROW = (
-    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
-    " instance_id, created_at, expires_at, spend_windows, owner)"
-    " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)"
-)
 SPEND_ROW = (
     "INSERT INTO spend_windows (scope, scope_id, period, spent) VALUES (?, ?, ?, 0)"
     " ON CONFLICT DO NOTHING"
@@ -30,14 +26,66 @@ SPENT = "SELECT spent FROM spend_windows WHERE scope = ? AND scope_id = ? AND pe
 SPEND_ADD = (
     "UPDATE spend_windows SET spent = spent + ? WHERE scope = ? AND scope_id = ? AND period = ?"
 )
-CLOSE = "UPDATE holds SET status = ?, closed_at = ?, cost = ? WHERE id = ? AND status = 'open'"
-CREDIT = "UPDATE accounts SET balance = balance + ? WHERE id = ?"
 BALANCE = "SELECT balance FROM accounts WHERE id = ?"
-LEDGER = (
+
+
+_LEDGER_COLUMNS = (
     "INSERT INTO ledger (account_id, kind, amount, hold_id, key_id, model, cost, prompt_tokens,"
     " completion_tokens, cached_tokens, reasoning_tokens, estimated, units, note, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_HOLD_COLUMNS = (
+    "INSERT INTO holds (id, account_id, key_id, amount, status, model, request_id,"
+    " instance_id, created_at, expires_at, spend_windows, owner)"
+)
+
+TAKE = Gated(
+    "WITH d AS (UPDATE accounts SET balance = balance - $1::bigint WHERE id = $2 AND balance >= $1"
+    " RETURNING id),"
+    f" h AS ({_HOLD_COLUMNS} SELECT $3::text, $2, $4::text, $1, 'open', $5::text, $6::text,"
+    " $7::text, $8::bigint, $9::bigint, $10::text, $11::text FROM d),"
+    f" l AS ({_LEDGER_COLUMNS} SELECT $2, 'hold', -$1, $3, $4, $5, NULL, NULL, NULL, NULL, NULL,"
+    " FALSE, NULL, NULL, $8 FROM d)"
+    " SELECT count(*) FROM d",
+    (
+        ("UPDATE accounts SET balance = balance - ?1 WHERE id = ?2 AND balance >= ?1", 2),
+        (f"{_HOLD_COLUMNS} VALUES (?3, ?2, ?4, ?1, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11)", 11),
+        (
+            f"{_LEDGER_COLUMNS} VALUES (?2, 'hold', -?1, ?3, ?4, ?5, NULL, NULL, NULL, NULL, NULL,"
+            " FALSE, NULL, NULL, ?8)",
+            8,
+        ),
+    ),
+)
+"""Debit $1 from account $2 if its balance covers it, and only then write hold $3 (key $4,
+model $5, request $6, instance $7, at $8, expiring at $9, spend windows $10, owner $11) and its
+ledger row. Gives back the number of accounts debited (0 or 1)."""
+
+SHUT = Gated(
+    "WITH c AS (UPDATE holds SET status = $2, closed_at = $3, cost = $4"
+    " WHERE id = $1 AND status = 'open' RETURNING id),"
+    " r AS (UPDATE accounts SET balance = balance + $5::bigint WHERE id = $6 AND $5::bigint <> 0"
+    " AND EXISTS (SELECT 1 FROM c)),"
+    f" l AS ({_LEDGER_COLUMNS} SELECT $6, $7::text, $5, $1, $8::text, $9::text, $10::bigint,"
+    " $11::integer, $12::integer, $13::integer, $14::integer, $15::boolean, $16::text,"
+    " $17::text, $3 FROM c)"
+    " SELECT count(*) FROM c",
+    (
+        (
+            "UPDATE holds SET status = ?2, closed_at = ?3, cost = ?4"
+            " WHERE id = ?1 AND status = 'open'",
+            4,
+        ),
+        ("UPDATE accounts SET balance = balance + ?5 WHERE id = ?6 AND ?5 != 0", 6),
+        (
+            f"{_LEDGER_COLUMNS} VALUES (?6, ?7, ?5, ?1, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+            " ?16, ?17, ?3)",
+            17,
+        ),
+    ),
+)
+"""Close hold $1 once as $2 at $3 with cost $4, and only then give $5 back to account $6 and
+write the ledger row (kind $7, key $8, model $9, the cost billed $10, then the detail). Gives
+back the number of holds closed (0 or 1)."""
 
 
 def take(
@@ -58,17 +106,13 @@ def take(
         spent = int((yield one(SPENT, *w.ref, lock="update"))[0])
         if spent + amount > w.limit:
             return spend_refusal(w, amount, spent)
-    if (yield n(HOLD_DEBIT, amount, ticket.account_id, amount)) != 1:
-        return False
-    for w in spend:
-        yield n(SPEND_ADD, amount, *w.ref)
     windows = orjson.dumps(ticket.spend).decode() if spend else None
-    yield n(
-        HOLD_ROW,
-        ticket.id,
-        ticket.account_id,
-        ticket.key_id,
+    taken = yield gated(
+        TAKE,
         amount,
+        ticket.account_id,
+        ticket.id,
+        ticket.key_id,
         ticket.model,
         request_id,
         instance_id,
@@ -77,20 +121,10 @@ def take(
         windows,
         owner,
     )
-    yield n(
-        LEDGER,
-        ticket.account_id,
-        "hold",
-        -amount,
-        ticket.id,
-        ticket.key_id,
-        ticket.model,
-        *(None,) * 5,
-        False,
-        None,
-        None,
-        ts,
-    )
+    if taken != 1:
+        return False
+    for w in spend:
+        yield n(SPEND_ADD, amount, *w.ref)
     return True
 
 
@@ -107,23 +141,24 @@ def close(
     if refund < 0:  # the upstream billed past the worst case: collect what the balance allows
         row = yield one(BALANCE, ticket.account_id, lock="update")
         cost, refund, detail = overrun(ticket, cost, int(row[0]), detail)
-    if (yield n(CLOSE, status, ts, cost, ticket.id)) != 1:
-        return False
-    if refund:
-        yield n(CREDIT, refund, ticket.account_id)
-        for ref in ticket.spend:  # what is given back no longer counts as spent
-            yield n(SPEND_ADD, -refund, *ref)
     kind = "settle" if status == "settled" else "release"
-    yield n(
-        LEDGER,
+    closed = yield gated(
+        SHUT,
+        ticket.id,
+        status,
+        ts,
+        cost,
+        refund,
         ticket.account_id,
         kind,
-        refund,
-        ticket.id,
         ticket.key_id,
         ticket.model,
         cost if kind == "settle" else None,
         *detail,
-        ts,
     )
+    if closed != 1:
+        return False
+    if refund:
+        for ref in ticket.spend:  # what is given back no longer counts as spent
+            yield n(SPEND_ADD, -refund, *ref)
     return True

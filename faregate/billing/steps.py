@@ -13,13 +13,31 @@ import asyncpg
 T = TypeVar("T")
 
 
+class Gated(str):
+    """A statement whose first part decides the rest. Its text is PostgreSQL's single statement
+    (data-modifying CTEs) returning that part's row count; on SQLite its `parts` run in order,
+    the later ones only when the first changed exactly one row. Its placeholders are numbered,
+    and each SQLite part takes the first `k` of the arguments."""
+
+    postgres: str
+    sqlite: tuple[tuple[str, int], ...]
+
+    def __new__(cls, postgres: str, sqlite: tuple[tuple[str, int], ...]) -> Gated:
+        self = super().__new__(cls, postgres)
+        self.postgres = postgres  # asyncpg takes exact strings only
+        self.sqlite = sqlite
+        return self
+
+
 class Query(NamedTuple):
     """One statement of a plan and what the plan wants back: the number of rows it changed
-    (`n`), its first row or None (`one`), or every row (`all`)."""
+    (`n`), its first row or None (`one`), or every row (`all`); `many` runs it once for each
+    tuple of arguments in `args` and gives back None; `gated` runs a `Gated` statement and
+    gives back the row count of its first part."""
 
     sql: str
     args: tuple[Any, ...] = ()
-    want: Literal["n", "one", "all"] = "n"
+    want: Literal["n", "one", "all", "many", "gated"] = "n"
     lock: Literal["", "update", "skip"] = ""
     """PostgreSQL only: the rows read are locked (`FOR UPDATE`), or locked and those locked by
     another transaction skipped (`FOR UPDATE SKIP LOCKED`). SQLite has one writer at a time."""
@@ -29,12 +47,23 @@ Plan = Generator[Query, Any, T]
 """A step: yields statements, receives their results, returns the step's outcome."""
 
 
+_new = tuple.__new__
+
+
 def n(sql: str, *args: Any) -> Query:
-    return Query(sql, args, "n")
+    return _new(Query, (sql, args, "n", ""))
+
+
+def gated(sql: Gated, *args: Any) -> Query:
+    return _new(Query, (sql, args, "gated", ""))
 
 
 def one(sql: str, *args: Any, lock: Literal["", "update", "skip"] = "") -> Query:
     return Query(sql, args, "one", lock)
+
+
+def many(sql: str, rows: list[tuple[Any, ...]]) -> Query:
+    return Query(sql, tuple(rows), "many")
 
 
 def all_rows(sql: str, *args: Any, lock: Literal["", "update", "skip"] = "") -> Query:
@@ -46,18 +75,31 @@ _LOCKS = {"": "", "update": " FOR UPDATE", "skip": " FOR UPDATE SKIP LOCKED"}
 
 def run_sqlite(conn: sqlite3.Connection, plan: Plan[T]) -> T:
     """Run `plan` on a SQLite connection (inside the caller's transaction)."""
+    execute = conn.execute
+    send = plan.send
     try:
         q = next(plan)
         while True:
-            cur = conn.execute(q.sql, q.args)
-            if q.want == "n":
-                result: Any = cur.rowcount
-            elif q.want == "one":
-                row = cur.fetchone()
-                result = None if row is None else tuple(row)
+            want = q.want
+            if want == "n":
+                q = send(execute(q.sql, q.args).rowcount)
+            elif want == "gated":
+                args = q.args
+                parts = q.sql.sqlite  # type: ignore[attr-defined]
+                sql, k = parts[0]
+                count = execute(sql, args[:k]).rowcount
+                if count == 1:
+                    for sql, k in parts[1:]:
+                        execute(sql, args[:k])
+                q = send(count)
+            elif want == "one":
+                row = execute(q.sql, q.args).fetchone()
+                q = send(None if row is None else tuple(row))
+            elif want == "all":
+                q = send([tuple(r) for r in execute(q.sql, q.args).fetchall()])
             else:
-                result = [tuple(r) for r in cur.fetchall()]
-            q = plan.send(result)
+                conn.executemany(q.sql, q.args)
+                q = send(None)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
@@ -76,6 +118,9 @@ async def run_postgres(conn: asyncpg.Connection, plan: Plan[T]) -> T:
     try:
         q = next(plan)
         while True:
+            if q.want == "gated":
+                q = plan.send(await conn.fetchval(q.sql.postgres, *q.args))  # type: ignore[attr-defined]
+                continue
             sql = pg_sql(q.sql) + _LOCKS[q.lock]
             if q.want == "n":
                 status = await conn.execute(sql, *q.args)
@@ -83,8 +128,10 @@ async def run_postgres(conn: asyncpg.Connection, plan: Plan[T]) -> T:
             elif q.want == "one":
                 row = await conn.fetchrow(sql, *q.args)
                 result = None if row is None else tuple(row)
-            else:
+            elif q.want == "all":
                 result = [tuple(r) for r in await conn.fetch(sql, *q.args)]
+            else:
+                result = await conn.executemany(sql, q.args)
             q = plan.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]

@@ -1,0 +1,107 @@
+"""Paired comparison of source trees: one gateway per tree, all on the gateway's core, measured
+in interleaved windows so that every tree sees the same machine; the gateway CPU per request
+(the figure least moved by other load) is reported per tree with its spread."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from procs import stop_process
+from run import Target, measure, on_alarm, sanity_check, start_processes
+
+
+async def windows(
+    targets: list[Target], pids: dict[str, int], args: argparse.Namespace
+) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    out: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for _ in range(args.rounds):
+        for stream in (False, True):
+            for c in args.concurrency:
+                for target in targets:
+                    row = await measure(target, stream, c, args, pids)
+                    key = (target.name, "stream" if stream else "json", c)
+                    out.setdefault(key, []).append(row)
+                    print(
+                        f"  {key}: {row['gateway_cpu_ms_per_req']:.3f} ms/req,"
+                        f" {row['rps']:.0f} r/s, other {row['other_load']:.2f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("trees", nargs="+", help="NAME=PATH: a source tree (its faregate package)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--duration", type=float, default=2.0)
+    p.add_argument("--warmup", type=float, default=0.5)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[32])
+    p.add_argument(
+        "--no-access-log",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="these trees (all when none is named) run with [log] access = false",
+    )
+    args = p.parse_args()
+    args.cap = 200_000
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(300 + len(args.trees) * args.rounds * 4 * (args.duration + 12)))
+    cpus = sorted(os.sched_getaffinity(0))
+    gen_cpu, gw_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    if gen_cpu is not None:
+        os.sched_setaffinity(0, {gen_cpu})
+    procs = []
+    targets: list[Target] = []
+    pids: dict[str, int] = {"generator": os.getpid()}
+    with tempfile.TemporaryDirectory(prefix="faregate-ab-") as tmp:
+        try:
+            for spec in args.trees:
+                name, _, path = spec.partition("=")
+                os.environ["PYTHONPATH"] = str(Path(path).resolve())
+                (Path(tmp) / name).mkdir()
+                sim, gw, _, gw_port, _, _, key = start_processes(
+                    Path(tmp) / name,
+                    gen_cpu,
+                    gw_cpu,
+                    access_log=args.no_access_log is None
+                    or (bool(args.no_access_log) and name not in args.no_access_log),
+                )
+                procs += [gw, sim]
+                pids[name] = gw.pid
+                # every simulator is ours (not other load); the first is the one reported
+                pids["simulator" if "simulator" not in pids else f"{name} simulator"] = sim.pid
+                targets.append(Target(name, gw_port, key, name))
+            for target in targets:
+                for stream in (False, True):
+                    sanity_check(target, stream)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                rows = runner.run(windows(targets, pids, args))
+        finally:
+            for proc in procs:
+                stop_process(proc)
+            signal.alarm(0)
+    print("| tree | mode | c | GW CPU ms/req median | min-max | r/s median | other load median |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for (name, mode, c), same in rows.items():
+        cpu = [r["gateway_cpu_ms_per_req"] for r in same]
+        print(
+            f"| {name} | {mode} | {c} | {statistics.median(cpu):.3f} | {min(cpu):.3f}-"
+            f"{max(cpu):.3f} | {statistics.median(r['rps'] for r in same):,.0f} "
+            f"| {statistics.median(r['other_load'] for r in same):.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
