@@ -23,10 +23,18 @@ from playwright.sync_api import Page
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
 SIGNUP_CREDITS = 5_000_000
+PAINTER = "console-painter"  # an image model, served through the playground's chat call
+PAINTER_PRICE = 40_000
 CONSOLE = f"""
 [console]
 signup = "open"
 signup_credits = {SIGNUP_CREDITS}
+
+[models."{PAINTER}"]
+kind = "images"
+provider = "sim"
+upstream = "dall-e-3"
+price = {{ image = {PAINTER_PRICE} }}
 """
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import cast
 
 from faregate.billing.jobs import QUEUED, RUNNING, Job, Jobs
 from faregate.billing.pricing import cost_of
@@ -172,8 +172,8 @@ class Poller:
             await self._fail(job, "the finished video is larger than media.max_bytes")
             return
         result = {
-            "video": _item(video),
-            "cover": _item(cover) if cover is not None else None,
+            "video": video.as_dict(),
+            "cover": cover.as_dict() if cover is not None else None,
             "seconds": seconds,
             "cost": cost,
         }
@@ -235,14 +235,3 @@ def record_end(
     svc.usage.record(trace)
     if cost:
         svc.metrics.cost.labels(job.model).inc(cost)
-
-
-def _item(item: MediaItem) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "account_id": item.account_id,
-        "content_type": item.content_type,
-        "size": item.size,
-        "created": item.created,
-        "expires": item.expires,
-    }

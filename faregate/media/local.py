@@ -59,7 +59,7 @@ class LocalMediaStore:
                 media_id, account_id, content_type, size, created, created + retention_seconds
             )
             await asyncio.to_thread(os.replace, partial, path)
-            await asyncio.to_thread(_write_json, sidecar, _meta(item))
+            await asyncio.to_thread(_write_json, sidecar, item.as_dict())
         except BaseException:
             await asyncio.to_thread(_remove, partial, path, sidecar)
             raise
@@ -141,17 +141,6 @@ def _create(path: Path) -> IO[bytes]:
 def _finish(handle: IO[bytes]) -> None:
     handle.flush()
     os.fsync(handle.fileno())
-
-
-def _meta(item: MediaItem) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "account_id": item.account_id,
-        "content_type": item.content_type,
-        "size": item.size,
-        "created": item.created,
-        "expires": item.expires,
-    }
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

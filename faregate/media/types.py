@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,17 @@ class MediaItem:
     size: int
     created: float
     expires: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The item as JSON-ready fields (a sidecar file, a job's result)."""
+        return {
+            "id": self.id,
+            "account_id": self.account_id,
+            "content_type": self.content_type,
+            "size": self.size,
+            "created": self.created,
+            "expires": self.expires,
+        }
 
 
 class MediaTooLarge(Exception):

@@ -4,6 +4,7 @@ grant and price change seen by the client. Money is checked to the micro-credit.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import openai
-from console_ui import SIGNUP_CREDITS, eventually, make_operator, sign_up
+from console_ui import PAINTER, SIGNUP_CREDITS, eventually, make_operator, sign_up
 from harness import PRICES, Gateway
 from playwright.sync_api import Browser, Page, Route, expect
 
@@ -225,6 +226,22 @@ PIXEL = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
     "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
+
+
+def test_playground_paints_with_a_real_image_model(page: Page, console_gw: Gateway) -> None:
+    """An image model of the catalog, through the playground's chat call: the simulator's
+    PNG is shown from its data URL, with what it cost."""
+    sign_up(page)
+    page.goto("/console/playground")
+    page.get_by_label("Model", exact=True).select_option(PAINTER)
+    page.get_by_label("Message", exact=True).fill("Paint a red dot")
+    page.get_by_role("button", name="Send").click()
+    answer = page.locator("#pg-transcript li.assistant")
+    expect(answer.locator(".cost")).to_contain_text("Cost $0.04 ", timeout=20_000)
+    expect(answer.locator("img")).to_have_count(1)
+    src = answer.locator("img").get_attribute("src") or ""
+    assert src.startswith("data:image/png;base64,")
+    assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_playground_shows_the_images_of_an_image_model(page: Page, console_gw: Gateway) -> None:
