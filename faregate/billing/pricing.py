@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from functools import cache
 
 from faregate.billing.types import Price, Units, Usage
 
@@ -86,10 +87,24 @@ def worst_case(price: Price, prompt_upper: int = 0, max_output: int = 0, units: 
     )
 
 
+@cache
+def _decimal_places(rate: int) -> int | None:
+    """k when `rate` is 10**k with k ≤ USD_PLACES (every quotient then terminates), else None."""
+    places = len(str(rate)) - 1
+    return places if rate == 10**places and places <= USD_PLACES else None
+
+
 def usd_decimal(micro_credits: int, micro_credits_per_usd: int) -> str:
     """The amount in US dollars as an exact decimal numeral: no exponent, no trailing zeros
     (`123` micro-credits at the default rate is `0.000123`); a rate whose quotient does not
     terminate is rounded half-even to 12 decimals."""
+    places = _decimal_places(micro_credits_per_usd)
+    if places is not None:  # a power of ten (the default): integer arithmetic only
+        whole, frac = divmod(abs(micro_credits), micro_credits_per_usd)
+        sign = "-" if micro_credits < 0 else ""
+        if frac == 0:
+            return f"{sign}{whole}" if whole else "0"
+        return f"{sign}{whole}.{frac:0{places}d}".rstrip("0")
     with localcontext() as ctx:
         ctx.prec = 60
         value = Decimal(micro_credits) / Decimal(micro_credits_per_usd)

@@ -88,7 +88,9 @@ async def _upstream_request(
     limit = attempt.model.max_output_tokens
     # Every attempt is capped at its model's output limit, so the upstream cannot produce
     # more than the hold covers.
-    call = replace(call, max_output=min(call.max_output or limit, limit))
+    capped = min(call.max_output or limit, limit)
+    if capped != call.max_output:  # a copy only when the cap changes the call
+        call = replace(call, max_output=capped)
     if protocol.inline_remote_images:
         call = replace(call, body=await inline_remote_images(svc.fetcher, call.body))
     creds = dep.creds(attempt.key)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from faregate.billing.pricing import (
@@ -272,3 +276,23 @@ def test_prices_stay_hashable_and_comparable() -> None:
     )
     assert again == IMAGES and hash(again) == hash(IMAGES)
     assert hash(PRICE) != hash(IMAGES)
+
+
+def _reference_usd(micro: int, rate: int) -> str:
+    """The quotient by Decimal division, rounded half-even to 12 places, without exponent."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        value = Decimal(micro) / Decimal(rate)
+        if value.as_tuple().exponent < -12:  # type: ignore[operator]
+            value = value.quantize(Decimal(1).scaleb(-12), ROUND_HALF_EVEN)
+        text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+@given(
+    st.integers(min_value=-(10**16), max_value=10**16),
+    st.sampled_from([1, 10, 1000, 10**6, 10**12, 10**13, 3, 7, 1_000_003]),
+)
+def test_usd_decimal_matches_decimal_division(micro: int, rate: int) -> None:
+    """The integer path for powers of ten and the Decimal path agree with plain division."""
+    assert usd_decimal(micro, rate) == _reference_usd(micro, rate)
