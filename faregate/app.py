@@ -111,10 +111,11 @@ def database_url(config: Config, env: Environment) -> str:
         ) from None
 
 
-def make_store(url: str) -> Store:
+def make_store(url: str, pool_size: int = 8) -> Store:
+    """The ledger for `url`; `pool_size`: PostgreSQL connections besides the writer."""
     if is_sqlite(url):
         return SqliteStore(sqlite_path(url))
-    return PostgresStore(asyncpg_dsn(url))
+    return PostgresStore(asyncpg_dsn(url), pool_size=pool_size)
 
 
 class App:
@@ -157,7 +158,7 @@ class App:
         await migrate.upgrade(self.database_url)
         hasher = KeyHasher(load_secret(self.env.secret_key, self.env.home))
         media = self._media()
-        store = make_store(self.database_url)
+        store = make_store(self.database_url, self.config.database.pool_size)
         await store.start()
         self._db = AdminDB(
             self.database_url,

@@ -231,6 +231,7 @@ class Server(_Strict):
 
 class Database(_Strict):
     url: str = "sqlite:///.faregate/faregate.db"
+    pool_size: int = Field(default=8, ge=1, le=1000)  # PostgreSQL readers per process
 
     @field_validator("url")
     @classmethod

@@ -40,6 +40,7 @@ def test_good_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("text", "expected"),
     [
         (GOOD + "\n[server]\nprot = 1\n", "server.prot: unknown key"),
+        (GOOD + "\n[database]\npool_size = 0\n", "database.pool_size"),
         (
             GOOD + "\n[server]\nprot = 1\n",
             "allowed here: cors, host, max_body_bytes, max_part_bytes, max_parts, port",

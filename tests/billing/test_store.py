@@ -1007,3 +1007,15 @@ def test_make_store_picks_the_backend(tmp_path: Path) -> None:
     pg = make_store("postgresql://postgres@127.0.0.1:5432/test")
     assert isinstance(pg, PostgresStore)
     assert asyncpg_dsn("postgres://u@h:1/d") == "postgresql://u@h:1/d"
+
+
+async def test_postgres_pool_size_is_the_configured_one(pg_url: str) -> None:
+    """`[database] pool_size`: the PostgreSQL connections a process keeps besides its writer."""
+    await migrate.upgrade(pg_url)
+    store = make_store(pg_url, pool_size=3)
+    assert isinstance(store, PostgresStore)
+    await store.start()
+    try:
+        assert store.pool.get_max_size() == 3
+    finally:
+        await store.close()
