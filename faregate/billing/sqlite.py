@@ -56,9 +56,9 @@ class SqliteStore(GroupLedger):
 
     async def start(self) -> None:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        await use_wal(conn, self._busy_timeout_ms / 1000)
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
         ts = now_ms()
@@ -191,3 +191,19 @@ def _write(sql: str, *args: Any) -> Plan[int]:
 
 def _rows(rows: list[tuple[Any, ...]]) -> Plan[None]:
     yield many(USAGE_INSERT, rows)
+
+
+async def use_wal(conn: sqlite3.Connection, patience: float) -> None:
+    """Put the database in WAL mode. The switch needs a lock that SQLite refuses at once,
+    without its busy wait, while another process starts on the same file: retried for up to
+    `patience` seconds; a database already in WAL is left as it is."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.02)

@@ -29,7 +29,7 @@ from faregate.app import make_store
 from faregate.auth.keys import KeyHasher
 from faregate.billing.bounds import MAX_AMOUNT
 from faregate.billing.postgres import PostgresStore
-from faregate.billing.sqlite import SqliteStore
+from faregate.billing.sqlite import SqliteStore, use_wal
 from faregate.billing.store import BalanceView, HoldTicket, LedgerUnavailable, Store
 from faregate.billing.types import Settlement
 from faregate.db import migrate, schema
@@ -1019,3 +1019,24 @@ async def test_postgres_pool_size_is_the_configured_one(pg_url: str) -> None:
         assert store.pool.get_max_size() == 3
     finally:
         await store.close()
+
+
+async def test_sqlite_switches_to_wal_while_another_process_writes(tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once (no busy wait) while another connection holds
+    a write lock, as when two workers start on one new file: the store waits it out."""
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    mine = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        mine.execute("PRAGMA journal_mode=WAL")  # what a start without the wait ran into
+
+    async def commit_later() -> None:
+        await asyncio.sleep(0.2)
+        other.execute("COMMIT")
+
+    await asyncio.gather(use_wal(mine, 5.0), commit_later())
+    assert mine.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    mine.close()
+    other.close()
