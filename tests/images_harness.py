@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -97,29 +96,3 @@ def png_bytes(
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, format="PNG")
     return out.getvalue()
-
-
-SPEC = Path(__file__).resolve().parent.parent.parent / "shared" / "specs" / "openai-openapi.yaml"
-
-
-def _nullable(node: Any) -> Any:
-    """OpenAPI's `nullable: true` as JSON Schema."""
-    if isinstance(node, list):
-        return [_nullable(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
-    if node.get("nullable") is True:
-        out = {"anyOf": [out, {"type": "null"}]}
-    return out
-
-
-@cache
-def openai_validator(name: str) -> Any:
-    """A JSON Schema validator of the OpenAI spec's schema `name`."""
-    import jsonschema
-    import yaml
-
-    spec = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)
-    schema = {"$ref": f"#/components/schemas/{name}", "components": _nullable(spec["components"])}
-    return jsonschema.Draft202012Validator(schema)

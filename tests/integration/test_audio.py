@@ -7,27 +7,21 @@ from __future__ import annotations
 import base64
 import io
 import math
-import os
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import httpx
-import jsonschema
 import openai
 import orjson
 import pytest
-import yaml
-from harness import ROOT, Gateway, Sim, ledger_consistent, start_gateway, stop
+from harness import Gateway, Sim, ledger_consistent, start_gateway, stop
+from openai_spec import load_components, requires_spec, validate
 
 from faregate.providers.audio_encode import encoder
 from faregate.sim.audio_common import pcm_pieces, speech_seconds, transcript_of
 
-SPEC = Path(
-    os.environ.get("FAREGATE_TEST_OPENAI_SPEC")
-    or ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
-)
 PER_SECOND = 100  # micro-credits per second of input audio
 PER_CHARACTER = 15  # micro-credits per character of speech input (15 000 000 per million)
 START = 1_000_000
@@ -452,17 +446,15 @@ def test_a_speech_stream_cut_mid_way_bills_its_input(
     ledger_consistent(gw, account)
 
 
-@pytest.mark.skipif(not SPEC.is_file(), reason=f"the OpenAI spec is not at {SPEC}")
+@requires_spec
 @pytest.mark.parametrize("model", ["openai/gpt-4o-transcribe", "google/chirp-3"])
 def test_transcripts_match_the_openai_spec(
     gw: Gateway, client: tuple[str, openai.OpenAI], model: str
 ) -> None:
     _, c = client
-    schemas = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)["components"]
 
     def valid(name: str, instance: object) -> None:
-        schema = {"$ref": f"#/components/schemas/{name}", "components": schemas}
-        jsonschema.Draft202012Validator(schema).validate(instance)
+        validate(load_components(), name, instance)
 
     def post(**fields: str) -> httpx.Response:
         r = httpx.post(

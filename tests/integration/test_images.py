@@ -19,12 +19,11 @@ from images_harness import (
     FLUX_FLAT,
     GEMINI_PRICES,
     GPT_IMAGE,
-    SPEC,
     decode_png,
-    openai_validator,
     png_bytes,
     start_image_gateway,
 )
+from openai_spec import openai_validator, requires_spec
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Inheritance class AiohttpClientSession:DeprecationWarning"
@@ -346,7 +345,7 @@ def test_media_links_expire(sim: Sim, tmp_path_factory: pytest.TempPathFactory) 
         stop(g.proc)
 
 
-@pytest.mark.skipif(not SPEC.is_file(), reason=f"the OpenAI spec is not at {SPEC}")
+@requires_spec
 @pytest.mark.parametrize(
     "body",
     [

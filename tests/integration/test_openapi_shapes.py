@@ -5,54 +5,22 @@ a clone without the spec beside it skips them, saying so."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
-import yaml
-from harness import ROOT, Gateway, Sim, protocol_models, start_gateway, stop
+from harness import Gateway, Sim, protocol_models, start_gateway, stop
+from openai_spec import SPEC, load_components, requires_spec
+from openai_spec import validate as _validate
 
-SPEC = Path(
-    os.environ.get("FAREGATE_TEST_OPENAI_SPEC")
-    or ROOT.parent / "shared" / "specs" / "openai-openapi.yaml"
-)
-pytestmark = pytest.mark.skipif(
-    not SPEC.is_file(),
-    reason=f"the OpenAI spec is not at {SPEC}: set FAREGATE_TEST_OPENAI_SPEC to check the shapes",
-)
+pytestmark = requires_spec
 MODELS = ("m-openai", "m-anthropic", "m-gemini")
-
-
-def _nullable(node: Any) -> Any:
-    """OpenAPI's `nullable: true` as JSON Schema: null becomes one more allowed type."""
-    if isinstance(node, list):
-        return [_nullable(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
-    if node.get("nullable") is True:
-        if isinstance(out.get("enum"), list) and None not in out["enum"]:
-            out["enum"] = [*out["enum"], None]
-        if isinstance(out.get("type"), str):
-            out["type"] = [out["type"], "null"]
-        elif "type" not in out:
-            out = {"anyOf": [out, {"type": "null"}]}
-    return out
 
 
 @pytest.fixture(scope="module")
 def components() -> dict[str, Any]:
-    spec = yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)
-    return {"components": _nullable(spec["components"])}
-
-
-def _validate(components: dict[str, Any], name: str, instance: Any) -> None:
-    schema = {"$ref": f"#/components/schemas/{name}", **components}
-    jsonschema.Draft202012Validator(schema).validate(instance)
+    return load_components()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,16 @@ from typing import Any
 import httpx
 import pytest
 from harness import Gateway, Sim, stop
-from integration.test_openapi_shapes import SPEC, _validate, components
+from openai_spec import load_components, requires_spec
+from openai_spec import validate as _validate
 from video_harness import auth, start_video_gateway
 
-pytestmark = pytest.mark.skipif(not SPEC.is_file(), reason=f"the OpenAI spec is not at {SPEC}")
-__all__ = ["components"]  # the spec's schemas, a fixture
+pytestmark = requires_spec
+
+
+@pytest.fixture(scope="module")
+def components() -> dict[str, Any]:
+    return load_components()
 
 
 @pytest.fixture(scope="module")
