@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from harness import Gateway, Sim, start_gateway, start_sim, stop
+from harness import Gateway, Sim, close_openai_clients, start_gateway, start_sim, stop
 
 from faregate.auth.keys import KeyHasher
 from faregate.db import migrate
@@ -38,6 +38,13 @@ def new_pg_database() -> str:
 def drop_pg_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(autouse=True)
+def _close_openai_clients() -> Iterator[None]:
+    """The clients `harness.openai_client` made for a test, closed after it."""
+    yield
+    close_openai_clients()
 
 
 @pytest.fixture

@@ -297,3 +297,20 @@ def responses_models(sim_url: str) -> str:
         f'\n[models."m-fallback"]\nprovider = "dead"\nmax_output_tokens = 8000\n'
         f'fallbacks = ["m-openai"]\nprice = {{ {price} }}\n'
     )
+
+
+_OPEN_CLIENTS: list[Any] = []
+
+
+def openai_client(gw: Gateway, key: str, base: str = "/v1") -> Any:
+    """The official `openai` client on the gateway (no retries), closed after the test."""
+    import openai
+
+    client = openai.OpenAI(base_url=gw.url + base, api_key=key, max_retries=0)
+    _OPEN_CLIENTS.append(client)
+    return client
+
+
+def close_openai_clients() -> None:
+    while _OPEN_CLIENTS:
+        _OPEN_CLIENTS.pop().close()

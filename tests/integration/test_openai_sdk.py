@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import openai
 import pytest
-from harness import Gateway, ledger_consistent
+from harness import Gateway, ledger_consistent, openai_client
 
 MSG = [{"role": "user", "content": "Tell me about the sea"}]
 
@@ -17,20 +16,7 @@ def funded(gateway: Gateway) -> tuple[str, str]:
     return gateway.account(10_000_000)
 
 
-_OPEN: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-def _client(gw: Gateway, key: str, base: str = "/v1") -> openai.OpenAI:
-    client = openai.OpenAI(base_url=gw.url + base, api_key=key, max_retries=0)
-    _OPEN.append(client)
-    return client
+_client = openai_client
 
 
 def _aclient(gw: Gateway, key: str) -> openai.AsyncOpenAI:

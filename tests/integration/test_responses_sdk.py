@@ -14,7 +14,16 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from harness import PRICES, Gateway, Sim, ledger_consistent, responses_models, start_gateway, stop
+from harness import (
+    PRICES,
+    Gateway,
+    Sim,
+    ledger_consistent,
+    openai_client,
+    responses_models,
+    start_gateway,
+    stop,
+)
 
 UPSTREAMS = ("m-openai", "m-anthropic", "m-gemini", "m-responses")
 LEGACY = ("m-openai", "m-anthropic", "m-gemini", "m-legacy")
@@ -54,20 +63,7 @@ def funded(gw: Gateway) -> tuple[str, str]:
     return gw.account(100_000_000)
 
 
-_OPEN: list[openai.OpenAI] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _OPEN:
-        _OPEN.pop().close()
-
-
-def client(gw: Gateway, key: str, base: str = "/v1") -> openai.OpenAI:
-    c = openai.OpenAI(base_url=gw.url + base, api_key=key, max_retries=0)
-    _OPEN.append(c)
-    return c
+client = openai_client
 
 
 def cost(usage: Any) -> int:
