@@ -256,28 +256,12 @@ def on_alarm(signum: int, frame: FrameType | None) -> None:
     raise TimeoutError("the benchmark exceeded its time budget")
 
 
-def start_processes(
-    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None, access_log: bool = True
-) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int, str, str, str]:
-    """Start the simulator and the gateway; make an account and a key.
-    Returns (sim, gateway, sim port, gateway port, admin key, account id, API key)."""
-    python = sys.executable
-    sim_port = free_port()
-    sim_log = tmp / "sim.log"
-    with sim_log.open("wb") as out:
-        sim = subprocess.Popen(
-            [python, "-m", "faregate.sim", "--port", str(sim_port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=pinned(generator_cpu),
-        )
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    home = tmp / "home"
-    home.mkdir()
-    config = tmp / "faregate.toml"
-    text = gateway_config(sim_url, home / "faregate.db")
-    if not access_log:
-        text += "\n[log]\naccess = false\n"
+def launch_gateway(
+    tmp: Path, name: str, home: Path, text: str, gateway_cpu: int | None
+) -> tuple[subprocess.Popen[bytes], int, str, Path]:
+    """A gateway process on the gateway's core with the config `text` and its own home and
+    admin key. Returns (process, port, admin key, log path); wait for its health yourself."""
+    config = tmp / f"{name}.toml"
     config.write_text(text)
     admin_key = "fga-bench-" + secrets.token_hex(16)
     env = {
@@ -286,34 +270,62 @@ def start_processes(
         "FAREGATE_ADMIN_KEY": admin_key,
         "FAREGATE_SECRET_KEY": secrets.token_hex(32),
     }
-    for name in ("FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
-        env.pop(name, None)
-    gw_port = free_port()
-    gw_log = tmp / "gateway.log"
-    serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(gw_port)]
-    with gw_log.open("wb") as out:
+    for var in ("FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
+        env.pop(var, None)
+    port = free_port()
+    log = tmp / f"{name}.log"
+    serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(port)]
+    with log.open("wb") as out:
         gw = subprocess.Popen(
-            [python, *serve],
+            [sys.executable, *serve],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=tmp,
             preexec_fn=pinned(gateway_cpu),
         )
+    return gw, port, admin_key, log
+
+
+def bench_account(url: str, admin_key: str) -> tuple[str, str]:
+    """(account id, API key) of a funded account made through the admin API."""
+    account = {"name": "bench", "credits": CREDITS}
+    acct = http_json("POST", f"{url}/admin/v1/accounts", account, admin_key)
+    key = http_json("POST", f"{url}/admin/v1/accounts/{acct['id']}/keys", {"name": "b"}, admin_key)
+    return str(acct["id"]), str(key["key"])
+
+
+def start_processes(
+    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None, access_log: bool = True
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int, str, str, str]:
+    """Start the simulator and the gateway; make an account and a key.
+    Returns (sim, gateway, sim port, gateway port, admin key, account id, API key)."""
+    sim_port = free_port()
+    sim_log = tmp / "sim.log"
+    with sim_log.open("wb") as out:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "faregate.sim", "--port", str(sim_port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pinned(generator_cpu),
+        )
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    home = tmp / "home"
+    home.mkdir()
+    text = gateway_config(sim_url, home / "faregate.db")
+    if not access_log:
+        text += "\n[log]\naccess = false\n"
+    gw, gw_port, admin_key, gw_log = launch_gateway(tmp, "gateway", home, text, gateway_cpu)
     try:
         wait_health(f"{sim_url}/health", sim, sim_log)
         gw_url = f"http://127.0.0.1:{gw_port}"
         wait_health(f"{gw_url}/health", gw, gw_log)
-        account = {"name": "bench", "credits": CREDITS}
-        acct = http_json("POST", f"{gw_url}/admin/v1/accounts", account, admin_key)
-        key = http_json(
-            "POST", f"{gw_url}/admin/v1/accounts/{acct['id']}/keys", {"name": "b"}, admin_key
-        )["key"]
+        account_id, key = bench_account(gw_url, admin_key)
     except BaseException:
         stop_process(gw)
         stop_process(sim)
         raise
-    return sim, gw, sim_port, gw_port, admin_key, acct["id"], key
+    return sim, gw, sim_port, gw_port, admin_key, account_id, key
 
 
 def start_pg_gateway(
@@ -331,42 +343,14 @@ def start_pg_gateway(
             f'\n[limits]\nredis_url = "{redis}"\ndefault_plan = "bench"\n'
             "\n[plans.bench.chat]\nrpm = 100000000\ntpm = 1000000000000\n"
         )
-    config = tmp / "faregate-pg.toml"
-    config.write_text(text)
-    admin_key = "fga-bench-" + secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "FAREGATE_HOME": str(home),
-        "FAREGATE_ADMIN_KEY": admin_key,
-        "FAREGATE_SECRET_KEY": secrets.token_hex(32),
-    }
-    for name in ("FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
-        env.pop(name, None)
-    port = free_port()
-    log = tmp / "gateway-pg.log"
-    serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(port)]
-    with log.open("wb") as out:
-        gw = subprocess.Popen(
-            [sys.executable, *serve],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp,
-            preexec_fn=pinned(gateway_cpu),
-        )
+    gw, port, admin_key, log = launch_gateway(tmp, "gateway-pg", home, text, gateway_cpu)
     try:
-        url = f"http://127.0.0.1:{port}"
-        wait_health(f"{url}/health", gw, log)
-        acct = http_json(
-            "POST", f"{url}/admin/v1/accounts", {"name": "bench", "credits": CREDITS}, admin_key
-        )
-        key = http_json(
-            "POST", f"{url}/admin/v1/accounts/{acct['id']}/keys", {"name": "b"}, admin_key
-        )["key"]
+        wait_health(f"http://127.0.0.1:{port}/health", gw, log)
+        _, key = bench_account(f"http://127.0.0.1:{port}", admin_key)
     except BaseException:
         stop_process(gw)
         raise
-    return gw, port, str(key)
+    return gw, port, key
 
 
 @contextlib.contextmanager
