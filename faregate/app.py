@@ -27,7 +27,8 @@ from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import Store
-from faregate.config import Config, ConfigError, Database, load_config
+from faregate.config import Config, ConfigError, Database
+from faregate.config_load import load_config
 from faregate.db import migrate
 from faregate.db.engine import AdminDB
 from faregate.db.urls import asyncpg_dsn, is_sqlite, sqlite_path

@@ -19,7 +19,8 @@ from faregate.api import access_log
 from faregate.app import App, Environment, check_admin_key, database_url
 from faregate.auth.keys import KeyHasher, load_secret
 from faregate.billing.bounds import MAX_AMOUNT, RANGE_TEXT
-from faregate.config import Config, ConfigError, load_config
+from faregate.config import Config, ConfigError
+from faregate.config_load import load_config
 from faregate.console import logins
 from faregate.db import migrate
 from faregate.db.urls import display_url, is_sqlite, sqlalchemy_url, sqlite_path

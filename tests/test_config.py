@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from faregate.config import ConfigError, Model, default_config, load_config
+from faregate.config import ConfigError, Model
+from faregate.config_load import default_config, load_config
 from faregate.kinds import ALIASES, Kind
 from faregate.providers.registry import ADAPTERS, kinds_of
 

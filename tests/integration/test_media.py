@@ -170,7 +170,8 @@ def test_the_sweeper_deletes_expired_items_and_keeps_the_rest(sweeping: Gateway)
 
 
 def test_a_config_without_an_s3_bucket_is_refused(tmp_path: Path) -> None:
-    from faregate.config import ConfigError, load_config
+    from faregate.config import ConfigError
+    from faregate.config_load import load_config
 
     path = tmp_path / "faregate.toml"
     path.write_text('[media]\nbackend = "s3"\n')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from faregate.config import parse_config
+from faregate.config_load import parse_config
 from faregate.routing.catalog import build_catalog
 from faregate.routing.output_caps import DEFAULT_CAP, default_cap, known_cap
 
