@@ -17,7 +17,7 @@ from faregate.providers.audio import (
     TranscribeCall,
     Transcript,
 )
-from faregate.providers.base import Credentials, UpstreamRequest
+from faregate.providers.base import Credentials, UpstreamRequest, reply_object
 from faregate.providers.openai import OpenAIChat
 from faregate.providers.sse import SSEDecoder
 
@@ -96,14 +96,7 @@ class OpenAITranscription:
         if call.response_format not in ("json", "verbose_json"):
             text = body.decode("utf-8", "replace")
             return Transcript(body, "text/plain; charset=utf-8", text)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-            raise UpstreamError(
-                FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
-            )
+        data = reply_object(body, lambda d: isinstance(d.get("text"), str))
         duration, usage = _reported(data)
         return Transcript(body, "application/json", data["text"], duration, usage)
 

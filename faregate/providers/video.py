@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-import orjson
-
 from faregate.errors import FailureClass, UpstreamError
-from faregate.providers.base import Credentials, UpstreamRequest
+from faregate.providers.base import Credentials, UpstreamRequest, reply_object
 
 Role = Literal["first_frame", "last_frame", "reference_image", "reference_video", "reference_audio"]
 """What an input file is to the generation."""
@@ -127,13 +125,8 @@ def malformed(what: str) -> UpstreamError:
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise malformed("a body that is not JSON") from None
-    if not isinstance(data, dict):
-        raise malformed("an unexpected body")
-    return data
+    """A reply's JSON object (a transient error, polled again later, when it is not one)."""
+    return reply_object(body, lambda _: True)
 
 
 def download(asset: Asset, creds: Credentials, auth: dict[str, str]) -> tuple[Credentials, str]:
