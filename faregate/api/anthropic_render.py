@@ -26,7 +26,7 @@ from faregate.api.envelopes import anthropic_body
 from faregate.billing.types import Usage
 from faregate.errors import FaregateError
 from faregate.providers.anthropic_wire import FINISH_TO_STOP, count
-from faregate.providers.base import StreamEvent
+from faregate.providers.base import StreamEvent, content_text
 
 
 def message_id(upstream_id: Any, request_id: str) -> str:
@@ -73,18 +73,6 @@ def tool_input(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw_arguments": str(arguments)}
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text") or "")
-            for p in content
-            if isinstance(p, dict) and p.get("type") in ("text", "output_text")
-        )
-    return ""
-
-
 def _thinking_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for block in message.get("thinking_blocks") or ():
@@ -114,7 +102,7 @@ def render_message(
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message") or {}
     content = _thinking_blocks(message)
-    text = _text_of(message.get("content"))
+    text = content_text(message.get("content"))
     if text:
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from faregate.billing.types import Usage
+from faregate.providers.base import content_text
 
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -75,18 +76,6 @@ def function_call_item(
     }
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            str(p.get("text") or "")
-            for p in content
-            if isinstance(p, dict) and p.get("type") in ("text", "output_text")
-        )
-    return ""
-
-
 def output_items(reply: dict[str, Any], request_id: str) -> tuple[list[dict[str, Any]], Any]:
     """The output items of a hub chat completion, and its finish reason."""
     choices = reply.get("choices") or [{}]
@@ -98,7 +87,7 @@ def output_items(reply: dict[str, Any], request_id: str) -> tuple[list[dict[str,
     reasoning = message.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         items.append(reasoning_item(rs_id, reasoning))
-    text = _text(message.get("content"))
+    text = content_text(message.get("content"))
     status = "incomplete" if finish in INCOMPLETE else "completed"
     if text or not message.get("tool_calls"):
         items.append(message_item(msg_id, text, status))

@@ -158,3 +158,16 @@ def reply_object(body: bytes, is_reply: Callable[[dict[str, Any]], bool]) -> dic
             FailureClass.TRANSIENT, "the provider returned an unexpected body", status=200
         )
     return data
+
+
+def content_text(content: Any) -> str:
+    """The text of a hub message's `content`: the string, or its text parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(p.get("text") or "")
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "output_text")
+        )
+    return ""
