@@ -7,13 +7,11 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from pydantic import ValidationError
 from sqlalchemy import Connection, text
 
@@ -23,7 +21,6 @@ from faregate.api.envelopes import render_error
 from faregate.api.front import FrontDoor
 from faregate.auth.geo import CountryLookup
 from faregate.auth.keys import KeyCache, KeyHasher, load_secret
-from faregate.billing.postgres import PostgresStore
 from faregate.billing.reaper import Reaper
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import Store
@@ -59,8 +56,6 @@ log = logging.getLogger("faregate")
 
 DEMO_CREDITS = 10_000_000  # ten US dollars at the default rate
 FIRST_RUN_LOCK = 0x6661726568
-
-_STORAGE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +111,8 @@ def make_store(url: str, pool_size: int = 8) -> Store:
     """The ledger for `url`; `pool_size`: PostgreSQL connections besides the writer."""
     if is_sqlite(url):
         return SqliteStore(sqlite_path(url))
+    from faregate.billing.postgres import PostgresStore  # asyncpg only with PostgreSQL
+
     return PostgresStore(asyncpg_dsn(url), pool_size=pool_size)
 
 

@@ -169,9 +169,11 @@ def serve(
     env = Environment.from_env()
     try:
         check_admin_key(env)
+        url = database_url(config, env)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     load_secret(env.secret_key, env.home)  # created here, once, before any worker needs it
+    migrate.upgrade_apart(url)  # in a child process: the server never loads Alembic
     access_log.configure(config.log.access and workers == 1)  # workers set up their own
     if config_path:
         os.environ["FAREGATE_CONFIG"] = os.path.abspath(config_path)

@@ -7,6 +7,9 @@ read from every module's imports (its syntax tree, lazy and type-checking import
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,3 +173,40 @@ def test_every_exception_is_still_needed() -> None:
         assert imported in MODULES.get(importer, set()), (
             f"{importer} no longer imports {imported}: remove the exception"
         )
+
+
+# Libraries that only some deployments use: a gateway that does not use them must not hold
+# them in memory (each costs megabytes of every worker's resident set).
+OPTIONAL = {
+    "asyncpg": "only with a PostgreSQL database",
+    "redis": "only with limits.redis_url",
+    "aiohttp": "only when a caller's URL is fetched",
+    "PIL": "only when image bytes are checked",
+    "alembic": "only while migrating (in `serve`, in a child process)",
+    "jinja2": "only when a console page is served",
+    "argon2": "only when a console password is checked",
+    "maxminddb": "only with a country database",
+    "swagger_ui_bundle": "only when the API reference's assets are served",
+    "opentelemetry": "only with telemetry on",
+    "aiobotocore": "only with an S3 media store",
+    "av": "only when audio is probed or encoded",
+}
+
+LOADED = """
+import sys
+from faregate.app import App
+from faregate.config_load import default_config
+App(default_config())
+print(" ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_the_app_loads_no_optional_library_it_does_not_use(tmp_path: Path) -> None:
+    env = {**os.environ, "FAREGATE_HOME": str(tmp_path)}
+    env.pop("FAREGATE_DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert {name: why for name, why in OPTIONAL.items() if name in loaded} == {}

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 import time
 from typing import Any
-
-import asyncpg
 
 from faregate.api import access_log
 from faregate.api.common import authenticate
@@ -18,6 +15,7 @@ from faregate.api.envelopes import render_error
 from faregate.api.idempotency import HEADER, run_idempotent
 from faregate.auth import restrictions
 from faregate.billing.types import KeyRecord
+from faregate.db.errors import storage_errors
 from faregate.errors import (
     FaregateError,
     InternalError,
@@ -36,7 +34,6 @@ from faregate.trace import Trace, current
 
 log = logging.getLogger("faregate")
 
-STORAGE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 EXPOSED = (
     "x-request-id, request-id, x-faregate-cost, x-faregate-cost-usd, x-faregate-model, "
     "x-faregate-deployment, x-faregate-attempts, x-faregate-cache, x-faregate-ignored-fields, "
@@ -86,7 +83,7 @@ class FrontDoor:
                 response = await self._handle(route, request, protocol)
             except FaregateError as exc:
                 response = render_error(protocol, exc)
-            except STORAGE_ERRORS:
+            except storage_errors():
                 log.exception("storage failure on %s", path)
                 response = render_error(
                     protocol,

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-import maxminddb
-
 from faregate.auth.restrictions import Network, parse_ip
 
 UNKNOWN_CODES = frozenset({"", "XX", "T1", "ZZ"})
@@ -30,6 +28,8 @@ class CountryLookup:
     installed (memory-mapped), else the pure-Python one."""
 
     def __init__(self, path: str) -> None:
+        import maxminddb  # only with a country file
+
         self._reader = maxminddb.open_database(path, maxminddb.MODE_AUTO)
         self.lookup = lru_cache(maxsize=65_536)(self._lookup)
 

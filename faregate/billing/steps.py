@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Awaitable, Generator
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 T = TypeVar("T")
 

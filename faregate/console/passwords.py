@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MIN_LENGTH = 10
 MAX_LENGTH = 200
 
-_hasher = PasswordHasher()  # argon2id, the library's recommended parameters
-_DUMMY = _hasher.hash("a password nobody has: unknown accounts take as long to refuse")
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    """argon2id with the library's recommended parameters, loaded on the first password: a
+    gateway that serves no sign-in does not hold the library in memory."""
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+@functools.cache
+def _dummy() -> str:
+    """A hash for unknown accounts, made on first use: hashing takes argon2's 64 MiB, which
+    a gateway that never serves a sign-in should not hold at its peak."""
+    return _hasher().hash("a password nobody has: unknown accounts take as long to refuse")
 
 
 def problem(password: str) -> str | None:
@@ -24,12 +39,14 @@ def problem(password: str) -> str | None:
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await asyncio.to_thread(_hasher().hash, password)
 
 
 def _verify(stored: str | None, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return bool(_hasher.verify(stored or _DUMMY, password)) and stored is not None
+        return bool(_hasher().verify(stored or _dummy(), password)) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

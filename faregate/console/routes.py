@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
-from swagger_ui_bundle import swagger_ui_path
 
 from faregate.api import openapi
 from faregate.console.auth_pages import AuthPages
@@ -57,6 +57,14 @@ def _asset(folder: Path, name: str, allowed: Iterable[str]) -> FileResponse:
     return reply
 
 
+@functools.cache
+def _swagger() -> Path:
+    """Swagger UI's folder in its installed package, looked up on the first asset served."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    return Path(str(swagger_ui_path))
+
+
 def console_routes(
     console: Console, public: list[Route], declared: Iterable[openapi.Described]
 ) -> list[Route]:
@@ -67,7 +75,6 @@ def console_routes(
     ops = OperatorPages(console)
     declared = list(declared)
     own_static = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
-    swagger = Path(str(swagger_ui_path))
 
     async def spec(req: Request) -> Response:
         doc = openapi.document(public, declared, base_url(req))
@@ -77,7 +84,7 @@ def console_routes(
         return _asset(STATIC, req.params["name"], own_static)
 
     async def swagger_asset(req: Request) -> FileResponse:
-        return _asset(swagger, req.params["name"], SWAGGER_FILES)
+        return _asset(_swagger(), req.params["name"], SWAGGER_FILES)
 
     async def reference(req: Request, session: Session) -> Response:
         models = sorted(console.svc.catalog.models.items())

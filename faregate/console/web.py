@@ -4,16 +4,16 @@ url-encoded forms under caps, the signed-in session and CSRF checks."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Connection
 
 from faregate.admin import users
@@ -30,6 +30,9 @@ from faregate.errors import BadRequest, FaregateError, PayloadTooLarge
 from faregate.http.request import Request
 from faregate.http.responses import Headers, Response, StreamResponse
 from faregate.pipeline.services import Services
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
@@ -86,9 +89,11 @@ class Console:
     db: AdminDB
     gateway: Gateway
     throttle: Throttle = field(default_factory=Throttle)
-    templates: Environment = field(
-        default_factory=lambda: _environment(HERE / "templates"),
-    )
+
+    @property
+    def templates(self) -> Environment:
+        """The page templates, loaded with Jinja on the first page served."""
+        return _environment(HERE / "templates")
 
     @property
     def config(self) -> ConsoleConfig:
@@ -166,7 +171,10 @@ class Console:
         return caller_address(self.svc, req)
 
 
+@functools.cache
 def _environment(folder: Path) -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(folder),
         autoescape=select_autoescape(default=True, default_for_string=True),

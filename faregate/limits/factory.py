@@ -6,7 +6,6 @@ from faregate.limits.base import Limiter, Unlimited
 from faregate.limits.config import Limits, LimitsConfigError, Plan, any_limits, check_plans
 from faregate.limits.fallback import FallbackLimiter
 from faregate.limits.local import LocalLimiter
-from faregate.limits.redis_limiter import RedisLimiter
 from faregate.metrics import Metrics
 
 
@@ -28,5 +27,7 @@ def make_limiter(limits: Limits, plans: dict[str, Plan], metrics: Metrics) -> Li
         return Unlimited()
     if not limits.redis_url:
         return LocalLimiter(limits, plans)
+    from faregate.limits.redis_limiter import RedisLimiter  # only with Redis: it is large
+
     local = LocalLimiter(limits, plans, share=limits.replicas)
     return FallbackLimiter(RedisLimiter(limits, plans), local, metrics, limits)

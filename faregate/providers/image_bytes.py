@@ -7,8 +7,6 @@ import binascii
 import io
 import warnings
 
-from PIL import Image, UnidentifiedImageError
-
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 """The image formats accepted, and their media types."""
 
@@ -18,7 +16,10 @@ MAX_PIXELS = 8192 * 8192
 
 def image_type(data: bytes) -> str | None:
     """The media type of `data` when it is a whole, well-formed PNG, JPEG, WebP or GIF
-    (structure and checksums verified, pixels not decoded), else None."""
+    (structure and checksums verified, pixels not decoded), else None. (Pillow is imported
+    here: a gateway that never checks an image does not hold it in memory.)"""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -13,31 +13,44 @@ import asyncio
 import base64
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from faregate.config import Images
 from faregate.upstream.url_guard import FetchRefused, Resolver, Target, check, system_resolver
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["MAX_REDIRECTS", "FetchRefused", "Fetcher", "inline_remote_images"]
 
 MAX_REDIRECTS = 3
 
 
-class _NoResolver(AbstractResolver):
-    """The HTTP client's resolver: the fetcher only ever gives it IP addresses, so any name
-    reaching it is a bug, refused rather than resolved unchecked."""
+def _session() -> aiohttp.ClientSession:
+    """The fetcher's HTTP client: no cookies, no proxy from the environment, and a resolver
+    that refuses every name. aiohttp is imported here, on the first fetch, so a gateway whose
+    callers send no URLs does not hold it in memory."""
+    import aiohttp
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        raise FetchRefused(f"The host '{host}' was not checked before connecting.")
+    class NoResolver(AbstractResolver):
+        """The fetcher only ever gives the client IP addresses, so any name reaching this
+        resolver is a bug, refused rather than resolved unchecked."""
 
-    async def close(self) -> None:
-        return None
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            raise FetchRefused(f"The host '{host}' was not checked before connecting.")
+
+        async def close(self) -> None:
+            return None
+
+    connector = aiohttp.TCPConnector(resolver=NoResolver(), limit=64)
+    return aiohttp.ClientSession(
+        connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+    )
 
 
 class Fetcher:
@@ -54,22 +67,26 @@ class Fetcher:
         self._resolver = resolver
         self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self._session: aiohttp.ClientSession | None = None
+        self._started = False
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=_NoResolver(), limit=64)
-        self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
-        )
+        """Ready to fetch; the HTTP client itself is made on the first fetch."""
+        self._started = True
 
     async def close(self) -> None:
+        self._started = False
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def fetch(self, url: str) -> tuple[str, bytes]:
         """(media type, bytes) of an image at `url`, or a 400 naming what was refused."""
-        if self._session is None:
+        if not self._started:
             raise RuntimeError("fetcher not started")
+        import aiohttp
+
+        if self._session is None:
+            self._session = _session()
         s = self._settings
         try:
             async with asyncio.timeout(s.fetch_timeout_seconds):
@@ -96,6 +113,8 @@ class Fetcher:
     async def _open(self, target: Target) -> aiohttp.ClientResponse:
         """The response from the first checked address that accepts the connection; TLS
         verifies the certificate against the host name, not the address."""
+        import aiohttp  # loaded by now: the session was made before the first hop
+
         assert self._session is not None
         failure: aiohttp.ClientConnectorError | None = None
         for address in target.addresses:
