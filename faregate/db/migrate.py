@@ -103,7 +103,6 @@ async def _migrate(url: str, revision: str) -> None:
         await engine.dispose()
 
 
-
 def upgrade_apart(url: str) -> bool:
     """Bring the database at `url` to the newest schema in a forked child process, before
     the server starts its loop, so that the server never loads Alembic. True when the child

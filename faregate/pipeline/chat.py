@@ -170,6 +170,11 @@ def _usage_chunk(last: dict[str, Any] | None, usage: Usage) -> dict[str, Any]:
     }
 
 
+def _joined(produced: list[str | StreamEvent]) -> str:
+    """The text of a stream so far; unread events are parsed now, for an estimate."""
+    return "".join(p if isinstance(p, str) else p.text for p in produced)
+
+
 async def _events(
     svc: Services,
     call: ChatCall,
@@ -183,9 +188,9 @@ async def _events(
     from the upstream's usage, else from the text produced (marked estimated)."""
     entry = served.model
     decoder = cast(ChatProtocol, served.deployment.adapter).stream_decoder()
-    produced: list[str] = []
+    produced: list[str | StreamEvent] = []  # the text so far, or an unread event holding it
     usage: Usage | None = None
-    last: dict[str, Any] | None = None
+    last: StreamEvent | None = None
     finished = saw_finish = False
     note: str | None = "the client disconnected mid-stream; usage estimated from the text produced"
     try:
@@ -195,10 +200,10 @@ async def _events(
                 if event.data is None:
                     finished = True
                     if usage is None:
-                        usage = _estimate(call, "".join(produced))
+                        usage = _estimate(call, _joined(produced))
                         note = "the stream ended without usage; estimated from the text"
                         yield StreamEvent(
-                            _usage_chunk(last, usage),
+                            _usage_chunk(last.data if last is not None else None, usage),
                             None,
                             usage,
                             is_usage_only=True,
@@ -206,9 +211,11 @@ async def _events(
                         )
                     yield event
                     break
-                last = event.data
+                last = event
                 saw_finish = saw_finish or event.finish_reason is not None
-                if event.text:
+                if not event.parsed:
+                    produced.append(event)
+                elif event.text:
                     produced.append(event.text)
                 if event.usage is not None:
                     usage = event.usage
@@ -224,7 +231,7 @@ async def _events(
         yield exc.to_client_mid_stream()
     finally:
         if usage is None or usage.estimated:
-            usage = _estimate(call, "".join(produced))
+            usage = _estimate(call, _joined(produced))
         else:
             note = None
         svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)

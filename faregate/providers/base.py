@@ -42,23 +42,109 @@ class ChatResult:
     raw: bytes | None = None
 
 
-@dataclass(slots=True)
 class StreamEvent:
     """One streamed chunk: the OpenAI-shaped chunk (None for the end marker), the upstream's
     own SSE bytes when they can be forwarded unchanged, usage if this chunk carries it, and
-    the text it adds (for estimates when a stream ends early)."""
+    the text it adds (for estimates when a stream ends early).
 
-    data: dict[str, Any] | None
-    raw: bytes | None = None
-    usage: Usage | None = None
-    text: str = ""
-    is_usage_only: bool = False
-    finish_reason: str | None = None
-    cost: int | None = None  # set by the pipeline on the chunk that carries usage
-    prompt_usage: dict[str, Any] | None = None
-    """The upstream's exact prompt-side usage sent before the answer (Anthropic's
-    `message_start`), as hub usage: `prompt_tokens`, `completion_tokens` and
-    `prompt_tokens_details` (`cached_tokens`, `cache_write_tokens`); None when it sent none."""
+    An event made with `unread` keeps its JSON unparsed: most chunks of a stream carry
+    neither usage nor a finish reason and are forwarded as the upstream's bytes, so their
+    `data` and `text` are parsed only if something reads them (a translation to another
+    protocol, or an estimate after a broken stream)."""
+
+    __slots__ = (
+        "_body",
+        "_data",
+        "_read",
+        "_text",
+        "cost",
+        "finish_reason",
+        "is_usage_only",
+        "prompt_usage",
+        "raw",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None,
+        raw: bytes | None = None,
+        usage: Usage | None = None,
+        text: str = "",
+        is_usage_only: bool = False,
+        finish_reason: str | None = None,
+        cost: int | None = None,
+        prompt_usage: dict[str, Any] | None = None,
+    ) -> None:
+        self._data = data
+        self._text = text
+        self._body: bytes | None = None
+        self._read: Callable[[dict[str, Any]], str] | None = None
+        self.raw = raw
+        self.usage = usage
+        self.is_usage_only = is_usage_only
+        self.finish_reason = finish_reason
+        self.cost = cost  # set by the pipeline on the chunk that carries usage
+        self.prompt_usage = prompt_usage
+        """The upstream's exact prompt-side usage sent before the answer (Anthropic's
+        `message_start`), as hub usage: `prompt_tokens`, `completion_tokens` and
+        `prompt_tokens_details` (`cached_tokens`, `cache_write_tokens`); None when it sent
+        none."""
+
+    @classmethod
+    def unread(cls, body: bytes, raw: bytes, read: Callable[[dict[str, Any]], str]) -> StreamEvent:
+        """A chunk known to carry no usage, no error and no finish reason: forwarded as
+        `raw`; its JSON `body` parsed on first use, `read` then giving its text."""
+        event = cls({}, raw)
+        event._body = body
+        event._read = read
+        return event
+
+    @property
+    def parsed(self) -> bool:
+        """Whether `data` and `text` are at hand without parsing."""
+        return self._body is None
+
+    def _parse(self) -> None:
+        body, read = self._body, self._read
+        self._body = self._read = None
+        try:
+            obj = orjson.loads(body) if body is not None else {}
+        except orjson.JSONDecodeError:
+            obj = {}
+        self._data = obj if isinstance(obj, dict) else {}
+        self._text = read(self._data) if read is not None else ""
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        if self._body is not None:
+            self._parse()
+        return self._data
+
+    @data.setter
+    def data(self, value: dict[str, Any] | None) -> None:
+        self._body = self._read = None
+        self._data = value
+
+    @property
+    def text(self) -> str:
+        if self._body is not None:
+            self._parse()
+        return self._text
+
+    @text.setter
+    def text(self, value: str) -> None:
+        if self._body is not None:
+            self._parse()
+        self._text = value
+
+    def __repr__(self) -> str:
+        if self._body is not None:
+            return f"StreamEvent(unread={self._body!r})"
+        return (
+            f"StreamEvent(data={self._data!r}, usage={self.usage!r}, text={self._text!r},"
+            f" finish_reason={self.finish_reason!r}, cost={self.cost!r})"
+        )
 
 
 class StreamDecoder(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from faregate.billing.types import Usage
 from faregate.providers.base import ChatCall, StreamEvent
 
 
@@ -18,8 +19,19 @@ class NativeCall(ChatCall):
     native: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
 class NativeEvent(StreamEvent):
     """A hub chunk decoded from an upstream event of another API, and that event itself."""
 
-    native: dict[str, Any] | None = None
+    __slots__ = ("native",)
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None,
+        *,
+        text: str = "",
+        usage: Usage | None = None,
+        finish_reason: str | None = None,
+        native: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(data, usage=usage, text=text, finish_reason=finish_reason)
+        self.native = native

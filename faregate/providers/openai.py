@@ -113,7 +113,49 @@ def _without_hub_fields(source: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+_WS = b" \t\r\n"
+
+
+def _all_null(data: bytes, key: bytes) -> bool:
+    """Whether every `key` member in the JSON text `data` has the value null (true when
+    there is none). A key inside a string value cannot match: its quotes would be escaped."""
+    i = data.find(key)
+    while i >= 0:
+        rest = data[i + len(key) : i + len(key) + 16].lstrip(_WS)
+        if not rest.startswith(b":") or not rest[1:].lstrip(_WS).startswith(b"null"):
+            return False
+        i = data.find(key, i + len(key))
+    return True
+
+
+def _plain(data: bytes) -> bool:
+    """Whether a chunk can be forwarded without parsing it: no error in it, and its usage
+    and every choice's finish reason null or absent."""
+    return (
+        b'"error"' not in data
+        and _all_null(data, b'"usage"')
+        and _all_null(data, b'"finish_reason"')
+    )
+
+
+def _delta_text(obj: dict[str, Any]) -> str:
+    """The text a chunk adds: its content and its tool calls' names and arguments."""
+    text = ""
+    for choice in obj.get("choices") or ():
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            text += content
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            text += (fn.get("name") or "") + (fn.get("arguments") or "")
+    return text
+
+
 class _Decoder:
+    """OpenAI chunks as events. Only the chunks that can carry usage, a finish reason or an
+    error are parsed here; the others are forwarded as they came and parsed only if read."""
+
     __slots__ = ("_sse",)
 
     def __init__(self) -> None:
@@ -124,6 +166,9 @@ class _Decoder:
         for _, data, raw in self._sse.feed(chunk):
             if data == b"[DONE]":
                 events.append(StreamEvent(None, raw))
+                continue
+            if _plain(data):
+                events.append(StreamEvent.unread(data, raw, _delta_text))
                 continue
             try:
                 obj = orjson.loads(data)
@@ -139,23 +184,15 @@ class _Decoder:
                 )
             usage = usage_from(obj.get("usage"))
             choices = obj.get("choices") or []
-            text = ""
             finish = None
             for choice in choices:
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                if isinstance(content, str):
-                    text += content
-                for call in delta.get("tool_calls") or ():
-                    fn = call.get("function") or {}
-                    text += (fn.get("name") or "") + (fn.get("arguments") or "")
                 finish = choice.get("finish_reason") or finish
             events.append(
                 StreamEvent(
                     obj,
                     raw,
                     usage,
-                    text,
+                    _delta_text(obj),
                     is_usage_only=not choices and usage is not None,
                     finish_reason=finish,
                 )

@@ -99,6 +99,67 @@ def test_error_event_mid_stream_raises() -> None:
         decoder.feed(b'data: {"error": {"message": "overloaded"}}\n\n')
 
 
+def _sse(*chunks: bytes) -> bytes:
+    return b"".join(b"data: " + c + b"\n\n" for c in chunks)
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b'{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}',
+        b'{"choices":[{"delta":{"content":"Hi"},"finish_reason" :  null}],"usage": null}',
+        b'{"choices":[{"delta":{"content":"Hi"}}]}',
+    ],
+)
+def test_a_chunk_without_usage_or_finish_is_forwarded_unread(chunk: bytes) -> None:
+    [event] = ADAPTER.stream_decoder().feed(_sse(chunk))
+    assert not event.parsed
+    assert event.raw == _sse(chunk)
+    assert (event.usage, event.finish_reason, event.cost) == (None, None, None)
+    assert event.text == "Hi"  # read on demand, for an estimate
+    assert event.parsed and event.data == orjson.loads(chunk)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "finish", "usage"),
+    [
+        (b'{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":null}', "stop", None),
+        (b'{"choices":[{"delta":{},"finish_reason" : "length"}]}', "length", None),
+        (b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}', None, (3, 2)),
+        (
+            b'{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},'
+            b'{"index":1,"delta":{},"finish_reason":"stop"}]}',
+            "stop",
+            None,
+        ),
+    ],
+)
+def test_a_chunk_with_usage_or_a_finish_reason_is_parsed(
+    chunk: bytes, finish: str | None, usage: tuple[int, int] | None
+) -> None:
+    [event] = ADAPTER.stream_decoder().feed(_sse(chunk))
+    assert event.parsed
+    assert event.finish_reason == finish
+    got = (
+        None if event.usage is None else (event.usage.prompt_tokens, event.usage.completion_tokens)
+    )
+    assert got == usage
+
+
+def test_keys_inside_a_string_do_not_make_a_chunk_look_final() -> None:
+    text = 'say \\"usage\\": 5, \\"finish_reason\\": \\"stop\\", \\"error\\"'
+    chunk = b'{"choices":[{"delta":{"content":"' + text.encode() + b'"},"finish_reason":null}]}'
+    [event] = ADAPTER.stream_decoder().feed(_sse(chunk))
+    assert not event.parsed
+    assert event.text == orjson.loads(chunk)["choices"][0]["delta"]["content"]
+
+
+def test_an_unread_chunk_that_is_not_json_reads_as_empty() -> None:
+    [event] = ADAPTER.stream_decoder().feed(_sse(b"{not json"))
+    assert event.raw == _sse(b"{not json")
+    assert (event.data, event.text) == ({}, "")
+
+
 @pytest.mark.parametrize(
     ("status", "body", "headers", "failure", "retry"),
     [
