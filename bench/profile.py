@@ -15,7 +15,17 @@ from collections import Counter
 from pathlib import Path
 
 import uvloop
-from run import CLK_TCK, Target, measure, on_alarm, sanity_check, start_processes, stop_process
+from run import (
+    CLK_TCK,
+    Target,
+    measure,
+    on_alarm,
+    pg_database,
+    sanity_check,
+    start_pg_gateway,
+    start_processes,
+    stop_process,
+)
 
 
 def frame_name(frame: str) -> tuple[str, str]:
@@ -108,6 +118,13 @@ def main() -> int:
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     parser.add_argument("--native", action="store_true", help="include C frames (py-spy)")
     parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's collapsed stacks")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="profile a gateway whose ledger is on PostgreSQL, in a fresh database made"
+        " through this URL (e.g. postgresql://postgres@127.0.0.1:5432/test)",
+    )
+    parser.add_argument("--redis", default=None, help="with --postgres: limits in this Redis")
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be within 1-120")
@@ -118,10 +135,16 @@ def main() -> int:
     gen_cpu, gw_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     if gen_cpu is not None:
         os.sched_setaffinity(0, {gen_cpu})  # py-spy inherits this: it stays off the gateway's CPU
-    with tempfile.TemporaryDirectory(prefix="faregate-profile-") as tmpdir:
+    with (
+        tempfile.TemporaryDirectory(prefix="faregate-profile-") as tmpdir,
+        pg_database(args.postgres) as pg_url,
+    ):
         tmp = Path(tmpdir)
-        sim, gw, _, gw_port, _, _, key = start_processes(tmp, gen_cpu, gw_cpu)
+        sim, gw, sim_port, gw_port, _, _, key = start_processes(tmp, gen_cpu, gw_cpu)
         try:
+            if pg_url is not None:  # profile the PostgreSQL gateway instead
+                stop_process(gw)
+                gw, gw_port, key = start_pg_gateway(tmp, sim_port, gw_cpu, pg_url, args.redis)
             target = Target("faregate", gw_port, key, "gateway")
             sanity_check(target, args.mode == "stream")
             raw = args.raw or tmp / "profile.txt"

@@ -66,7 +66,7 @@ async def _openai_events(
             if isinstance(event, FaregateError):
                 yield _sse(error_body(event))
                 return
-            if event.data is None:
+            if event.ends:
                 done = True
                 yield DONE
                 continue
@@ -82,6 +82,8 @@ async def _openai_events(
 def _render_chunk(
     svc: Services, event: StreamEvent, call: ChatCall, chunk_hook: ChunkHook | None
 ) -> bytes:
+    if event.cost is None and event.raw is not None and chunk_hook is None:
+        return event.raw  # as the upstream sent it (an unread chunk stays unread)
     data = event.data
     assert data is not None
     if event.cost is not None:
@@ -91,8 +93,6 @@ def _render_chunk(
             data = {**data, "usage": None}
         else:
             data = _with_cost(data, usage_cost(svc, event.cost))
-    elif event.raw is not None and chunk_hook is None:
-        return event.raw
     if chunk_hook is not None:
         data = chunk_hook(data, call.request_id)
     return _sse(data)

@@ -197,7 +197,7 @@ async def _events(
         chunk = first
         while chunk and not finished:
             for event in decoder.feed(chunk):
-                if event.data is None:
+                if event.ends:
                     finished = True
                     if usage is None:
                         usage = _estimate(call, _joined(produced))

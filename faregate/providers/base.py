@@ -101,6 +101,11 @@ class StreamEvent:
         return event
 
     @property
+    def ends(self) -> bool:
+        """Whether this is the end marker (`data` None), told without parsing."""
+        return self._data is None
+
+    @property
     def parsed(self) -> bool:
         """Whether `data` and `text` are at hand without parsing."""
         return self._body is None

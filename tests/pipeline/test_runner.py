@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pipeline.fakes import KEY, FakeStore, FakeUpstream, Script, reply, services, transport_error
 
+from faregate import tokens
 from faregate.errors import BadRequest, FaregateError, ServiceUnavailable
 from faregate.pipeline.chat import complete, hold_amount, open_stream
 from faregate.pipeline.embeddings import embed
@@ -262,6 +263,24 @@ async def test_a_stream_that_breaks_after_its_first_byte_is_settled_on_an_estima
     assert [s.base_url for s in upstream.sent] == [A]  # never retried once a byte went out
     settled = store.settled[only_hold(store)[0]]
     assert settled.estimated and settled.note is not None and "broke" in settled.note
+
+
+async def test_content_chunks_cross_the_pipeline_unread() -> None:
+    body = [chunk("Hel"), chunk("lo"), chunk(None, "stop"), USAGE_CHUNK, DONE]
+    svc, _, _ = setup(a=[Script(chunks=body)])
+    events = await drain((await open_stream(svc, KEY, call(stream=True))).events)
+    relayed = [e for e in events if isinstance(e, StreamEvent)]
+    assert [e.raw for e in relayed] == body
+    assert [e.parsed for e in relayed] == [False, False, True, True, True]
+
+
+async def test_unread_chunks_still_count_when_a_stream_breaks() -> None:
+    body = [chunk("Hello"), chunk(" world"), chunk("!"), DONE]
+    svc, _, store = setup(a=[Script(chunks=body, break_after=2)])
+    await drain((await open_stream(svc, KEY, call(stream=True))).events)
+    settled = store.settled[only_hold(store)[0]]
+    assert settled.estimated
+    assert settled.completion_tokens == tokens.count_text("Hello world")
 
 
 async def test_a_client_disconnect_mid_stream_settles_what_was_produced() -> None:
