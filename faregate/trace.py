@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from faregate.ids import random_hex
+
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return "req_" + random_hex(12)
 
 
 @dataclass(slots=True)

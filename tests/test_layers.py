@@ -18,7 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "faregate"
 
 LEAF = ("faregate.kinds", "faregate.billing.types", "faregate.errors", "faregate.tokens")
-LEAF += ("faregate.trace", "faregate.billing.bounds")
+LEAF += ("faregate.trace", "faregate.billing.bounds", "faregate.ids")
 LEAF += ("faregate.media.types",)
 """The leaf types: what every layer may use."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import orjson
 from faregate.billing.steps import StepRunner
 from faregate.billing.types import KeyRecord, Settlement, Units
 from faregate.errors import InsufficientBalance, ServiceUnavailable
+from faregate.ids import random_hex
 
 
 class LedgerUnavailable(ServiceUnavailable):
@@ -35,7 +35,7 @@ def now_ms() -> int:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
+    return f"{prefix}_{random_hex(10)}"
 
 
 USAGE_COLUMNS = (
