@@ -33,6 +33,7 @@ from faregate.billing.types import KeyRecord
 from faregate.limits import lua
 from faregate.limits.base import Lease
 from faregate.limits.config import Effective, Limits, Plan, effective
+from faregate.limits.redis_batch import ScriptBatch
 from faregate.limits.verdict import Usage, blocked, headers, refusal
 
 log = logging.getLogger("faregate.limits")
@@ -85,6 +86,7 @@ class RedisLimiter:
         self._acquire = self.redis.register_script(lua.ACQUIRE)
         self._record = self.redis.register_script(lua.RECORD)
         self._refresh = self.redis.register_script(lua.REFRESH)
+        self._batch = ScriptBatch(self.redis)
         self._ttl_ms = int(limits.concurrency_ttl_seconds * 1000)
         self._replica = secrets.token_hex(6)
         self._seq = itertools.count()
@@ -110,16 +112,10 @@ class RedisLimiter:
             raise closed
         base = self._key(key.id, route)
         member = f"{self._replica}:{next(self._seq)}"
-        reply = await self._acquire(
-            keys=[base + "rpm", base + "rpd", base + "tpm", base + "tps", base + "slots"],
-            args=[
-                lim.rpm or 0,
-                lim.rpd or 0,
-                lim.tpm or 0,
-                lim.concurrency or 0,
-                member,
-                self._ttl_ms,
-            ],
+        reply = await self._batch.call(
+            self._acquire,
+            [base + "rpm", base + "rpd", base + "tpm", base + "tps", base + "slots"],
+            [lim.rpm or 0, lim.rpd or 0, lim.tpm or 0, lim.concurrency or 0, member, self._ttl_ms],
         )
         status, retry, now, used, first, today, tokens, tfirst = (int(v) for v in reply)
         usage = Usage(
@@ -145,7 +141,7 @@ class RedisLimiter:
             return
         base = self._key(key.id, route)
         member = f"{self._replica}:{next(self._seq)}:{tokens}"
-        await self._record(keys=[base + "tpm", base + "tps"], args=[member, tokens])
+        await self._batch.call(self._record, [base + "tpm", base + "tps"], [member, tokens])
 
     def free(self, slot: tuple[str, str]) -> None:
         """Give a slot back (from `release`, which cannot wait): in a task of its own; a
@@ -194,4 +190,5 @@ class RedisLimiter:
                 await self._heartbeat
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1)
+        await self._batch.close()
         await self.redis.aclose()

@@ -1,0 +1,87 @@
+"""Script calls batched per loop turn, against the real Redis at 127.0.0.1:6379."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as redis
+from redis.exceptions import ResponseError
+
+from faregate.limits.redis_batch import ScriptBatch
+
+URL = os.environ.get("FAREGATE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+ECHO = "return {KEYS[1], ARGV[1]}"
+FAIL = "return redis.error_reply('no such thing')"
+
+
+class CountingRedis(redis.Redis):
+    """A client that counts its pipelines and its single script calls."""
+
+    pipelines = 0
+    singles = 0
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        CountingRedis.pipelines += 1
+        return super().pipeline(*args, **kwargs)
+
+    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        CountingRedis.singles += 1
+        return await super().evalsha(*args, **kwargs)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[CountingRedis]:
+    c = CountingRedis.from_url(URL)
+    CountingRedis.pipelines = CountingRedis.singles = 0
+    yield c
+    await c.aclose()
+
+
+async def test_calls_in_one_loop_turn_share_one_pipeline_and_keep_their_order(
+    client: CountingRedis,
+) -> None:
+    echo = client.register_script(ECHO)
+    await client.script_load(ECHO)
+    batch = ScriptBatch(client)
+    futures = [batch.call(echo, [f"k{i}"], [i]) for i in range(20)]
+    replies = await asyncio.gather(*futures)
+    assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(20)]
+    assert (CountingRedis.pipelines, CountingRedis.singles) == (1, 0)
+    assert await batch.call(echo, ["alone"], [1]) == [b"alone", b"1"]
+    assert (CountingRedis.pipelines, CountingRedis.singles) == (1, 1)
+    await batch.close()
+
+
+async def test_an_error_reaches_only_its_own_caller(client: CountingRedis) -> None:
+    echo, fail = client.register_script(ECHO), client.register_script(FAIL)
+    await client.script_load(ECHO)
+    await client.script_load(FAIL)
+    batch = ScriptBatch(client)
+    results = await asyncio.gather(
+        batch.call(echo, ["a"], [1]), batch.call(fail, ["b"], [2]), return_exceptions=True
+    )
+    assert results[0] == [b"a", b"1"]
+    assert isinstance(results[1], ResponseError) and "no such thing" in str(results[1])
+
+
+async def test_a_script_redis_forgot_is_loaded_and_run_again(client: CountingRedis) -> None:
+    script = "return {KEYS[1], 'fresh-" + os.urandom(4).hex() + "'}"  # never loaded before
+    fresh = client.register_script(script)
+    batch = ScriptBatch(client)
+    a, b = await asyncio.gather(batch.call(fresh, ["x"], []), batch.call(fresh, ["y"], []))
+    assert (a[0], b[0]) == (b"x", b"y")
+
+
+async def test_a_dead_redis_fails_every_call_of_the_batch() -> None:
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    echo = dead.register_script(ECHO)
+    batch = ScriptBatch(dead)
+    results = await asyncio.gather(
+        batch.call(echo, ["a"], [1]), batch.call(echo, ["b"], [2]), return_exceptions=True
+    )
+    assert all(isinstance(r, redis.ConnectionError) for r in results)
+    await dead.aclose()
