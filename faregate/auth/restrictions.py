@@ -36,7 +36,10 @@ class RestrictionError(ValueError):
     """A restrictions document that cannot be used (refused when an operator sets it)."""
 
 
+@lru_cache(maxsize=4096)
 def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in `value` (brackets and spaces around it allowed), None when it is none;
+    remembered, as callers come back from the same addresses."""
     try:
         return ipaddress.ip_address(value.strip().strip("[]"))
     except ValueError:
@@ -51,8 +54,10 @@ def networks(ranges: tuple[str, ...]) -> tuple[Network, ...]:
 def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
     """The caller's address: the peer, or behind trusted proxies the nearest untrusted hop."""
     address = peer or ""
+    if not forwarded_for or not trusted:  # nothing to look behind: no address parsed
+        return address
     ip = parse_ip(address)
-    if forwarded_for and ip is not None and any(ip in net for net in trusted):
+    if ip is not None and any(ip in net for net in trusted):
         for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
             hop_ip = parse_ip(hop)
             if hop_ip is None:

@@ -7,6 +7,7 @@ import logging
 import time
 
 import orjson
+import pytest
 
 from faregate.api import access_log
 from faregate.trace import Trace
@@ -83,3 +84,11 @@ def test_configured_lines_go_to_the_stream_only_and_off_means_off() -> None:
     access_log.write({"status": 500})  # off: dropped
     assert len(out.getvalue().splitlines()) == 1
     logging.getLogger("faregate.access").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("ms", [0, 999, 1_000, 1_764_786_000_123, 4_102_444_799_999])
+def test_the_timestamp_is_utc_iso_8601_with_milliseconds(ms: int) -> None:
+    from datetime import UTC, datetime
+
+    want = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    assert access_log.timestamp(ms) == want.replace("+00:00", "Z")
