@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import uvloop
+from procs import CLK_TCK, stop_process
 from run import (
-    CLK_TCK,
     Target,
     measure,
     on_alarm,
@@ -24,7 +24,6 @@ from run import (
     sanity_check,
     start_pg_gateway,
     start_processes,
-    stop_process,
 )
 
 

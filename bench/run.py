@@ -257,10 +257,11 @@ def on_alarm(signum: int, frame: FrameType | None) -> None:
 
 
 def launch_gateway(
-    tmp: Path, name: str, home: Path, text: str, gateway_cpu: int | None
+    tmp: Path, name: str, home: Path, text: str, gateway_cpu: int | None, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int, str, Path]:
-    """A gateway process on the gateway's core with the config `text` and its own home and
-    admin key. Returns (process, port, admin key, log path); wait for its health yourself."""
+    """A gateway process (with `workers` worker processes) on the gateway's core with the
+    config `text` and its own home and admin key. Returns (process, port, admin key, log
+    path); wait for its health yourself."""
     config = tmp / f"{name}.toml"
     config.write_text(text)
     admin_key = "fga-bench-" + secrets.token_hex(16)
@@ -275,6 +276,7 @@ def launch_gateway(
     port = free_port()
     log = tmp / f"{name}.log"
     serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(port)]
+    serve += ["--workers", str(workers)] if workers > 1 else []
     with log.open("wb") as out:
         gw = subprocess.Popen(
             [sys.executable, *serve],
@@ -329,12 +331,18 @@ def start_processes(
 
 
 def start_pg_gateway(
-    tmp: Path, sim_port: int, gateway_cpu: int | None, db_url: str, redis: str | None
+    tmp: Path,
+    sim_port: int,
+    gateway_cpu: int | None,
+    db_url: str,
+    redis: str | None,
+    workers: int = 1,
+    name: str = "gateway-pg",
 ) -> tuple[subprocess.Popen[bytes], int, str]:
     """A second gateway on the gateway's core: its ledger on PostgreSQL at `db_url` and, with
     `redis`, every account on a plan whose (never reached) limits are counted in Redis.
     Returns (process, port, API key)."""
-    home = tmp / "home-pg"
+    home = tmp / f"home-{name}"
     home.mkdir()
     text = gateway_config(f"http://127.0.0.1:{sim_port}", home / "unused.db")
     text = text.replace(f'url = "sqlite:///{home / "unused.db"}"', f'url = "{db_url}"')
@@ -343,7 +351,7 @@ def start_pg_gateway(
             f'\n[limits]\nredis_url = "{redis}"\ndefault_plan = "bench"\n'
             "\n[plans.bench.chat]\nrpm = 100000000\ntpm = 1000000000000\n"
         )
-    gw, port, admin_key, log = launch_gateway(tmp, "gateway-pg", home, text, gateway_cpu)
+    gw, port, admin_key, log = launch_gateway(tmp, name, home, text, gateway_cpu, workers)
     try:
         wait_health(f"http://127.0.0.1:{port}/health", gw, log)
         _, key = bench_account(f"http://127.0.0.1:{port}", admin_key)
