@@ -1,0 +1,51 @@
+"""The usage writer: rows leave in small chunks, and a failed write keeps what was not written."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from faregate.billing.store import Store
+from faregate.trace import Trace
+from faregate.usage.writer import UsageWriter
+
+
+class Rows:
+    """A store that records each usage write, failing the writes it is told to."""
+
+    def __init__(self, fail_at: set[int] | None = None) -> None:
+        self.writes: list[list[tuple[Any, ...]]] = []
+        self.calls = 0
+        self.fail_at = fail_at or set()
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        self.calls += 1
+        if self.calls in self.fail_at:
+            raise OSError("disk full")
+        self.writes.append(rows)
+
+
+def traces(n: int) -> list[Trace]:
+    return [Trace("chat", request_id=f"req_{i}") for i in range(n)]
+
+
+async def test_rows_are_written_in_chunks_in_order() -> None:
+    store = Rows()
+    writer = UsageWriter(cast(Store, store), chunk_rows=64)
+    for t in traces(150):
+        writer.record(t)
+    await writer.flush()
+    assert [len(w) for w in store.writes] == [64, 64, 22]
+    ids = [row[1] for w in store.writes for row in w]
+    assert ids == [f"req_{i}" for i in range(150)]
+
+
+async def test_a_failed_chunk_keeps_it_and_the_rest_for_the_next_flush() -> None:
+    store = Rows(fail_at={2})
+    writer = UsageWriter(cast(Store, store), chunk_rows=64)
+    for t in traces(150):
+        writer.record(t)
+    await writer.flush()  # the first chunk lands, the second fails
+    assert [len(w) for w in store.writes] == [64]
+    await writer.flush()
+    ids = [row[1] for w in store.writes for row in w]
+    assert ids == [f"req_{i}" for i in range(150)]  # nothing lost, nothing twice
