@@ -4,7 +4,8 @@ The gateway runs with a `sitecustomize` (in a temporary folder put first on its 
 that swaps uvloop for asyncio's own loop, whose callbacks are Python objects, and times
 every callback the loop runs. A callback that holds the loop longer than `--threshold-ms`
 is written to a file with its duration and what it ran (a task's coroutine, or a bound
-method); the report groups them. Every request in flight waits out a stall, so stalls are
+method), and so is a garbage collection as long (inside whichever callback it interrupted);
+the report groups them. Every request in flight waits out a stall, so stalls are
 what puts a tail under the median. (asyncio's loop is slower than uvloop: the durations
 are an upper bound of the production figures; which callbacks stall is the finding.)
 
@@ -54,6 +55,17 @@ def _install():
             out.write(f"{spent * 1000:.3f} {getattr(what, '__qualname__', repr(what))}\\n")
 
     asyncio.events.Handle._run = timed
+    started = [0.0]
+
+    def collected(phase, info):  # the collector's pauses, which happen inside callbacks
+        if phase == "start":
+            started[0] = clock()
+        elif (spent := clock() - started[0]) > limit:
+            out.write(f"{spent * 1000:.3f} gc-generation-{info['generation']}\\n")
+
+    import gc
+
+    gc.callbacks.append(collected)
 
 
 if os.environ.get("FAREGATE_ADMIN_KEY"):  # the gateway only: run.py's simulator has none
