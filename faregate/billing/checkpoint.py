@@ -9,12 +9,15 @@ from pathlib import Path
 
 log = logging.getLogger("faregate.ledger")
 
-# The writing connection still checkpoints by itself once the log holds this many pages (~16 MB
+# The writing connection still checkpoints by itself once the log holds this many pages (~64 MB
 # at 4 KiB pages). Under steady traffic that is what lets the log start over at its beginning (a
-# concurrent checkpoint always ends behind the newest commit), but by then the thread has copied
-# nearly every page, so the writer's own checkpoint is short, and four times rarer than SQLite's
-# default of 1,000 pages. It is also the safety net if the thread falls behind or cannot run.
-FALLBACK_PAGES = 4_000
+# concurrent checkpoint always ends behind the newest commit, so the log never starts over on
+# its own), but by then the thread has copied nearly every page, so the writer's own checkpoint
+# is two syncs: about 2.5 ms of the event loop on the test machine (`bench/stalls.py`), twice a
+# second at 1,000 requests a second with 4,000 pages, a stall every request in flight waits
+# out. At 16,000 pages it comes four times less often. It is also the safety net if the thread
+# falls behind or cannot run.
+FALLBACK_PAGES = 16_000
 # Commits between wake-ups: ~150 hold or settle commits append ~1,000 pages, SQLite's own
 # default interval between checkpoints.
 WAKE_COMMITS = 150
