@@ -49,7 +49,7 @@ def gateways(best: dict[Key, dict[str, Any]]) -> list[str]:
 def pairs(best: dict[Key, dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(direct, gateway) rows measured at the same setting, for every gateway target."""
     for stream in (False, True):
-        for c in CONCURRENCIES:
+        for c in sorted({key[2] for key in best}):
             for name in gateways(best):
                 if ("direct", stream, c) in best and (name, stream, c) in best:
                     yield best[("direct", stream, c)], best[(name, stream, c)]

@@ -235,7 +235,7 @@ async def run_windows(
     rows: list[dict[str, Any]] = []
     for round_ in range(1, args.rounds + 1):
         for stream in (False, True):
-            for c in CONCURRENCIES:
+            for c in args.concurrency:
                 for target in targets:
                     waited, before = await wait_quiet(pids, args.quiet_wait)
                     row = await measure(target, stream, c, args, pids)
@@ -401,6 +401,13 @@ def main() -> int:
         "--rounds", type=int, default=1, help="measure every setting N times (default 1)"
     )
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=list(CONCURRENCIES),
+        help=f"requests in flight, one setting each (default {' '.join(map(str, CONCURRENCIES))})",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=20.0,
@@ -424,8 +431,10 @@ def main() -> int:
     args.duration = args.duration if args.duration is not None else (1.5 if args.quick else 5.0)
     if not (0 < args.duration <= 60 and 0 <= args.warmup <= 10 and 1 <= args.rounds <= 10):
         parser.error("keep --duration in (0, 60], --warmup in [0, 10], --rounds in [1, 10]")
+    if not all(1 <= c <= 512 for c in args.concurrency):
+        parser.error("keep every --concurrency in [1, 512]")
 
-    windows = args.rounds * 2 * (3 if args.postgres else 2) * len(CONCURRENCIES)
+    windows = args.rounds * 2 * (3 if args.postgres else 2) * len(args.concurrency)
     budget = 120 + windows * (args.warmup + args.duration + args.quiet_wait + 1 + DRAIN_SECONDS)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(int(budget))

@@ -119,6 +119,8 @@ def main() -> int:
                     target = Target(f"{workers} worker(s)", port, key)
                     sanity_check(target, False)
                     pids = {"generator": os.getpid(), "simulator": sim.pid}
+                    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                        runner.run(window(target, args, pids))  # every pool connection opened
                     members = children(pg_gw.pid) if workers > 1 else []
                     pids.update({f"gw-{p}": p for p in [pg_gw.pid, *members]})
                     pids.update({f"pg-{p}": p for p in processes("postgres")})
