@@ -73,7 +73,8 @@ class FallbackLimiter:
     async def acquire(self, key: KeyRecord, route: str) -> Lease:
         if self._due():
             try:
-                lease = await asyncio.wait_for(self.primary.acquire(key, route), self.timeout)
+                async with asyncio.timeout(self.timeout):  # no task of its own, as wait_for
+                    lease = await self.primary.acquire(key, route)
             except FaregateError:  # a refusal: Redis answered
                 self._recovered()
                 raise
@@ -88,7 +89,8 @@ class FallbackLimiter:
     async def record_tokens(self, key: KeyRecord, route: str, tokens: int) -> None:
         if not self.degraded:
             try:
-                await asyncio.wait_for(self.primary.record_tokens(key, route, tokens), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self.primary.record_tokens(key, route, tokens)
                 return
             except Exception as exc:
                 self._failed(exc)

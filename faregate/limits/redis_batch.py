@@ -1,4 +1,4 @@
-"""Script calls to Redis made in one turn of the event loop, sent together as one pipeline."""
+"""Script calls to Redis made in one turn of the event loop, sent together on one connection."""
 
 from __future__ import annotations
 
@@ -6,17 +6,23 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as redis
+from hiredis import pack_command
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Call = tuple[AsyncScript, list[str], list[Any], asyncio.Future[Any]]
 
 
 class ScriptBatch:
-    """Every script call made while the loop runs one turn goes out in one pipeline (one
-    connection taken from the pool, one write, one read), instead of one round trip each;
-    the replies come back in order. A script Redis does not know yet (a restarted server)
-    is loaded and its call run again on its own; any other error reaches only its caller."""
+    """Every script call made while the loop runs one turn goes to Redis in one write on one
+    connection taken from the client's pool, and the replies are read back in order: one
+    round trip for the turn instead of one per call. The commands are packed by hiredis
+    (C) and the replies parsed by it too. A script Redis does not know yet (a restarted
+    server) is loaded and its call run again on its own; any other error reply reaches only
+    its caller. A connection that fails before any reply is read is dropped and the batch
+    sent once more on another (as redis-py retries a command once)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
@@ -40,8 +46,6 @@ class ScriptBatch:
     async def _run(self, batch: list[Call]) -> None:
         try:
             replies = await self._replies(batch)
-        except NoScriptError:
-            replies = [NoScriptError()] * len(batch)
         except Exception as exc:
             replies = [exc] * len(batch)
         except BaseException:
@@ -62,14 +66,45 @@ class ScriptBatch:
                 fut.set_result(reply)
 
     async def _replies(self, batch: list[Call]) -> list[Any]:
-        if len(batch) == 1:  # one call needs no pipeline
-            script, keys, args, _ = batch[0]
-            return [await self._client.evalsha(script.sha, len(keys), *keys, *args)]
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
+        payload = b"".join(
+            pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))
+            for script, keys, args, _ in batch
+        )
+        try:
+            return await self._round_trip(payload, len(batch))
+        except _Unread:  # nothing was read: a dropped connection, tried once more
+            pass
+        try:
+            return await self._round_trip(payload, len(batch))
+        except _Unread as again:
+            cause = again.__cause__
+            assert cause is not None
+            raise cause from None
+
+    async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        try:
+            await conn.send_packed_command(payload)
+            for _ in range(count):
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # an error reply: read, so the stream is in step
+                    replies.append(exc)
+        except BaseException as exc:
+            await conn.disconnect()  # replies may be left unread on it
+            if not replies and isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+                raise _Unread from exc
+            raise
+        finally:
+            await pool.release(conn)
+        return replies
 
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1)
+
+
+class _Unread(Exception):
+    """The connection failed before any reply of the batch was read."""

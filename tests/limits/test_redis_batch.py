@@ -18,45 +18,42 @@ ECHO = "return {KEYS[1], ARGV[1]}"
 FAIL = "return redis.error_reply('no such thing')"
 
 
-class CountingRedis(redis.Redis):
-    """A client that counts its pipelines and its single script calls."""
+class CountingConnection(redis.Connection):
+    """A connection that counts the script writes of every connection of its class."""
 
-    pipelines = 0
-    singles = 0
+    writes = 0
 
-    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
-        CountingRedis.pipelines += 1
-        return super().pipeline(*args, **kwargs)
-
-    async def evalsha(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        CountingRedis.singles += 1
-        return await super().evalsha(*args, **kwargs)
+    async def send_packed_command(self, command: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(command, bytes) and b"EVALSHA" in command:
+            CountingConnection.writes += 1
+        await super().send_packed_command(command, *args, **kwargs)
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[CountingRedis]:
-    c = CountingRedis.from_url(URL)
-    CountingRedis.pipelines = CountingRedis.singles = 0
+async def client() -> AsyncIterator[redis.Redis]:
+    c = redis.Redis.from_url(URL, connection_class=CountingConnection)
+    CountingConnection.writes = 0
     yield c
     await c.aclose()
 
 
-async def test_calls_in_one_loop_turn_share_one_pipeline_and_keep_their_order(
-    client: CountingRedis,
+async def test_calls_in_one_loop_turn_share_one_write_and_keep_their_order(
+    client: redis.Redis,
 ) -> None:
     echo = client.register_script(ECHO)
     await client.script_load(ECHO)
+    CountingConnection.writes = 0
     batch = ScriptBatch(client)
     futures = [batch.call(echo, [f"k{i}"], [i]) for i in range(20)]
     replies = await asyncio.gather(*futures)
     assert replies == [[f"k{i}".encode(), str(i).encode()] for i in range(20)]
-    assert (CountingRedis.pipelines, CountingRedis.singles) == (1, 0)
+    assert CountingConnection.writes == 1
     assert await batch.call(echo, ["alone"], [1]) == [b"alone", b"1"]
-    assert (CountingRedis.pipelines, CountingRedis.singles) == (1, 1)
+    assert CountingConnection.writes == 2
     await batch.close()
 
 
-async def test_an_error_reaches_only_its_own_caller(client: CountingRedis) -> None:
+async def test_an_error_reaches_only_its_own_caller(client: redis.Redis) -> None:
     echo, fail = client.register_script(ECHO), client.register_script(FAIL)
     await client.script_load(ECHO)
     await client.script_load(FAIL)
@@ -68,7 +65,7 @@ async def test_an_error_reaches_only_its_own_caller(client: CountingRedis) -> No
     assert isinstance(results[1], ResponseError) and "no such thing" in str(results[1])
 
 
-async def test_a_script_redis_forgot_is_loaded_and_run_again(client: CountingRedis) -> None:
+async def test_a_script_redis_forgot_is_loaded_and_run_again(client: redis.Redis) -> None:
     script = "return {KEYS[1], 'fresh-" + os.urandom(4).hex() + "'}"  # never loaded before
     fresh = client.register_script(script)
     batch = ScriptBatch(client)
@@ -85,3 +82,22 @@ async def test_a_dead_redis_fails_every_call_of_the_batch() -> None:
     )
     assert all(isinstance(r, redis.ConnectionError) for r in results)
     await dead.aclose()
+
+
+async def test_a_connection_redis_dropped_is_replaced_and_the_batch_sent_again(
+    client: redis.Redis,
+) -> None:
+    echo = client.register_script(ECHO)
+    await client.script_load(ECHO)
+    batch = ScriptBatch(client)
+    assert await batch.call(echo, ["a"], [1]) == [b"a", b"1"]  # one pooled connection now
+    name = f"fgtest-kill-{os.getpid()}"
+    await client.client_setname(name)  # names the pooled connection the batch will take
+    killer = redis.Redis.from_url(URL)
+    clients = await killer.client_list()
+    await killer.client_kill_filter(_id=next(c["id"] for c in clients if c["name"] == name))
+    await killer.aclose()
+    CountingConnection.writes = 0
+    replies = await asyncio.gather(batch.call(echo, ["b"], [2]), batch.call(echo, ["c"], [3]))
+    assert replies == [[b"b", b"2"], [b"c", b"3"]]
+    assert CountingConnection.writes == 2  # on the dead connection, then on a new one
