@@ -124,6 +124,7 @@ def main() -> int:
         " through this URL (e.g. postgresql://postgres@127.0.0.1:5432/test)",
     )
     parser.add_argument("--redis", default=None, help="with --postgres: limits in this Redis")
+    parser.add_argument("--no-access-log", action="store_true", help="the access log off")
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be within 1-120")
@@ -139,7 +140,9 @@ def main() -> int:
         pg_database(args.postgres) as pg_url,
     ):
         tmp = Path(tmpdir)
-        sim, gw, sim_port, gw_port, _, _, key = start_processes(tmp, gen_cpu, gw_cpu)
+        sim, gw, sim_port, gw_port, _, _, key = start_processes(
+            tmp, gen_cpu, gw_cpu, access_log=not args.no_access_log
+        )
         try:
             if pg_url is not None:  # profile the PostgreSQL gateway instead
                 stop_process(gw)

@@ -101,28 +101,45 @@ class Request:
         """The body chunk by chunk as it arrives, refused with 413 as soon as it passes `limit`
         bytes. A client that leaves ends the stream early. A body already read whole comes in
         one chunk."""
+        self._refuse_declared(limit)
+        if self._body is not None:
+            yield self._body
+            return
+        size = 0
+        more = True
+        while more:
+            chunk, more = await self._next(limit, size)
+            if chunk:
+                size += len(chunk)
+                yield chunk
+
+    def _refuse_declared(self, limit: int) -> None:
         declared = self.headers.get("content-length")
         if self._body is not None:
             declared = str(len(self._body))
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
-        if self._body is not None:
-            yield self._body
-            return
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
-                yield chunk
-            if not message.get("more_body", False):
-                return
+
+    async def _next(self, limit: int, size: int) -> tuple[bytes, bool]:
+        """The next chunk of the body and whether more follows, refused with 413 when it
+        takes the body (`size` bytes so far) past `limit`; a client gone ends the body."""
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            return b"", False
+        chunk: bytes = message.get("body", b"")
+        if size + len(chunk) > limit:
+            raise PayloadTooLarge(f"Request body is larger than the {limit}-byte limit.")
+        return chunk, bool(message.get("more_body", False))
 
     async def _read(self, limit: int) -> bytes:
-        chunks = [chunk async for chunk in self.stream(limit)]
+        """The whole body (the common case, one message, without a generator's frames)."""
+        self._refuse_declared(limit)
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            chunk, more = await self._next(limit, size)
+            if chunk:
+                size += len(chunk)
+                chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
