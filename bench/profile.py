@@ -19,8 +19,8 @@ from procs import CLK_TCK, stop_process
 from run import (
     Target,
     measure,
-    on_alarm,
     pg_database,
+    pin_generator,
     sanity_check,
     start_pg_gateway,
     start_processes,
@@ -128,13 +128,7 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be within 1-120")
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.seconds) + 120)
-
-    cpus = sorted(os.sched_getaffinity(0))
-    gen_cpu, gw_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
-    if gen_cpu is not None:
-        os.sched_setaffinity(0, {gen_cpu})  # py-spy inherits this: it stays off the gateway's CPU
+    gen_cpu, gw_cpu = pin_generator(int(args.seconds) + 120)  # py-spy stays off the gateway's CPU
     with (
         tempfile.TemporaryDirectory(prefix="faregate-profile-") as tmpdir,
         pg_database(args.postgres) as pg_url,

@@ -256,6 +256,19 @@ def on_alarm(signum: int, frame: FrameType | None) -> None:
     raise TimeoutError("the benchmark exceeded its time budget")
 
 
+def pin_generator(budget_seconds: int) -> tuple[int | None, int | None]:
+    """Stop the run after `budget_seconds` (an alarm, which stops the child processes too) and
+    keep this process, the load generator, on the first CPU. Returns (generator CPU, gateway
+    CPU), both None with fewer than two CPUs (then nothing is pinned)."""
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(budget_seconds)
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    os.sched_setaffinity(0, {cpus[0]})  # py-spy, started from here, inherits it too
+    return cpus[0], cpus[1]
+
+
 def launch_gateway(
     tmp: Path, name: str, home: Path, text: str, gateway_cpu: int | None, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int, str, Path]:
@@ -436,13 +449,8 @@ def main() -> int:
 
     windows = args.rounds * 2 * (3 if args.postgres else 2) * len(args.concurrency)
     budget = 120 + windows * (args.warmup + args.duration + args.quiet_wait + 1 + DRAIN_SECONDS)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(budget))
-
-    cpus = sorted(os.sched_getaffinity(0))
-    gen_cpu, gw_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    gen_cpu, gw_cpu = pin_generator(int(budget))
     if gen_cpu is not None:
-        os.sched_setaffinity(0, {gen_cpu})
         placement = (
             f"gateway alone on CPU {gw_cpu}; simulator and load generator share CPU {gen_cpu}"
         )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import uvloop
 from procs import stop_process
-from run import Target, measure, on_alarm, sanity_check, start_processes
+from run import Target, measure, pin_generator, sanity_check, start_processes
 
 HOOK = """
 import os
@@ -73,9 +73,9 @@ if os.environ.get("FAREGATE_ADMIN_KEY"):  # the gateway only: run.py's simulator
 """
 
 
-def report(log: Path, seconds: float, threshold: float) -> str:
+def report(lines: str, seconds: float, threshold: float) -> str:
     stalls: dict[str, list[float]] = collections.defaultdict(list)
-    for line in log.read_text().splitlines():
+    for line in lines.splitlines():
         ms, _, what = line.partition(" ")
         stalls[re.sub(r" at 0x[0-9a-f]+", "", what)].append(float(ms))
     rows = sorted(stalls.items(), key=lambda kv: -sum(kv[1]))
@@ -101,12 +101,7 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds must be within 1-120")
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(args.seconds) + 120)
-    cpus = sorted(os.sched_getaffinity(0))
-    gen_cpu, gw_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
-    if gen_cpu is not None:
-        os.sched_setaffinity(0, {gen_cpu})
+    gen_cpu, gw_cpu = pin_generator(int(args.seconds) + 120)
     with tempfile.TemporaryDirectory(prefix="faregate-stalls-") as d:
         tmp = Path(d)
         hook = tmp / "hook"
@@ -132,6 +127,7 @@ def main() -> int:
             pids = {"generator": os.getpid(), "simulator": sim.pid, "gateway": gw.pid}
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 row = runner.run(measure(target, args.stream, args.concurrency, ns, pids))
+            lines = log.read_text()  # before the shutdown's own callbacks are logged
         finally:
             stop_process(gw)
             stop_process(sim)
@@ -142,7 +138,7 @@ def main() -> int:
             f" p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms,"
             f" p99.9 {row['p999_ms']:.2f} ms (asyncio's loop, timed)\n"
         )
-        print(report(log, row["seconds"], args.threshold_ms))
+        print(report(lines, row["seconds"], args.threshold_ms))
     return 0
 
 

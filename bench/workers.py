@@ -26,8 +26,8 @@ from procs import stop_process
 from run import (
     Target,
     measure,
-    on_alarm,
     pg_database,
+    pin_generator,
     sanity_check,
     start_pg_gateway,
     start_processes,
@@ -93,14 +93,10 @@ def main() -> int:
     parser.add_argument("--redis", default=REDIS)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(300 + args.rounds * 2 * (args.duration + args.warmup + 15)))
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
+    gen_cpu, gw_cpu = pin_generator(int(300 + args.rounds * 2 * (args.duration + args.warmup + 15)))
+    if gen_cpu is None or gw_cpu is None:
         print("needs 2 CPUs", file=sys.stderr)
         return 1
-    gen_cpu, gw_cpu = cpus[0], cpus[1]
-    os.sched_setaffinity(0, {gen_cpu})
     rows: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="faregate-workers-") as d,

@@ -105,7 +105,11 @@ class Request:
         if self._body is not None:
             yield self._body
             return
-        size = 0
+        async for chunk in self._rest(limit, 0):
+            yield chunk
+
+    async def _rest(self, limit: int, size: int) -> AsyncGenerator[bytes, None]:
+        """The chunks still to come, `size` bytes having come before them."""
         more = True
         while more:
             chunk, more = await self._next(limit, size)
@@ -132,14 +136,12 @@ class Request:
         return chunk, bool(message.get("more_body", False))
 
     async def _read(self, limit: int) -> bytes:
-        """The whole body (the common case, one message, without a generator's frames)."""
+        """The whole body; the common case, one message, without a generator's frames."""
         self._refuse_declared(limit)
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            chunk, more = await self._next(limit, size)
-            if chunk:
-                size += len(chunk)
-                chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        first, more = await self._next(limit, 0)
+        if not more:
+            return first
+        chunks = [first]
+        async for chunk in self._rest(limit, len(first)):
+            chunks.append(chunk)
+        return b"".join(chunks)
