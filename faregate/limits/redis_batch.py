@@ -71,17 +71,13 @@ class ScriptBatch:
             for script, keys, args, _ in batch
         )
         try:
-            return await self._round_trip(payload, len(batch))
-        except _Unread:  # nothing was read: a dropped connection, tried once more
-            pass
-        try:
-            return await self._round_trip(payload, len(batch))
-        except _Unread as again:
-            cause = again.__cause__
-            assert cause is not None
-            raise cause from None
+            return await self._round_trip(payload, len(batch), retry=True)
+        except _Unread:  # nothing was read: a dropped connection, sent once more on another
+            return await self._round_trip(payload, len(batch), retry=False)
 
-    async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
+    async def _round_trip(self, payload: bytes, count: int, *, retry: bool) -> list[Any]:
+        """The replies to `payload`'s `count` commands; `_Unread` (with `retry`) when the
+        connection failed before any reply came."""
         pool = self._client.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         replies: list[Any] = []
@@ -94,7 +90,7 @@ class ScriptBatch:
                     replies.append(exc)
         except BaseException as exc:
             await conn.disconnect()  # replies may be left unread on it
-            if not replies and isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+            if retry and not replies and isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
                 raise _Unread from exc
             raise
         finally:

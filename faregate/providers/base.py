@@ -137,12 +137,6 @@ class StreamEvent:
             self._parse()
         return self._text
 
-    @text.setter
-    def text(self, value: str) -> None:
-        if self._body is not None:
-            self._parse()
-        self._text = value
-
     def __repr__(self) -> str:
         if self._body is not None:
             return f"StreamEvent(unread={self._body!r})"
