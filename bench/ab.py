@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from launch import on_alarm, start_processes
 from procs import stop_process
-from run import Target, measure, on_alarm, sanity_check, start_processes
+from run import Target, measure, sanity_check
 
 
 async def windows(

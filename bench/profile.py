@@ -15,16 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import uvloop
+from launch import pg_database, pin_generator, start_pg_gateway, start_processes
 from procs import CLK_TCK, stop_process
-from run import (
-    Target,
-    measure,
-    pg_database,
-    pin_generator,
-    sanity_check,
-    start_pg_gateway,
-    start_processes,
-)
+from run import Target, measure, sanity_check
 
 
 def frame_name(frame: str) -> tuple[str, str]:

@@ -8,7 +8,6 @@ import contextlib
 import gc
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -16,31 +15,25 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import uvloop
+from launch import pg_database, pin_generator, start_pg_gateway, start_processes
 from load import Window, pct, worker
 from procs import (
     CLK_TCK,
     allowed_cpus,
     cpu_seconds,
     environment,
-    free_port,
-    gateway_config,
     http_json,
     memory_kb,
-    pinned,
     stop_process,
-    wait_health,
 )
 from report import CONCURRENCIES, choose, comparisons, markdown, mode
 
 MODEL = "sim-small"
-CREDITS = 10**13  # micro-credits; a window costs well under 10**9
 REQUEST_CAP = 200_000  # hard cap on requests per measured window
 DRAIN_SECONDS = 10.0  # in-flight requests still open this long after a window are errors
 QUIET_LOAD = 0.1  # cores used by other processes below which the machine counts as quiet
@@ -250,152 +243,6 @@ async def run_windows(
                         flush=True,
                     )
     return rows
-
-
-def on_alarm(signum: int, frame: FrameType | None) -> None:
-    raise TimeoutError("the benchmark exceeded its time budget")
-
-
-def pin_generator(budget_seconds: int) -> tuple[int | None, int | None]:
-    """Stop the run after `budget_seconds` (an alarm, which stops the child processes too) and
-    keep this process, the load generator, on the first CPU. Returns (generator CPU, gateway
-    CPU), both None with fewer than two CPUs (then nothing is pinned)."""
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(budget_seconds)
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    os.sched_setaffinity(0, {cpus[0]})  # py-spy, started from here, inherits it too
-    return cpus[0], cpus[1]
-
-
-def launch_gateway(
-    tmp: Path, name: str, home: Path, text: str, gateway_cpu: int | None, workers: int = 1
-) -> tuple[subprocess.Popen[bytes], int, str, Path]:
-    """A gateway process (with `workers` worker processes) on the gateway's core with the
-    config `text` and its own home and admin key. Returns (process, port, admin key, log
-    path); wait for its health yourself."""
-    config = tmp / f"{name}.toml"
-    config.write_text(text)
-    admin_key = "fga-bench-" + secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "FAREGATE_HOME": str(home),
-        "FAREGATE_ADMIN_KEY": admin_key,
-        "FAREGATE_SECRET_KEY": secrets.token_hex(32),
-    }
-    for var in ("FAREGATE_DATABASE_URL", "FAREGATE_CONFIG"):
-        env.pop(var, None)
-    port = free_port()
-    log = tmp / f"{name}.log"
-    serve = ["-m", "faregate.cli", "serve", "--config", str(config), "--port", str(port)]
-    serve += ["--workers", str(workers)] if workers > 1 else []
-    with log.open("wb") as out:
-        gw = subprocess.Popen(
-            [sys.executable, *serve],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp,
-            preexec_fn=pinned(gateway_cpu),
-        )
-    return gw, port, admin_key, log
-
-
-def bench_account(url: str, admin_key: str) -> tuple[str, str]:
-    """(account id, API key) of a funded account made through the admin API."""
-    account = {"name": "bench", "credits": CREDITS}
-    acct = http_json("POST", f"{url}/admin/v1/accounts", account, admin_key)
-    key = http_json("POST", f"{url}/admin/v1/accounts/{acct['id']}/keys", {"name": "b"}, admin_key)
-    return str(acct["id"]), str(key["key"])
-
-
-def start_processes(
-    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None, access_log: bool = True
-) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int, str, str, str]:
-    """Start the simulator and the gateway; make an account and a key.
-    Returns (sim, gateway, sim port, gateway port, admin key, account id, API key)."""
-    sim_port = free_port()
-    sim_log = tmp / "sim.log"
-    with sim_log.open("wb") as out:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "faregate.sim", "--port", str(sim_port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=pinned(generator_cpu),
-        )
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    home = tmp / "home"
-    home.mkdir()
-    text = gateway_config(sim_url, home / "faregate.db")
-    if not access_log:
-        text += "\n[log]\naccess = false\n"
-    gw, gw_port, admin_key, gw_log = launch_gateway(tmp, "gateway", home, text, gateway_cpu)
-    try:
-        wait_health(f"{sim_url}/health", sim, sim_log)
-        gw_url = f"http://127.0.0.1:{gw_port}"
-        wait_health(f"{gw_url}/health", gw, gw_log)
-        account_id, key = bench_account(gw_url, admin_key)
-    except BaseException:
-        stop_process(gw)
-        stop_process(sim)
-        raise
-    return sim, gw, sim_port, gw_port, admin_key, account_id, key
-
-
-def start_pg_gateway(
-    tmp: Path,
-    sim_port: int,
-    gateway_cpu: int | None,
-    db_url: str,
-    redis: str | None,
-    workers: int = 1,
-    name: str = "gateway-pg",
-) -> tuple[subprocess.Popen[bytes], int, str]:
-    """A second gateway on the gateway's core: its ledger on PostgreSQL at `db_url` and, with
-    `redis`, every account on a plan whose (never reached) limits are counted in Redis.
-    Returns (process, port, API key)."""
-    home = tmp / f"home-{name}"
-    home.mkdir()
-    text = gateway_config(f"http://127.0.0.1:{sim_port}", home / "unused.db")
-    text = text.replace(f'url = "sqlite:///{home / "unused.db"}"', f'url = "{db_url}"')
-    if redis:
-        text += (
-            f'\n[limits]\nredis_url = "{redis}"\ndefault_plan = "bench"\n'
-            "\n[plans.bench.chat]\nrpm = 100000000\ntpm = 1000000000000\n"
-        )
-    gw, port, admin_key, log = launch_gateway(tmp, name, home, text, gateway_cpu, workers)
-    try:
-        wait_health(f"http://127.0.0.1:{port}/health", gw, log)
-        _, key = bench_account(f"http://127.0.0.1:{port}", admin_key)
-    except BaseException:
-        stop_process(gw)
-        raise
-    return gw, port, key
-
-
-@contextlib.contextmanager
-def pg_database(admin_url: str | None) -> Iterator[str | None]:
-    """A fresh PostgreSQL database for the run (dropped at the end), or None."""
-    if not admin_url:
-        yield None
-        return
-    import asyncpg
-
-    name = f"faregate_bench_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def main() -> int:

@@ -28,8 +28,9 @@ import tempfile
 from pathlib import Path
 
 import uvloop
+from launch import pin_generator, start_processes
 from procs import stop_process
-from run import Target, measure, pin_generator, sanity_check, start_processes
+from run import Target, measure, sanity_check
 
 HOOK = """
 import os

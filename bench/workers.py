@@ -22,16 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from launch import pg_database, pin_generator, start_pg_gateway, start_processes
 from procs import stop_process
-from run import (
-    Target,
-    measure,
-    pg_database,
-    pin_generator,
-    sanity_check,
-    start_pg_gateway,
-    start_processes,
-)
+from run import Target, measure, sanity_check
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/0"
