@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from launch import on_alarm, start_processes
+from launch import on_alarm, pg_database, start_pg_gateway, start_processes
 from procs import stop_process
 from run import Target, measure, sanity_check
 
@@ -54,6 +55,13 @@ def main() -> int:
         metavar="NAME",
         help="these trees (all when none is named) run with [log] access = false",
     )
+    p.add_argument(
+        "--postgres",
+        default=None,
+        help="also run, per tree, a gateway whose ledger is on PostgreSQL, in a fresh database "
+        "made through this URL (named TREE-pg)",
+    )
+    p.add_argument("--redis", default=None, help="with --postgres: limits counted in this Redis")
     args = p.parse_args()
     args.cap = 200_000
     signal.signal(signal.SIGALRM, on_alarm)
@@ -65,13 +73,13 @@ def main() -> int:
     procs = []
     targets: list[Target] = []
     pids: dict[str, int] = {"generator": os.getpid()}
-    with tempfile.TemporaryDirectory(prefix="faregate-ab-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="faregate-ab-") as tmp, contextlib.ExitStack() as dbs:
         try:
             for spec in args.trees:
                 name, _, path = spec.partition("=")
                 os.environ["PYTHONPATH"] = str(Path(path).resolve())
                 (Path(tmp) / name).mkdir()
-                sim, gw, _, gw_port, _, _, key = start_processes(
+                sim, gw, sim_port, gw_port, _, _, key = start_processes(
                     Path(tmp) / name,
                     gen_cpu,
                     gw_cpu,
@@ -83,6 +91,15 @@ def main() -> int:
                 # every simulator is ours (not other load); the first is the one reported
                 pids["simulator" if "simulator" not in pids else f"{name} simulator"] = sim.pid
                 targets.append(Target(name, gw_port, key, name))
+                if args.postgres:
+                    url = dbs.enter_context(pg_database(args.postgres))
+                    assert url is not None
+                    pg, pg_port, pg_key = start_pg_gateway(
+                        Path(tmp) / name, sim_port, gw_cpu, url, args.redis, name=f"{name}-pg"
+                    )
+                    procs.append(pg)
+                    pids[f"{name}-pg"] = pg.pid
+                    targets.append(Target(f"{name}-pg", pg_port, pg_key, f"{name}-pg"))
             for target in targets:
                 for stream in (False, True):
                     sanity_check(target, stream)

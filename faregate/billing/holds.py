@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from faregate.billing.steps import Gated, Plan, gated, n, one
+from faregate.billing.steps import Gated, Merged, Plan, gated, n, one
 from faregate.billing.store import (
     HoldTicket,
     SpendLimited,
@@ -39,13 +39,13 @@ _HOLD_COLUMNS = (
 )
 
 TAKE = Gated(
-    "WITH d AS (UPDATE accounts SET balance = balance - $1::bigint WHERE id = $2 AND balance >= $1"
+    "d AS (UPDATE accounts SET balance = balance - $1::bigint WHERE id = $2 AND balance >= $1"
     " RETURNING id),"
     f" h AS ({_HOLD_COLUMNS} SELECT $3::text, $2, $4::text, $1, 'open', $5::text, $6::text,"
     " $7::text, $8::bigint, $9::bigint, $10::text, $11::text FROM d),"
     f" l AS ({_LEDGER_COLUMNS} SELECT $2, 'hold', -$1, $3, $4, $5, NULL, NULL, NULL, NULL, NULL,"
-    " FALSE, NULL, NULL, $8 FROM d)"
-    " SELECT count(*) FROM d",
+    " FALSE, NULL, NULL, $8 FROM d)",
+    "d",
     (
         ("UPDATE accounts SET balance = balance - ?1 WHERE id = ?2 AND balance >= ?1", 2),
         (f"{_HOLD_COLUMNS} VALUES (?3, ?2, ?4, ?1, 'open', ?5, ?6, ?7, ?8, ?9, ?10, ?11)", 11),
@@ -61,14 +61,14 @@ model $5, request $6, instance $7, at $8, expiring at $9, spend windows $10, own
 ledger row. Gives back the number of accounts debited (0 or 1)."""
 
 SHUT = Gated(
-    "WITH c AS (UPDATE holds SET status = $2, closed_at = $3, cost = $4"
+    "c AS (UPDATE holds SET status = $2, closed_at = $3, cost = $4"
     " WHERE id = $1 AND status = 'open' RETURNING id),"
     " r AS (UPDATE accounts SET balance = balance + $5::bigint WHERE id = $6 AND $5::bigint <> 0"
     " AND EXISTS (SELECT 1 FROM c)),"
-    f" l AS ({_LEDGER_COLUMNS} SELECT $6, $7::text, $5, $1, $8::text, $9::text, $10::bigint,"
+    f" s AS ({_LEDGER_COLUMNS} SELECT $6, $7::text, $5, $1, $8::text, $9::text, $10::bigint,"
     " $11::integer, $12::integer, $13::integer, $14::integer, $15::boolean, $16::text,"
-    " $17::text, $3 FROM c)"
-    " SELECT count(*) FROM c",
+    " $17::text, $3 FROM c)",
+    "c",
     (
         (
             "UPDATE holds SET status = ?2, closed_at = ?3, cost = ?4"
@@ -86,6 +86,10 @@ SHUT = Gated(
 """Close hold $1 once as $2 at $3 with cost $4, and only then give $5 back to account $6 and
 write the ledger row (kind $7, key $8, model $9, the cost billed $10, then the detail). Gives
 back the number of holds closed (0 or 1)."""
+
+PIPELINED = Merged(TAKE, SHUT)
+"""A take or a close as one PostgreSQL statement: a batch of steps that are each one of them
+(no spend windows, no overrun) goes to the server in one round trip."""
 
 
 def take(

@@ -7,8 +7,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from faregate.billing.holds import PIPELINED
 from faregate.billing.ledger import INSTANCE, GroupLedger
-from faregate.billing.steps import Plan, pg_sql, run_postgres
+from faregate.billing.steps import Plan, Query, pg_sql, run_postgres
 from faregate.billing.store import USAGE_COLUMNS, LedgerUnavailable, new_id, now_ms
 
 T = TypeVar("T")
@@ -20,7 +21,9 @@ a single statement."""
 class PostgresStore(GroupLedger):
     """One writer connection commits every pending step in one transaction; steps run in
     account order, so concurrent batches from several replicas lock rows in the same order
-    and cannot deadlock. Each request still waits for its own commit."""
+    and cannot deadlock. Each request still waits for its own commit. A batch whose steps are
+    each one statement (a hold without spend windows, a close without them and without
+    overrun) is one round trip: the statement pipelined once per step under one Sync."""
 
     def __init__(self, dsn: str, *, pool_size: int = 8) -> None:
         self.instance_id = new_id("inst")
@@ -69,8 +72,8 @@ class PostgresStore(GroupLedger):
     ) -> asyncio.Future[Any]:
         """Run `plan` in the writer's next batch, in `account_id`'s place of the lock order
         (every hold is committed before its ticket is handed out: `durable` is never asked).
-        A batch of one `single` step runs without BEGIN and COMMIT: one statement is atomic
-        on its own, so a lone hold or settle is one round trip instead of three."""
+        A batch of `single` steps runs without BEGIN and COMMIT: the pipelined statements
+        before one Sync are one implicit transaction."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         if self._pool is None and self._started:
@@ -92,16 +95,29 @@ class PostgresStore(GroupLedger):
             self._flushing = False
 
     async def _flush(self, batch: list[Step]) -> None:
-        results: list[Any] = []
+        firsts: list[Query | None] = []
+        bound: list[tuple[Any, ...]] | None = []
+        for _, plan, fut, single in batch:
+            try:
+                first: Query | None = next(plan)
+            except StopIteration as stop:  # decided without a statement
+                fut.set_result(stop.value)
+                first = None
+            firsts.append(first)
+            if bound is not None and first is not None:
+                args = PIPELINED.bind(first) if single else None
+                bound = None if args is None else [*bound, args]
         try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(self._dsn)
-            if len(batch) == 1 and batch[0][3]:
-                results.append(await run_postgres(self._writer, batch[0][1]))
+            if bound is not None:
+                results = [row[0] for row in await self._writer.fetchmany(PIPELINED.sql, bound)]
             else:
+                results = []
                 async with self._writer.transaction():
-                    for _, plan, _, _ in batch:
-                        results.append(await run_postgres(self._writer, plan))
+                    for (_, plan, _, _), first in zip(batch, firsts, strict=True):
+                        if first is not None:
+                            results.append(await run_postgres(self._writer, plan, first))
         except Exception as exc:  # the whole batch fails closed
             exc = LedgerUnavailable.wrap(exc)
             if self._writer is not None and self._writer.is_closed():
@@ -110,9 +126,20 @@ class PostgresStore(GroupLedger):
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for (_, _, fut, _), result in zip(batch, results, strict=True):
-            if not fut.done():
+        answers = iter(results)
+        for (_, plan, fut, _), first in zip(batch, firsts, strict=True):
+            if first is None:
+                continue
+            result = next(answers)
+            if fut.done():
+                continue
+            if bound is None:
                 fut.set_result(result)
+                continue
+            try:
+                fut.set_result(_finish(plan, result))
+            except RuntimeError as exc:
+                fut.set_exception(exc)
 
     # -- the ledger's steps (billing/ledger.py) --------------------------------------------
 
@@ -132,3 +159,12 @@ class PostgresStore(GroupLedger):
     async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
         async with self.pool.acquire() as conn:
             await conn.copy_records_to_table("usage_log", records=rows, columns=USAGE_COLUMNS)
+
+
+def _finish(plan: Plan[T], result: Any) -> T:
+    """The outcome of a one-statement plan given its statement's result."""
+    try:
+        plan.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    raise RuntimeError("a step marked single asked for a second statement")

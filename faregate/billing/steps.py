@@ -4,6 +4,7 @@ placeholders) that each store runs in its own group-committed transaction."""
 from __future__ import annotations
 
 import functools
+import re
 import sqlite3
 from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar
@@ -15,19 +16,67 @@ T = TypeVar("T")
 
 
 class Gated(str):
-    """A statement whose first part decides the rest. Its text is PostgreSQL's single statement
-    (data-modifying CTEs) returning that part's row count; on SQLite its `parts` run in order,
-    the later ones only when the first changed exactly one row. Its placeholders are numbered,
-    and each SQLite part takes the first `k` of the arguments."""
+    """A statement whose first part decides the rest. On PostgreSQL it is one statement: the
+    data-modifying CTEs `ctes`, returning the row count of the first part (the CTE named
+    `counted`); on SQLite its `parts` run in order, the later ones only when the first changed
+    exactly one row. Its placeholders are numbered, and each SQLite part takes the first `k` of
+    the arguments."""
 
     postgres: str
+    ctes: str
+    counted: str
     sqlite: tuple[tuple[str, int], ...]
 
-    def __new__(cls, postgres: str, sqlite: tuple[tuple[str, int], ...]) -> Gated:
+    def __new__(cls, ctes: str, counted: str, sqlite: tuple[tuple[str, int], ...]) -> Gated:
+        postgres = f"WITH {ctes} SELECT count(*) FROM {counted}"
         self = super().__new__(cls, postgres)
         self.postgres = postgres  # asyncpg takes exact strings only
+        self.ctes = ctes
+        self.counted = counted
         self.sqlite = sqlite
         return self
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_CTE_NAME = re.compile(r"(?:^|\),\s*)(\w+) AS \(")
+
+
+def _shifted(sql: str, offset: int) -> str:
+    """`sql` with its placeholders `$k` numbered from `offset + 1`."""
+    return _PLACEHOLDER.sub(lambda m: f"${int(m[1]) + offset}", sql)
+
+
+class Merged:
+    """Gated statements as one PostgreSQL statement, so that a batch mixing them is a single
+    prepared statement run once per step: asyncpg pipelines those runs under one Sync, which
+    makes the batch one round trip and one implicit transaction, its steps still in the lock
+    order. A step binds its own statement's arguments and NULL for every other's; a part keyed
+    on NULL matches no row, so only the step's own statement changes anything, and the result
+    is its row count."""
+
+    def __init__(self, *statements: Gated) -> None:
+        self.slots: dict[str, tuple[tuple[None, ...], tuple[None, ...]]] = {}
+        ctes: list[str] = []
+        names: list[str] = []
+        offsets: list[tuple[Gated, int, int]] = []
+        arity = 0
+        for stmt in statements:
+            k = max(int(m) for m in _PLACEHOLDER.findall(stmt.ctes))
+            ctes.append(_shifted(stmt.ctes, arity))
+            names += _CTE_NAME.findall(stmt.ctes)
+            offsets.append((stmt, arity, k))
+            arity += k
+        if len(set(names)) != len(names):
+            raise ValueError(f"merged statements share a CTE name: {names}")
+        for stmt, offset, k in offsets:
+            self.slots[stmt] = ((None,) * offset, (None,) * (arity - offset - k))
+        counts = " + ".join(f"(SELECT count(*) FROM {s.counted})" for s in statements)
+        self.sql = f"WITH {', '.join(ctes)} SELECT {counts}"
+
+    def bind(self, query: Query) -> tuple[Any, ...] | None:
+        """The merged statement's arguments for `query`, or None if it is not one of them."""
+        slot = self.slots.get(query.sql) if query.want == "gated" else None
+        return None if slot is None else slot[0] + query.args + slot[1]
 
 
 class Query(NamedTuple):
@@ -114,10 +163,11 @@ def pg_sql(sql: str) -> str:
     )
 
 
-async def run_postgres(conn: asyncpg.Connection, plan: Plan[T]) -> T:
-    """Run `plan` on an asyncpg connection (inside the caller's transaction)."""
+async def run_postgres(conn: asyncpg.Connection, plan: Plan[T], first: Query | None = None) -> T:
+    """Run `plan` on an asyncpg connection (inside the caller's transaction); `first`: the
+    statement the plan has yielded already."""
     try:
-        q = next(plan)
+        q = next(plan) if first is None else first
         while True:
             if q.want == "gated":
                 q = plan.send(await conn.fetchval(q.sql.postgres, *q.args))  # type: ignore[attr-defined]
