@@ -109,13 +109,22 @@ def main() -> int:
             for proc in procs:
                 stop_process(proc)
             signal.alarm(0)
-    print("| tree | mode | c | GW CPU ms/req median | min-max | r/s median | other load median |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| tree | mode | c | GW CPU ms/req median | min-max | r/s median | p50 ms | p99 ms"
+        " | p99.9 ms | TTFB p50 ms | other load median |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (name, mode, c), same in rows.items():
         cpu = [r["gateway_cpu_ms_per_req"] for r in same]
+
+        def med(field: str, rows: list[dict[str, Any]] = same) -> str:
+            values = [r[field] for r in rows if r.get(field) is not None]
+            return f"{statistics.median(values):.3f}" if values else "-"
+
         print(
             f"| {name} | {mode} | {c} | {statistics.median(cpu):.3f} | {min(cpu):.3f}-"
             f"{max(cpu):.3f} | {statistics.median(r['rps'] for r in same):,.0f} "
+            f"| {med('p50_ms')} | {med('p99_ms')} | {med('p999_ms')} | {med('ttfb_p50_ms')} "
             f"| {statistics.median(r['other_load'] for r in same):.2f} |"
         )
     return 0
