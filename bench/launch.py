@@ -38,11 +38,17 @@ def pin_generator(budget_seconds: int) -> tuple[int | None, int | None]:
 
 
 def launch_gateway(
-    tmp: Path, name: str, home: Path, text: str, gateway_cpu: int | None, workers: int = 1
+    tmp: Path,
+    name: str,
+    home: Path,
+    text: str,
+    gateway_cpu: int | None,
+    workers: int = 1,
+    wrap: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], int, str, Path]:
     """A gateway process (with `workers` worker processes) on the gateway's core with the
-    config `text` and its own home and admin key. Returns (process, port, admin key, log
-    path); wait for its health yourself."""
+    config `text` and its own home and admin key, its command after `wrap` (e.g. valgrind).
+    Returns (process, port, admin key, log path); wait for its health yourself."""
     config = tmp / f"{name}.toml"
     config.write_text(text)
     admin_key = "fga-bench-" + secrets.token_hex(16)
@@ -60,7 +66,7 @@ def launch_gateway(
     serve += ["--workers", str(workers)] if workers > 1 else []
     with log.open("wb") as out:
         gw = subprocess.Popen(
-            [sys.executable, *serve],
+            [*wrap, sys.executable, *serve],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -79,9 +85,15 @@ def bench_account(url: str, admin_key: str) -> tuple[str, str]:
 
 
 def start_processes(
-    tmp: Path, generator_cpu: int | None, gateway_cpu: int | None, access_log: bool = True
+    tmp: Path,
+    generator_cpu: int | None,
+    gateway_cpu: int | None,
+    access_log: bool = True,
+    wrap: tuple[str, ...] = (),
+    patience: float = 30,
 ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int, int, str, str, str]:
-    """Start the simulator and the gateway; make an account and a key.
+    """Start the simulator and the gateway (its command after `wrap`, given `patience`
+    seconds to answer); make an account and a key.
     Returns (sim, gateway, sim port, gateway port, admin key, account id, API key)."""
     sim_port = free_port()
     sim_log = tmp / "sim.log"
@@ -98,11 +110,13 @@ def start_processes(
     text = gateway_config(sim_url, home / "faregate.db")
     if not access_log:
         text += "\n[log]\naccess = false\n"
-    gw, gw_port, admin_key, gw_log = launch_gateway(tmp, "gateway", home, text, gateway_cpu)
+    gw, gw_port, admin_key, gw_log = launch_gateway(
+        tmp, "gateway", home, text, gateway_cpu, wrap=wrap
+    )
     try:
         wait_health(f"{sim_url}/health", sim, sim_log)
         gw_url = f"http://127.0.0.1:{gw_port}"
-        wait_health(f"{gw_url}/health", gw, gw_log)
+        wait_health(f"{gw_url}/health", gw, gw_log, patience)
         account_id, key = bench_account(gw_url, admin_key)
     except BaseException:
         stop_process(gw)

@@ -26,7 +26,7 @@ from faregate.errors import (
 from faregate.http.request import Request, Scope
 from faregate.http.responses import Response, Send, StreamResponse
 from faregate.http.router import Route, Router
-from faregate.kinds import Kind, route_class
+from faregate.kinds import route_class
 from faregate.limits.base import Lease
 from faregate.observe import tracing
 from faregate.pipeline.services import Services
@@ -60,7 +60,7 @@ class FrontDoor:
             await _preflight(request, origin, self.router.methods_for(path))(send, receive)
             return
         # The trace and the limits see the route's class (images, audio, ...), not its kind.
-        trace = Trace(route_class(Kind(route.kind))) if route is not None and route.kind else None
+        trace = Trace(route_class(route.kind)) if route is not None and route.kind else None
         logged = access_log.enabled()
         started = trace.started if trace is not None else time.monotonic() if logged else 0.0
         token = current.set(trace)

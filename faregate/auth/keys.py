@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
@@ -32,7 +33,7 @@ class KeyHasher:
     secret: bytes
 
     def __call__(self, key: str) -> str:
-        return hmac.digest(self.secret, key.encode(), "sha256").hex()  # one call into OpenSSL
+        return hmac.new(self.secret, key.encode(), hashlib.sha256).hexdigest()
 
 
 def load_secret(env_value: str | None, home: Path) -> bytes:

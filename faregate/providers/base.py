@@ -58,12 +58,19 @@ class StreamEvent:
         "_read",
         "_text",
         "cost",
+        "ends",
         "finish_reason",
         "is_usage_only",
+        "parsed",
         "prompt_usage",
         "raw",
         "usage",
     )
+
+    ends: bool
+    """Whether this is the end marker (`data` None), told without parsing."""
+    parsed: bool
+    """Whether `data` and `text` are at hand without parsing."""
 
     def __init__(
         self,
@@ -77,6 +84,8 @@ class StreamEvent:
         prompt_usage: dict[str, Any] | None = None,
     ) -> None:
         self._data = data
+        self.ends = data is None
+        self.parsed = True
         self._text = text
         self._body: bytes | None = None
         self._read: Callable[[dict[str, Any]], str] | None = None
@@ -94,25 +103,22 @@ class StreamEvent:
     @classmethod
     def unread(cls, body: bytes, raw: bytes, read: Callable[[dict[str, Any]], str]) -> StreamEvent:
         """A chunk known to carry no usage, no error and no finish reason: forwarded as
-        `raw`; its JSON `body` parsed on first use, `read` then giving its text."""
-        event = cls({}, raw)
+        `raw`; its JSON `body` parsed on first use, `read` then giving its text. (Most chunks
+        of a stream are made here: the slots are set without `__init__`'s call.)"""
+        event: StreamEvent = object.__new__(cls)
+        event._data = None  # until parsed
         event._body = body
         event._read = read
+        event._text = ""
+        event.raw = raw
+        event.ends = event.parsed = event.is_usage_only = False
+        event.usage = event.finish_reason = event.cost = event.prompt_usage = None
         return event
-
-    @property
-    def ends(self) -> bool:
-        """Whether this is the end marker (`data` None), told without parsing."""
-        return self._data is None
-
-    @property
-    def parsed(self) -> bool:
-        """Whether `data` and `text` are at hand without parsing."""
-        return self._body is None
 
     def _parse(self) -> None:
         body, read = self._body, self._read
         self._body = self._read = None
+        self.parsed = True
         try:
             obj = orjson.loads(body) if body is not None else {}
         except orjson.JSONDecodeError:
@@ -130,6 +136,8 @@ class StreamEvent:
     def data(self, value: dict[str, Any] | None) -> None:
         self._body = self._read = None
         self._data = value
+        self.parsed = True
+        self.ends = value is None
 
     @property
     def text(self) -> str:

@@ -113,28 +113,17 @@ def _without_hub_fields(source: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-_WS = b" \t\r\n"
-
-
-def _all_null(data: bytes, key: bytes) -> bool:
-    """Whether every `key` member in the JSON text `data` has the value null (true when
-    there is none). A key inside a string value cannot match: its quotes would be escaped."""
-    i = data.find(key)
-    while i >= 0:
-        rest = data[i + len(key) : i + len(key) + 16].lstrip(_WS)
-        if not rest.startswith(b":") or not rest[1:].lstrip(_WS).startswith(b"null"):
-            return False
-        i = data.find(key, i + len(key))
-    return True
-
-
 def _plain(data: bytes) -> bool:
     """Whether a chunk can be forwarded without parsing it: no error in it, and its usage
-    and every choice's finish reason null or absent."""
+    and every choice's finish reason null or absent. Told by counting byte strings (C only):
+    every `"usage"` member must be `"usage":null`, every `"finish_reason"` one
+    `"finish_reason":null`. A member name inside a string value cannot match (its quotes are
+    escaped there), and a chunk that writes `null` otherwise (`"usage": null`) is parsed,
+    which is only slower."""
     return (
-        b'"error"' not in data
-        and _all_null(data, b'"usage"')
-        and _all_null(data, b'"finish_reason"')
+        data.count(b'"finish_reason"') == data.count(b'"finish_reason":null')
+        and data.count(b'"usage"') == data.count(b'"usage":null')
+        and b'"error"' not in data
     )
 
 

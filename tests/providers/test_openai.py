@@ -107,17 +107,26 @@ def _sse(*chunks: bytes) -> bytes:
     "chunk",
     [
         b'{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}',
-        b'{"choices":[{"delta":{"content":"Hi"},"finish_reason" :  null}],"usage": null}',
+        b'{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}',
         b'{"choices":[{"delta":{"content":"Hi"}}]}',
+        b'{"choices":[{"delta":{"content":"say \\"usage\\":{} and \\"finish_reason\\""}}]}',
     ],
 )
 def test_a_chunk_without_usage_or_finish_is_forwarded_unread(chunk: bytes) -> None:
     [event] = ADAPTER.stream_decoder().feed(_sse(chunk))
-    assert not event.parsed
+    assert not event.parsed and not event.ends
     assert event.raw == _sse(chunk)
     assert (event.usage, event.finish_reason, event.cost) == (None, None, None)
-    assert event.text == "Hi"  # read on demand, for an estimate
+    assert event.text == orjson.loads(chunk)["choices"][0]["delta"]["content"]  # on demand
     assert event.parsed and event.data == orjson.loads(chunk)
+
+
+def test_a_plain_chunk_written_with_spaces_is_parsed_and_forwarded_the_same() -> None:
+    chunk = b'{"choices":[{"delta":{"content":"Hi"},"finish_reason" :  null}],"usage": null}'
+    [event] = ADAPTER.stream_decoder().feed(_sse(chunk))
+    assert event.parsed  # only the compact `:null` is recognised unread
+    assert event.raw == _sse(chunk)
+    assert (event.usage, event.finish_reason, event.cost, event.text) == (None, None, None, "Hi")
 
 
 @pytest.mark.parametrize(
