@@ -156,7 +156,7 @@ class FrontDoor:
             with contextlib.suppress(Exception):
                 await self.svc.limiter.record_tokens(key, trace.route, tokens)
         if trace.cost:
-            self.svc.metrics.cost.labels(trace.model or "unknown").inc(trace.cost)
+            self.svc.metrics.charged(trace.model or "unknown", trace.cost)
         self.svc.usage.record(trace)
 
 

@@ -234,4 +234,4 @@ def record_end(
     trace.latency_ms = max(0, now_ms() - job.created_at)
     svc.usage.record(trace)
     if cost:
-        svc.metrics.cost.labels(job.model).inc(cost)
+        svc.metrics.charged(job.model, cost)

@@ -53,7 +53,7 @@ class Balancer:
         key = (attempt.model.name, attempt.deployment.name)
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = DeploymentSeries(self.metrics, *key)
+            series = self._series[key] = self.metrics.deployment(*key)
         return series
 
     def health(self, dep: Deployment) -> DeploymentHealth:
@@ -205,8 +205,8 @@ class Balancer:
         """Tokens an attempt consumed: the deployment's TPM cap and the token counters."""
         self.health(attempt.deployment).minute_tokens += prompt_tokens + completion_tokens
         series = self.series(attempt)
-        series.prompt_tokens.inc(prompt_tokens)
-        series.completion_tokens.inc(completion_tokens)
+        series.prompt_tokens += prompt_tokens
+        series.completion_tokens += completion_tokens
 
     def broke_mid_stream(self, attempt: Attempt, err: UpstreamError) -> None:
         """A stream that failed after its first byte: no retry; the breaker counts it when it
@@ -217,7 +217,7 @@ class Balancer:
             h.failed(self.clock())
         labels = (attempt.model.name, attempt.deployment.name)
         self.metrics.upstream_errors.labels(*labels, err.failure.value).inc()
-        self.metrics.breaker_state.labels(*labels).set(int(h.state))
+        self.series(attempt).breaker = int(h.state)
 
     def succeeded(self, attempt: Attempt) -> None:
         h = self.health(attempt.deployment)
@@ -227,9 +227,9 @@ class Balancer:
             self.keys(attempt.deployment).vouch(attempt.key)
         attempt.outcome = "ok"
         series = self.series(attempt)
-        series.ok.inc()
-        series.latency.observe(latency)
-        series.breaker.set(int(h.state))
+        series.ok += 1
+        series.observe(latency)
+        series.breaker = int(h.state)
 
     def failed(self, attempt: Attempt, err: UpstreamError) -> None:
         """Learn from a failure: the failure class decides cooldown, breaker or key."""
@@ -262,10 +262,10 @@ class Balancer:
             case _:
                 h.failed(now)
         attempt.outcome = err.failure.value
-        labels = (attempt.model.name, dep.name)
-        self.metrics.upstream_requests.labels(*labels, "error").inc()
-        self.metrics.upstream_errors.labels(*labels, err.failure.value).inc()
-        self.metrics.breaker_state.labels(*labels).set(int(h.state))
+        series = self.series(attempt)
+        series.errors += 1
+        series.breaker = int(h.state)
+        self.metrics.upstream_errors.labels(attempt.model.name, dep.name, err.failure.value).inc()
 
     def abandoned(self, attempt: Attempt) -> None:
         """The request went away mid-attempt: no verdict on the deployment."""
