@@ -72,7 +72,7 @@ def cost_of(price: Price, usage: Usage) -> int:
         + cached * cached_price
         + (usage.completion_tokens - reasoning) * price.output
         + reasoning * (price.reasoning or 0)
-        + _units_total(price, usage.units)
+        + (_units_total(price, usage.units) if usage.units else 0)
     )
     return _ceil_div(total, PER)
 
@@ -83,7 +83,10 @@ def worst_case(price: Price, prompt_upper: int = 0, max_output: int = 0, units: 
     `UnpricedUnit` for a unit the price does not set, before anything is held."""
     output = max(price.output, price.reasoning or 0)
     return _ceil_div(
-        prompt_upper * price.input + max_output * output + _units_total(price, units), PER
+        prompt_upper * price.input
+        + max_output * output
+        + (_units_total(price, units) if units else 0),
+        PER,
     )
 
 

@@ -90,7 +90,7 @@ async def _upstream_request(
     # more than the hold covers.
     capped = min(call.max_output or limit, limit)
     if capped != call.max_output:  # a copy only when the cap changes the call
-        call = replace(call, max_output=capped)
+        call = call.with_max_output(capped)
     if protocol.inline_remote_images:
         call = replace(call, body=await inline_remote_images(svc.fetcher, call.body))
     creds = dep.creds(attempt.key)

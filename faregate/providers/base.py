@@ -24,6 +24,13 @@ class ChatCall:
     """The client's output cap; during an attempt, the cap the upstream must honour."""
     request_id: str
 
+    def with_max_output(self, cap: int) -> ChatCall:
+        """A copy whose output cap is `cap` (a subclass copies its own fields too; the
+        constructor is a quarter of `dataclasses.replace`'s cost on the hot path)."""
+        return ChatCall(
+            self.model, self.body, self.stream, self.include_usage, cap, self.request_id
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:

@@ -18,6 +18,18 @@ class NativeCall(ChatCall):
     api: str = ""
     native: dict[str, Any] = field(default_factory=dict)
 
+    def with_max_output(self, cap: int) -> NativeCall:
+        return NativeCall(
+            self.model,
+            self.body,
+            self.stream,
+            self.include_usage,
+            cap,
+            self.request_id,
+            self.api,
+            self.native,
+        )
+
 
 class NativeEvent(StreamEvent):
     """A hub chunk decoded from an upstream event of another API, and that event itself."""
