@@ -197,6 +197,7 @@ def serve(
             loop="uvloop",
             http=HttpProtocol,
             access_log=False,
+            server_header=False,
             proxy_headers=False,  # the front door reads X-Forwarded-For from trusted proxies only
             log_level=log_level,
             lifespan="on",
@@ -209,6 +210,7 @@ def serve(
         loop="uvloop",
         http=HttpProtocol,
         access_log=False,
+        server_header=False,  # no `server: uvicorn` on every reply: nothing to advertise
         proxy_headers=False,  # the front door reads X-Forwarded-For from trusted proxies only
         log_level=log_level,
         lifespan="on",
