@@ -9,13 +9,18 @@ runs about 50 times slower, so more requests share each group commit than at ful
 sees the same.) Simulator and load generator run at full speed, loopback only, bounded.
 
     .venv/bin/python bench/instructions.py pre=/path/to/tree new=. [--requests 600]
-        [--concurrency 1 8] [--no-access-log [NAME ...]]
+        [--concurrency 1 8] [--no-access-log [NAME ...]] [--keep DIR]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test [--redis redis://127.0.0.1:6379/0]]
+
+With `--postgres`, each tree's gateway on PostgreSQL (and Redis) is counted beside its SQLite
+one (only the gateway's own instructions: the database's and Redis's are not in them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -27,7 +32,7 @@ import time
 from pathlib import Path
 
 import uvloop
-from launch import pin_generator, start_processes
+from launch import pg_database, pin_generator, start_pg_gateway, start_processes
 from load import Conn
 from procs import stop_process
 from run import chat_body
@@ -125,14 +130,27 @@ def main() -> int:
         metavar="NAME",
         help="these trees (all when none is named) run with [log] access = false",
     )
+    p.add_argument(
+        "--postgres",
+        default=None,
+        help="also count, per tree, a gateway whose ledger is on PostgreSQL (named TREE-pg), "
+        "in a fresh database made through this URL",
+    )
+    p.add_argument("--redis", default=None, help="with --postgres: its limits in this Redis")
     args = p.parse_args()
     if not (1 <= args.requests <= 5000 and all(1 <= c <= 64 for c in args.concurrency)):
         p.error("keep --requests in [1, 5000] and every --concurrency in [1, 64]")
     settings = [(s, c) for s in (False, True) for c in args.concurrency]
-    budget = 120 + len(args.trees) * (180 + len(settings) * (args.requests + WARMUP) * 0.15)
+    per_tree = 2 if args.postgres else 1
+    budget = 120 + len(args.trees) * per_tree * (
+        180 + len(settings) * (args.requests + WARMUP) * 0.15
+    )
     gen_cpu, gw_cpu = pin_generator(int(budget))
     rows: dict[tuple[str, bool, int], float] = {}
-    with tempfile.TemporaryDirectory(prefix="faregate-instr-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="faregate-instr-") as tmp,
+        contextlib.ExitStack() as dbs,
+    ):
         for spec in args.trees:
             name, _, path = spec.partition("=")
             os.environ["PYTHONPATH"] = str(Path(path).resolve())
@@ -143,22 +161,43 @@ def main() -> int:
             logged = args.no_access_log is None or (
                 bool(args.no_access_log) and name not in args.no_access_log
             )
-            sim, gw, _, port, _, _, token = start_processes(
+            sim, gw, sim_port, port, _, _, token = start_processes(
                 folder, gen_cpu, gw_cpu, access_log=logged, wrap=wrap, patience=300
             )
+            gateways = [(name, gw, port, token, out)]
             try:
-                for stream, c in settings:
-                    mode = "stream" if stream else "json"
-                    keep = args.keep / f"{name}-{mode}-{c}.cg" if args.keep else None
-                    per = measure(gw.pid, out, port, token, stream, args.requests, c, keep)
-                    rows[(name, stream, c)] = per
-                    print(f"  {name} {mode} c={c}: {per:,.0f} instructions/request", flush=True)
+                if args.postgres:
+                    url = dbs.enter_context(pg_database(args.postgres))
+                    assert url is not None
+                    pg_out = folder / "callgrind-pg.out"
+                    pg, pg_port, pg_token = start_pg_gateway(
+                        folder,
+                        sim_port,
+                        gw_cpu,
+                        url,
+                        args.redis,
+                        name=f"{name}-pg",
+                        access_log=logged,
+                        wrap=(*wrap[:-1], f"--callgrind-out-file={pg_out}"),
+                        patience=300,
+                    )
+                    gateways.append((f"{name}-pg", pg, pg_port, pg_token, pg_out))
+                for label, proc, gw_port, key, dump in gateways:
+                    for stream, c in settings:
+                        mode = "stream" if stream else "json"
+                        keep = args.keep / f"{label}-{mode}-{c}.cg" if args.keep else None
+                        per = measure(proc.pid, dump, gw_port, key, stream, args.requests, c, keep)
+                        rows[(label, stream, c)] = per
+                        print(
+                            f"  {label} {mode} c={c}: {per:,.0f} instructions/request", flush=True
+                        )
             finally:
-                stop_process(gw)
+                for _, proc, _, _, _ in gateways:
+                    stop_process(proc)
                 stop_process(sim)
     signal.alarm(0)
     first = args.trees[0].partition("=")[0]
-    print(f"\n| tree | mode | c | instructions per request | ÷ {first} |")
+    print(f"\n| gateway | mode | c | instructions per request | ÷ {first} |")
     print("| --- | --- | ---: | ---: | ---: |")
     for (name, stream, c), per in rows.items():
         ratio = per / rows[(first, stream, c)]

@@ -133,10 +133,14 @@ def start_pg_gateway(
     redis: str | None,
     workers: int = 1,
     name: str = "gateway-pg",
+    access_log: bool = True,
+    wrap: tuple[str, ...] = (),
+    patience: float = 30,
 ) -> tuple[subprocess.Popen[bytes], int, str]:
     """A second gateway on the gateway's core: its ledger on PostgreSQL at `db_url` and, with
-    `redis`, every account on a plan whose (never reached) limits are counted in Redis.
-    Returns (process, port, API key)."""
+    `redis`, every account on a plan whose (never reached) limits are counted in Redis; its
+    command after `wrap`, given `patience` seconds to answer. Returns (process, port, API
+    key)."""
     home = tmp / f"home-{name}"
     home.mkdir()
     text = gateway_config(f"http://127.0.0.1:{sim_port}", home / "unused.db")
@@ -146,9 +150,11 @@ def start_pg_gateway(
             f'\n[limits]\nredis_url = "{redis}"\ndefault_plan = "bench"\n'
             "\n[plans.bench.chat]\nrpm = 100000000\ntpm = 1000000000000\n"
         )
-    gw, port, admin_key, log = launch_gateway(tmp, name, home, text, gateway_cpu, workers)
+    if not access_log:
+        text += "\n[log]\naccess = false\n"
+    gw, port, admin_key, log = launch_gateway(tmp, name, home, text, gateway_cpu, workers, wrap)
     try:
-        wait_health(f"http://127.0.0.1:{port}/health", gw, log)
+        wait_health(f"http://127.0.0.1:{port}/health", gw, log, patience)
         _, key = bench_account(f"http://127.0.0.1:{port}", admin_key)
     except BaseException:
         stop_process(gw)
