@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from faregate.billing.types import KeyRecord
 from faregate.errors import FaregateError
@@ -16,6 +18,8 @@ from faregate.metrics import Metrics
 
 log = logging.getLogger("faregate.limits")
 
+_UNTIMED: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+
 
 class FallbackLimiter:
     """Each check goes to Redis within `limits.redis_timeout_seconds`. A Redis error or a
@@ -23,7 +27,9 @@ class FallbackLimiter:
     check that falls back, and serves the check from the local limiter (each replica takes
     `1/replicas` of every limit). For `redis_retry_seconds` after a failure checks go straight
     to the local limiter; then one check probes Redis again, and when it answers the shared
-    limits apply again. The local windows start empty at an outage."""
+    limits apply again. The local windows start empty at an outage. A primary that says it
+    is `bounded` (ends every call within that timeout itself, as the Redis limiter's batches
+    do) gets no timer per check from here."""
 
     def __init__(
         self,
@@ -42,6 +48,11 @@ class FallbackLimiter:
         self.clock = clock
         self.degraded = False
         self._retry_at = 0.0
+        self._bounded = bool(getattr(primary, "bounded", False))
+
+    def _within(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The timeout of one call to the primary (none when it bounds its own calls)."""
+        return _UNTIMED if self._bounded else asyncio.timeout(self.timeout)
 
     def _due(self) -> bool:
         """Whether to ask Redis: always when healthy; once per back-off while degraded (the
@@ -73,7 +84,7 @@ class FallbackLimiter:
     async def acquire(self, key: KeyRecord, route: str) -> Lease:
         if self._due():
             try:
-                async with asyncio.timeout(self.timeout):  # no task of its own, as wait_for
+                async with self._within():  # no task of its own, as wait_for
                     lease = await self.primary.acquire(key, route)
             except FaregateError:  # a refusal: Redis answered
                 self._recovered()
@@ -89,7 +100,7 @@ class FallbackLimiter:
     async def record_tokens(self, key: KeyRecord, route: str, tokens: int) -> None:
         if not self.degraded:
             try:
-                async with asyncio.timeout(self.timeout):
+                async with self._within():
                     await self.primary.record_tokens(key, route, tokens)
                 return
             except Exception as exc:

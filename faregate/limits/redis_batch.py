@@ -22,10 +22,13 @@ class ScriptBatch:
     (C) and the replies parsed by it too. A script Redis does not know yet (a restarted
     server) is loaded and its call run again on its own; any other error reply reaches only
     its caller. A connection that fails before any reply is read is dropped and the batch
-    sent once more on another (as redis-py retries a command once)."""
+    sent once more on another (as redis-py retries a command once). With a `timeout`, the
+    whole batch (retry and script loads included) ends within it, each call then failing
+    with `TimeoutError`: one timer per round trip, not one per call."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, timeout: float | None = None) -> None:
         self._client = client
+        self._timeout = timeout
         self._pending: list[Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -45,19 +48,21 @@ class ScriptBatch:
 
     async def _run(self, batch: list[Call]) -> None:
         try:
-            replies = await self._replies(batch)
-        except Exception as exc:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._replies(batch)
+                for i, (script, keys, args, _) in enumerate(batch):
+                    if isinstance(replies[i], NoScriptError):
+                        try:  # loads the script, runs it
+                            replies[i] = await script(keys=keys, args=args)
+                        except Exception as exc:
+                            replies[i] = exc
+        except Exception as exc:  # the round trip failed or ran out of time: every call
             replies = [exc] * len(batch)
         except BaseException:
             for *_, fut in batch:
                 fut.cancel()
             raise
-        for (script, keys, args, fut), reply in zip(batch, replies, strict=True):
-            if isinstance(reply, NoScriptError):
-                try:
-                    reply = await script(keys=keys, args=args)  # loads the script, runs it
-                except Exception as exc:
-                    reply = exc
+        for (*_, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue
             if isinstance(reply, Exception):

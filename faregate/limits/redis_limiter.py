@@ -60,6 +60,10 @@ class RedisLease:
 class RedisLimiter:
     """Shared, exact limits (see the module docstring); Redis errors propagate to the caller."""
 
+    bounded = True
+    """Every check and record ends within `limits.redis_timeout_seconds` (its batch's
+    timeout, plus the loop turn it waits to be sent), so a caller needs no timer of its own."""
+
     def __init__(
         self,
         limits: Limits,
@@ -86,7 +90,7 @@ class RedisLimiter:
         self._acquire = self.redis.register_script(lua.ACQUIRE)
         self._record = self.redis.register_script(lua.RECORD)
         self._refresh = self.redis.register_script(lua.REFRESH)
-        self._batch = ScriptBatch(self.redis)
+        self._batch = ScriptBatch(self.redis, timeout)
         self._ttl_ms = int(limits.concurrency_ttl_seconds * 1000)
         self._replica = secrets.token_hex(6)
         self._seq = itertools.count()

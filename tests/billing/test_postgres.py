@@ -169,5 +169,8 @@ async def test_a_pipelined_batch_that_fails_is_undone_whole(
     assert all(isinstance(r, LedgerUnavailable) for r in results), results
     assert await balance(store, acct) == 900  # nothing of the batch stayed, not even the settle
     monkeypatch.undo()
-    assert await store.settle(ticket, Settlement(cost=40, prompt_tokens=1, completion_tokens=1)) is True
+    assert (
+        await store.settle(ticket, Settlement(cost=40, prompt_tokens=1, completion_tokens=1))
+        is True
+    )
     assert await balance(store, acct) == 960
