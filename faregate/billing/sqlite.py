@@ -41,6 +41,9 @@ class SqliteStore(GroupLedger):
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self._cursor: sqlite3.Cursor | None = None
+        """One cursor for every statement: `Connection.execute` makes (and registers) a new
+        cursor per statement, several per request."""
         self._pending: list[Step] = []
         self._scheduled = False
         self._last_commit = 0.0
@@ -61,6 +64,7 @@ class SqliteStore(GroupLedger):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
+        self._cursor = conn.cursor()
         ts = now_ms()
         await self.step("", _write(INSTANCE, self.instance_id, ts, ts))
         self.checkpointer.start(conn)
@@ -68,7 +72,7 @@ class SqliteStore(GroupLedger):
     async def close(self) -> None:
         self.finish_open()
         if self._conn is not None:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._cursor = self._conn, None, None
             try:
                 conn.execute("DELETE FROM instances WHERE id = ?", (self.instance_id,))
                 conn.close()
@@ -105,13 +109,13 @@ class SqliteStore(GroupLedger):
         self.finish_open()
         batch, self._pending, self._scheduled = self._pending, [], False
         results: list[Any] = []
-        conn = self._conn
+        conn, cursor = self._conn, self._cursor
         try:
-            if conn is None:
+            if conn is None or cursor is None:
                 raise sqlite3.ProgrammingError("the ledger store is closed")
-            conn.execute("BEGIN IMMEDIATE")
+            cursor.execute("BEGIN IMMEDIATE")
             for plan, _, _ in batch:
-                results.append(run_sqlite(conn, plan))
+                results.append(run_sqlite(cursor, plan))
             if self._overlap and any(durable is not None for _, _, durable in batch):
                 self._open = (batch, results)
                 for (_, fut, durable), result in zip(batch, results, strict=True):
@@ -119,7 +123,7 @@ class SqliteStore(GroupLedger):
                         fut.set_result(result)
                 asyncio.get_running_loop().call_soon(self.finish_open)
                 return
-            conn.execute("COMMIT")
+            cursor.execute("COMMIT")
         except Exception as exc:  # the whole batch fails closed
             self._failed(batch, exc, conn)
             return
@@ -132,9 +136,9 @@ class SqliteStore(GroupLedger):
             return
         (batch, results), self._open = self._open, None
         try:
-            if self._conn is None:
+            if self._cursor is None:
                 raise sqlite3.ProgrammingError("the ledger store is closed")
-            self._conn.execute("COMMIT")
+            self._cursor.execute("COMMIT")
         except Exception as exc:
             # Until a commit works again, holds are committed before their upstream calls:
             # one failing disk costs at most this one batch of calls.
@@ -177,7 +181,7 @@ class SqliteStore(GroupLedger):
 
     async def read(self, plan: Plan[T]) -> T:
         """Run a plan of reads outside the group commit."""
-        return run_sqlite(self.conn, plan)
+        return run_sqlite(self._cursor or self.conn, plan)
 
     # -- usage log -------------------------------------------------------------------
 

@@ -123,8 +123,8 @@ def all_rows(sql: str, *args: Any, lock: Literal["", "update", "skip"] = "") -> 
 _LOCKS = {"": "", "update": " FOR UPDATE", "skip": " FOR UPDATE SKIP LOCKED"}
 
 
-def run_sqlite(conn: sqlite3.Connection, plan: Plan[T]) -> T:
-    """Run `plan` on a SQLite connection (inside the caller's transaction)."""
+def run_sqlite(conn: sqlite3.Connection | sqlite3.Cursor, plan: Plan[T]) -> T:
+    """Run `plan` on a SQLite connection, or a cursor of it (inside the caller's transaction)."""
     execute = conn.execute
     send = plan.send
     try:

@@ -88,9 +88,9 @@ async def test_steps_that_come_together_share_one_commit(store: SqliteStore) -> 
 
 
 class FailingCommit:
-    """The store's connection, with its next COMMIT failing as a full disk would."""
+    """The store's cursor, with its next COMMIT failing as a full disk would."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Cursor) -> None:
         self.conn = conn
         self.fail = True
 
@@ -142,8 +142,9 @@ async def test_an_overlapped_hold_goes_ahead_and_is_on_disk_one_callback_later(
 async def test_a_failed_commit_voids_the_hold_and_turns_overlap_off(
     store: SqliteStore, tmp_path: Path
 ) -> None:
-    real = store.conn
-    store._conn = FailingCommit(real)  # type: ignore[assignment]
+    real = store._cursor
+    assert real is not None
+    store._cursor = FailingCommit(real)  # type: ignore[assignment]
     await asyncio.sleep(GAP * 2)
     ticket = await _overlapped(store)
     charge = Charge(store, ticket)
@@ -160,7 +161,7 @@ async def test_a_failed_commit_voids_the_hold_and_turns_overlap_off(
     third = await _overlapped(store)
     assert third.durable is not None and not third.durable.done()
     await third.durable
-    store._conn = real
+    store._cursor = real
 
 
 async def test_an_operator_write_first_commits_the_open_hold(
