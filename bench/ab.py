@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from launch import on_alarm, pg_database, start_pg_gateway, start_processes
+from launch import (
+    access_log_for,
+    add_tree_access_log,
+    on_alarm,
+    pg_database,
+    start_pg_gateway,
+    start_processes,
+)
 from procs import stop_process
 from run import Target, measure, sanity_check
 
@@ -48,13 +55,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=2.0)
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--concurrency", type=int, nargs="+", default=[32])
-    p.add_argument(
-        "--no-access-log",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help="these trees (all when none is named) run with [log] access = false",
-    )
+    add_tree_access_log(p)
     p.add_argument(
         "--postgres",
         default=None,
@@ -83,8 +84,7 @@ def main() -> int:
                     Path(tmp) / name,
                     gen_cpu,
                     gw_cpu,
-                    access_log=args.no_access_log is None
-                    or (bool(args.no_access_log) and name not in args.no_access_log),
+                    access_log=access_log_for(args, name),
                 )
                 procs += [gw, sim]
                 pids[name] = gw.pid

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import uvloop
 from instructions import WARMUP, serve
-from launch import pin_generator, start_processes
+from launch import access_log_for, add_tree_access_log, pin_generator, start_processes
 from procs import stop_process
 
 HOOK = """
@@ -88,13 +88,7 @@ def main() -> int:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--keep", type=Path, default=None, help="copy each tree's profile here")
-    p.add_argument(
-        "--no-access-log",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help="these trees (all when none is named) run with [log] access = false",
-    )
+    add_tree_access_log(p)
     args = p.parse_args()
     if not (1 <= args.requests <= 20_000 and 1 <= args.concurrency <= 64):
         p.error("keep --requests in [1, 20000] and --concurrency in [1, 64]")
@@ -111,9 +105,7 @@ def main() -> int:
             out = folder / "calls.prof"
             os.environ["PYTHONPATH"] = f"{hook}{os.pathsep}{Path(path).resolve()}"
             os.environ["FAREGATE_CALLS_OUT"] = str(out)
-            logged = args.no_access_log is None or (
-                bool(args.no_access_log) and tree not in args.no_access_log
-            )
+            logged = access_log_for(args, tree)
             sim, gw, _, port, _, _, token = start_processes(
                 folder, gen_cpu, gw_cpu, access_log=logged
             )

@@ -32,10 +32,17 @@ import time
 from pathlib import Path
 
 import uvloop
-from launch import pg_database, pin_generator, start_pg_gateway, start_processes
+from launch import (
+    access_log_for,
+    add_tree_access_log,
+    pg_database,
+    pin_generator,
+    start_pg_gateway,
+    start_processes,
+)
 from load import Conn
 from procs import stop_process
-from run import chat_body
+from run import chat_request
 
 WARMUP = 100
 """Requests served before the counters are zeroed (first calls, caches, the statement cache)."""
@@ -60,12 +67,7 @@ def total(dump: Path) -> int:
 
 async def serve(port: int, token: str, stream: bool, n: int, concurrency: int) -> None:
     """`n` chat requests, `concurrency` at a time; every one must be a complete 200."""
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
-        f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n"
-    ).encode()
-    body = chat_body(stream)
-    payload = head + f"content-length: {len(body)}\r\n\r\n".encode() + body
+    payload = chat_request(port, token, stream)
     tail = b"data: [DONE]\n\n" if stream else b"}"
     left = [n]
 
@@ -123,13 +125,7 @@ def main() -> int:
     p.add_argument(
         "--keep", type=Path, default=None, help="copy each setting's callgrind dump here"
     )
-    p.add_argument(
-        "--no-access-log",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help="these trees (all when none is named) run with [log] access = false",
-    )
+    add_tree_access_log(p)
     p.add_argument(
         "--postgres",
         default=None,
@@ -158,9 +154,7 @@ def main() -> int:
             folder.mkdir()
             out = folder / "callgrind.out"
             wrap = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}")
-            logged = args.no_access_log is None or (
-                bool(args.no_access_log) and name not in args.no_access_log
-            )
+            logged = access_log_for(args, name)
             sim, gw, sim_port, port, _, _, token = start_processes(
                 folder, gen_cpu, gw_cpu, access_log=logged, wrap=wrap, patience=300
             )

@@ -4,6 +4,7 @@ load generator's CPU."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -22,6 +23,24 @@ CREDITS = 10**13  # micro-credits; a window costs well under 10**9
 
 def on_alarm(signum: int, frame: FrameType | None) -> None:
     raise TimeoutError("the benchmark exceeded its time budget")
+
+
+def add_tree_access_log(parser: argparse.ArgumentParser) -> None:
+    """`--no-access-log [NAME ...]`: these source trees (all when none is named) run with their
+    access log off (see `access_log_for`)."""
+    parser.add_argument(
+        "--no-access-log",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="these trees (all when none is named) run with [log] access = false",
+    )
+
+
+def access_log_for(args: argparse.Namespace, tree: str) -> bool:
+    """Whether `tree`'s gateway keeps its access log, by `--no-access-log`."""
+    off: list[str] | None = args.no_access_log
+    return off is None or (bool(off) and tree not in off)
 
 
 def pin_generator(budget_seconds: int) -> tuple[int | None, int | None]:

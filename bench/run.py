@@ -57,6 +57,17 @@ USER = (
 )
 
 
+def chat_request(port: int, token: str, stream: bool) -> bytes:
+    """The whole HTTP/1.1 request the load generator sends: the chat body to port `port`."""
+    body = chat_body(stream)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"authorization: Bearer {token}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def chat_body(stream: bool) -> bytes:
     body: dict[str, Any] = {
         "model": MODEL,
@@ -130,12 +141,7 @@ async def measure(
     pids: dict[str, int],
 ) -> dict[str, Any]:
     """One window: warm up, then measure for `args.duration` s (or `args.cap` requests)."""
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{target.port}\r\n"
-        f"authorization: Bearer {target.token}\r\ncontent-type: application/json\r\n"
-    ).encode()
-    body = chat_body(stream)
-    payload = head + f"content-length: {len(body)}\r\n\r\n".encode() + body
+    payload = chat_request(target.port, target.token, stream)
     win = Window()
     tasks = [
         asyncio.create_task(worker(target.port, payload, stream, win, args.cap))

@@ -14,28 +14,18 @@ from faregate.admin import ops
 from faregate.billing.postgres import PostgresStore
 from faregate.billing.store import HoldTicket, LedgerUnavailable, SpendWindow
 from faregate.billing.types import Settlement
-from faregate.db import migrate
 from faregate.db.engine import AdminDB
 from faregate.db.urls import asyncpg_dsn
 
-pytestmark = pytest.mark.postgres
+# conftest's `db` (a migrated database and its admin engine), on PostgreSQL only.
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
 
 TTL = 60_000
 
 
 @pytest.fixture
-async def admin(pg_url: str) -> AsyncIterator[AdminDB]:
-    await migrate.upgrade(pg_url)
-    db = AdminDB(pg_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
-
-
-@pytest.fixture
-async def store(admin: AdminDB) -> AsyncIterator[PostgresStore]:
-    s = PostgresStore(asyncpg_dsn(admin.url))
+async def store(db: AdminDB) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(asyncpg_dsn(db.url))
     await s.start()
     try:
         yield s
@@ -100,9 +90,9 @@ def hold(store: PostgresStore, account_id: str, amount: int, **kw: Any) -> Any:
 
 
 async def test_a_batch_of_takes_and_closes_is_one_call_without_a_transaction(
-    admin: AdminDB, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+    db: AdminDB, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rich, poor = await account(admin, 1_000), await account(admin, 10)
+    rich, poor = await account(db, 1_000), await account(db, 10)
     first = await hold(store, rich, 300)
     assert first is not None
     calls = counted(monkeypatch)
@@ -128,9 +118,9 @@ async def test_a_batch_of_takes_and_closes_is_one_call_without_a_transaction(
 
 
 async def test_a_step_with_spend_windows_sends_its_batch_as_a_transaction(
-    admin: AdminDB, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+    db: AdminDB, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    acct = await account(admin, 1_000)
+    acct = await account(db, 1_000)
     calls = counted(monkeypatch)
     await store.close()
     await store.start()
@@ -149,9 +139,9 @@ async def test_a_step_with_spend_windows_sends_its_batch_as_a_transaction(
 
 
 async def test_a_pipelined_batch_that_fails_is_undone_whole(
-    admin: AdminDB, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+    db: AdminDB, store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    acct = await account(admin, 1_000)
+    acct = await account(db, 1_000)
     ticket = await hold(store, acct, 100)
     assert ticket is not None
     ids = iter(["hold_same", "hold_same"])  # the second insert breaks the unique key

@@ -7,6 +7,7 @@ import logging
 import time
 
 import pytest
+from harness import never_answers, tcp_server
 
 from faregate.billing.types import KeyRecord
 from faregate.errors import RateLimited
@@ -158,25 +159,14 @@ async def test_a_dead_redis_never_hangs_a_request() -> None:
 
 
 async def test_a_silent_redis_falls_back_within_the_timeout() -> None:
-    writers: list[asyncio.StreamWriter] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)  # reads what comes, never answers
-        await reader.read(1 << 16)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    metrics = Metrics()
-    limits = LIMITS.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
-    lim = make_limiter(limits, PLANS, metrics)
-    assert isinstance(lim, FallbackLimiter) and getattr(lim.primary, "bounded", False)
-    started = time.monotonic()
-    lease = await lim.acquire(KEY, "chat")
-    lease.release()
-    assert time.monotonic() - started < 0.5
-    assert lim.degraded and degraded(metrics) == 1
-    await lim.close()
-    for writer in writers:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+    async with tcp_server(never_answers) as port:
+        metrics = Metrics()
+        limits = LIMITS.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+        lim = make_limiter(limits, PLANS, metrics)
+        assert isinstance(lim, FallbackLimiter) and getattr(lim.primary, "bounded", False)
+        started = time.monotonic()
+        lease = await lim.acquire(KEY, "chat")
+        lease.release()
+        assert time.monotonic() - started < 0.5
+        assert lim.degraded and degraded(metrics) == 1
+        await lim.close()

@@ -10,6 +10,7 @@ from typing import Any
 import hiredis
 import pytest
 import redis.asyncio as redis
+from harness import never_answers, tcp_server
 from redis.exceptions import ResponseError
 
 from faregate.limits.redis_batch import ScriptBatch
@@ -109,10 +110,11 @@ async def test_a_batch_whose_connection_dies_before_any_reply_is_sent_once_more(
     """A server that drops the first connection on its first script call, unanswered, and
     answers every later one: the batch goes out again on a new connection."""
     scripts: list[int] = []
-    writers: list[asyncio.StreamWriter] = []
+    connections = [0]
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
+        connections[0] += 1
+        this = connections[0]
         parser = hiredis.Reader()
         while data := await reader.read(1 << 16):
             parser.feed(data)
@@ -123,51 +125,35 @@ async def test_a_batch_whose_connection_dies_before_any_reply_is_sent_once_more(
                 if command[0].upper() != b"EVALSHA":
                     writer.write(b"+OK\r\n")  # the client's other set-up commands
                     continue
-                scripts.append(len(writers))
-                if len(writers) == 1:  # the first connection dies unanswered
+                scripts.append(this)
+                if this == 1:  # the first connection dies unanswered
                     writer.close()
                     return
                 key, arg = command[3], command[4]
                 writer.write(b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(arg), arg))
             await writer.drain()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    fake = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
-    batch = ScriptBatch(fake, timeout=5)
-    echo = fake.register_script(ECHO)
-    replies = await asyncio.gather(batch.call(echo, ["b"], [2]), batch.call(echo, ["c"], [3]))
-    assert replies == [[b"b", b"2"], [b"c", b"3"]]
-    assert scripts == [1, 2, 2]  # the first call on the dead connection, both on the new one
-    await batch.close()
-    await fake.aclose()
-    for writer in writers:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+    async with tcp_server(serve) as port:
+        fake = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+        batch = ScriptBatch(fake, timeout=5)
+        echo = fake.register_script(ECHO)
+        replies = await asyncio.gather(batch.call(echo, ["b"], [2]), batch.call(echo, ["c"], [3]))
+        assert replies == [[b"b", b"2"], [b"c", b"3"]]
+        assert scripts == [1, 2, 2]  # the first call on the dead connection, both on the new one
+        await batch.close()
+        await fake.aclose()
 
 
 async def test_a_silent_redis_fails_the_whole_batch_within_its_timeout() -> None:
-    writers: list[asyncio.StreamWriter] = []
-
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)  # reads what comes, never answers
-        await reader.read(1 << 16)
-
-    server = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    silent = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")  # no socket timeouts of its own
-    echo = silent.register_script(ECHO)
-    batch = ScriptBatch(silent, timeout=0.2)
-    started = asyncio.get_running_loop().time()
-    results = await asyncio.gather(
-        batch.call(echo, ["a"], [1]), batch.call(echo, ["b"], [2]), return_exceptions=True
-    )
-    assert all(isinstance(r, TimeoutError) for r in results), results
-    assert asyncio.get_running_loop().time() - started < 1.5
-    await batch.close()
-    await silent.aclose()
-    for writer in writers:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+    async with tcp_server(never_answers) as port:
+        silent = redis.Redis.from_url(f"redis://127.0.0.1:{port}/0")  # no socket timeouts
+        echo = silent.register_script(ECHO)
+        batch = ScriptBatch(silent, timeout=0.2)
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(
+            batch.call(echo, ["a"], [1]), batch.call(echo, ["b"], [2]), return_exceptions=True
+        )
+        assert all(isinstance(r, TimeoutError) for r in results), results
+        assert asyncio.get_running_loop().time() - started < 1.5
+        await batch.close()
+        await silent.aclose()
