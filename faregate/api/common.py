@@ -57,7 +57,7 @@ async def admit_class(svc: Services, req: Request, kind: Kind) -> None:
     trace = current_trace.get()
     if trace is None or req.lease is not None:
         return
-    key = req.key or await authenticate(svc, req)
+    key = await authenticate(svc, req)
     trace.route = route_class(kind)
     req.lease = await svc.limiter.acquire(key, trace.route)
 

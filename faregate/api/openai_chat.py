@@ -112,7 +112,7 @@ async def serve_chat(
     it in the OpenAI shape; the hooks let compatibility routes adjust the reply."""
     rid = request_id()
     if key is None:
-        key = req.key or await authenticate(svc, req)
+        key = await authenticate(svc, req)
     ignored = normalize_aliases(body)
     call = parse_chat(body, rid)
     extra = {"x-faregate-ignored-fields": ",".join(ignored)} if ignored else {}

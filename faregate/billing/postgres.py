@@ -106,7 +106,10 @@ class PostgresStore(GroupLedger):
             firsts.append(first)
             if bound is not None and first is not None:
                 args = PIPELINED.bind(first) if single else None
-                bound = None if args is None else [*bound, args]
+                if args is None:
+                    bound = None  # a step of its own kind: the batch runs in a transaction
+                else:
+                    bound.append(args)
         try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(self._dsn)

@@ -106,9 +106,7 @@ async def admit(
     check_model_allowed(key, call.model)
     if spec.check is not None:
         spec.check(entry, call)
-    # Before the hold, so a refusal costs nothing; asked first whether the guard is on at
-    # all, so an unguarded request makes no coroutine for it.
-    if spec.screened is not None and guard.policy(svc, key, call.model)[0]:
+    if spec.screened is not None:  # before the hold: a refusal costs nothing
         await guard.screen(svc, key, call.model, call.request_id, partial(spec.screened, call))
     amount = spec.hold(svc.catalog.chain(entry), call)
     charge = await take_hold(svc, key, call.model, amount, call.request_id)

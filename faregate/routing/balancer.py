@@ -45,16 +45,11 @@ class Balancer:
         self.clock = clock
         self.rng = rng or random.Random()
         self._health: dict[str, DeploymentHealth] = {}
-        self._series: dict[tuple[str, str], DeploymentSeries] = {}
         self._keys: dict[str, KeyPool] = {}
         metrics.set_aside_keys.source = self._set_aside_series
 
     def series(self, attempt: Attempt) -> DeploymentSeries:
-        key = (attempt.model.name, attempt.deployment.name)
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = self.metrics.deployment(*key)
-        return series
+        return self.metrics.deployment(attempt.model.name, attempt.deployment.name)
 
     def health(self, dep: Deployment) -> DeploymentHealth:
         h = self._health.get(dep.id)
