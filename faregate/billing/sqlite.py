@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from faregate.billing.checkpoint import Checkpointer
 from faregate.billing.ledger import INSTANCE, GroupLedger
-from faregate.billing.steps import Plan, many, n, run_sqlite
+from faregate.billing.riders import Riders, Slice
+from faregate.billing.steps import Plan, n, run_sqlite
 from faregate.billing.store import USAGE_COLUMNS, LedgerUnavailable, new_id, now_ms
 
 T = TypeVar("T")
@@ -22,6 +23,13 @@ LONE_GAP = 0.0002
 """A step that comes this long (seconds) after the last commit has nobody to share a commit
 with: it is committed at once, instead of on the next loop tick (two loop iterations saved).
 Steps closer together, as under load, wait for the tick and share its commit."""
+
+RIDE_WAIT = 0.1
+"""Usage rows wait at most this long (seconds) for a commit to ride; when no commit has
+carried any for that long (an idle store), they get commits of their own."""
+
+ALONE_ROWS = 64
+"""Usage rows a commit of their own carries."""
 
 USAGE_INSERT = (
     f"INSERT INTO usage_log ({', '.join(USAGE_COLUMNS)})"
@@ -49,6 +57,11 @@ class SqliteStore(GroupLedger):
         self._last_commit = 0.0
         self._open: tuple[list[Step], list[Any]] | None = None
         self._overlap = True
+        self._riders = Riders()
+        """Usage rows waiting to ride the next commits: a few per commit, in proportion to
+        its steps, so their cost spreads over the requests instead of stalling one."""
+        self._carried = 0.0
+        self._ride_timer: asyncio.TimerHandle | None = None
         self.checkpointer = Checkpointer(path, busy_timeout_ms=busy_timeout_ms)
 
     @property
@@ -71,6 +84,15 @@ class SqliteStore(GroupLedger):
 
     async def close(self) -> None:
         self.finish_open()
+        if self._ride_timer is not None:
+            self._ride_timer.cancel()
+            self._ride_timer = None
+        while self._riders.waiting and self._conn is not None:
+            waiting = self._riders.waiting
+            self._flush(ALONE_ROWS)
+            if self._riders.waiting >= waiting:
+                break  # the commit failed: what is left is lost with the store
+        self._riders.abandon(LedgerUnavailable("the ledger store is closed"))
         if self._conn is not None:
             conn, self._conn, self._cursor = self._conn, None, None
             try:
@@ -101,15 +123,17 @@ class SqliteStore(GroupLedger):
                 loop.call_soon(self._flush)
         return fut
 
-    def _flush(self) -> None:
+    def _flush(self, carry: int | None = None) -> None:
         """Run the pending steps in one transaction. When the batch holds credits (and the last
         commit worked), the holds' requests go on as soon as the debits are made under the
         write lock, and the COMMIT runs on the next loop callback, while their upstream calls
-        are under way; everything else waits for the commit."""
+        are under way; everything else waits for the commit. Either way a few waiting usage
+        rows ride along (`carry` of them, else as many as the batch has steps)."""
         self.finish_open()
         batch, self._pending, self._scheduled = self._pending, [], False
         results: list[Any] = []
         conn, cursor = self._conn, self._cursor
+        slices: list[Slice] = []
         try:
             if conn is None or cursor is None:
                 raise sqlite3.ProgrammingError("the ledger store is closed")
@@ -123,11 +147,25 @@ class SqliteStore(GroupLedger):
                         fut.set_result(result)
                 asyncio.get_running_loop().call_soon(self.finish_open)
                 return
+            slices = self._carry(cursor, len(batch) if carry is None else carry)
             cursor.execute("COMMIT")
         except Exception as exc:  # the whole batch fails closed
-            self._failed(batch, exc, conn)
+            self._failed(batch, exc, conn, slices)
             return
-        self._committed(batch, results)
+        self._committed(batch, results, slices)
+
+    def _carry(self, cursor: sqlite3.Cursor, limit: int) -> list[Slice]:
+        """Insert up to `limit` waiting usage rows in the open transaction."""
+        if not self._riders.waiting or limit <= 0:
+            return []
+        rows, slices = self._riders.take(limit)
+        self._carried = time.monotonic()
+        try:
+            cursor.executemany(USAGE_INSERT, rows)
+        except Exception as exc:
+            self._riders.failed(slices, LedgerUnavailable.wrap(exc))
+            raise
+        return slices
 
     def finish_open(self) -> None:
         """Commit the transaction whose holds went ahead (a no-op when none is open). Also
@@ -135,20 +173,26 @@ class SqliteStore(GroupLedger):
         if self._open is None:
             return
         (batch, results), self._open = self._open, None
+        slices: list[Slice] = []
         try:
             if self._cursor is None:
                 raise sqlite3.ProgrammingError("the ledger store is closed")
+            # The holds' upstream calls are under way: the rows ride here for free, more of
+            # them than in a commit that a response waits for.
+            slices = self._carry(self._cursor, 4 + 2 * len(batch))
             self._cursor.execute("COMMIT")
         except Exception as exc:
             # Until a commit works again, holds are committed before their upstream calls:
             # one failing disk costs at most this one batch of calls.
             self._overlap = False
-            self._failed(batch, exc, self._conn)
+            self._failed(batch, exc, self._conn, slices)
             return
-        self._committed(batch, results)
+        self._committed(batch, results, slices)
 
-    def _committed(self, batch: list[Step], results: list[Any]) -> None:
+    def _committed(self, batch: list[Step], results: list[Any], slices: list[Slice]) -> None:
         self._overlap = True
+        if slices:
+            self._riders.committed(slices)
         self.checkpointer.committed()
         self._last_commit = time.monotonic()  # from the end: a slow commit leaves a queue
         for (_, fut, durable), result in zip(batch, results, strict=True):
@@ -157,12 +201,20 @@ class SqliteStore(GroupLedger):
             if not fut.done():
                 fut.set_result(result)
 
-    def _failed(self, batch: list[Step], exc: Exception, conn: sqlite3.Connection | None) -> None:
+    def _failed(
+        self,
+        batch: list[Step],
+        exc: Exception,
+        conn: sqlite3.Connection | None,
+        slices: list[Slice],
+    ) -> None:
         self._last_commit = time.monotonic()
         exc = LedgerUnavailable.wrap(exc)
         with contextlib.suppress(sqlite3.Error, AttributeError):
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
+        if slices:
+            self._riders.failed(slices, exc)
         for _, fut, durable in batch:
             if durable is not None and not durable.done():
                 if fut.done():  # a hold that went ahead: its request learns from `durable`
@@ -186,15 +238,35 @@ class SqliteStore(GroupLedger):
     # -- usage log -------------------------------------------------------------------
 
     async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
-        await self.step("", _rows(rows))
+        """The rows ride the next commits, a few each; they get commits of their own only
+        when the store is idle (no commit for `RIDE_WAIT`)."""
+        done = self._riders.add(rows)
+        if not done.done():
+            idle = time.monotonic() - self._last_commit > RIDE_WAIT
+            if idle and not self._pending and not self._scheduled:
+                self._flush(ALONE_ROWS)  # idle: nothing to ride for a while
+            if self._riders.waiting:
+                self._arm()
+        await done
+
+    def _arm(self) -> None:
+        if self._ride_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ride_timer = loop.call_later(RIDE_WAIT, self._ride_alone)
+
+    def _ride_alone(self) -> None:
+        """Rows left waiting: a commit of their own if none has carried any for `RIDE_WAIT`."""
+        self._ride_timer = None
+        if not self._riders.waiting:
+            return
+        if time.monotonic() - self._carried >= RIDE_WAIT and not self._scheduled:
+            self._flush(ALONE_ROWS)
+        if self._riders.waiting:
+            self._arm()
 
 
 def _write(sql: str, *args: Any) -> Plan[int]:
     return (yield n(sql, *args))  # type: ignore[no-any-return]
-
-
-def _rows(rows: list[tuple[Any, ...]]) -> Plan[None]:
-    yield many(USAGE_INSERT, rows)
 
 
 async def use_wal(conn: sqlite3.Connection, patience: float) -> None:

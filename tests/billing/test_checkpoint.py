@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from faregate.billing import checkpoint
 from faregate.billing.sqlite import SqliteStore
@@ -93,3 +97,24 @@ async def test_a_database_it_cannot_open_leaves_the_writer_to_its_fallback(
     assert ck.runs == 0
     assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == checkpoint.FALLBACK_PAGES
     writer.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux's")
+async def test_the_thread_runs_at_the_lowest_priority_and_the_loop_at_its_own(
+    tmp_path: Path,
+) -> None:
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    store = await _store(tmp_path)
+    try:
+        [thread] = _checkpoint_threads()
+        assert thread.native_id is not None
+        for _ in range(100):  # the thread lowers itself as it starts
+            if os.getpriority(os.PRIO_PROCESS, thread.native_id) == checkpoint.NICE:
+                break
+            await asyncio.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == checkpoint.NICE == 19
+        assert os.getpriority(os.PRIO_PROCESS, 0) == mine  # the event loop's thread: untouched
+        await _hold_and_settle(store, 200)
+        assert store.checkpointer.runs >= 1
+    finally:
+        await store.close()
