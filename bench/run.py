@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +28,10 @@ from procs import (
     allowed_cpus,
     cpu_seconds,
     environment,
+    free_port,
     http_json,
     memory_kb,
+    pinned,
     stop_process,
 )
 from report import CONCURRENCIES, choose, comparisons, markdown, mode
@@ -208,6 +211,27 @@ async def measure(
 # -- the run -------------------------------------------------------------------------------
 
 
+def start_relay(sim_port: int, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
+    """The null proxy (bench/relay.py) in front of the simulator, on the gateway's core."""
+    port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("relay.py")), str(port), str(sim_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=pinned(cpu),
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return relay, port
+        except OSError:
+            if relay.poll() is not None or time.monotonic() > deadline:
+                stop_process(relay)
+                raise RuntimeError("the relay did not start") from None
+            time.sleep(0.05)
+
+
 def sanity_check(target: Target, stream: bool) -> None:
     """One request parsed in full: a 200, choices, and usage (in the last chunk if streaming)."""
     url = f"http://127.0.0.1:{target.port}/v1/chat/completions"
@@ -281,6 +305,12 @@ def main() -> int:
         "quiet (default 20; 0 = do not wait)",
     )
     parser.add_argument(
+        "--relay",
+        action="store_true",
+        help="also measure a null proxy (bench/relay.py: bytes relayed, nothing parsed) in the "
+        "gateway's place: what any proxy process costs on this placement",
+    )
+    parser.add_argument(
         "--postgres",
         default=None,
         help="also measure a gateway whose ledger is on PostgreSQL, in a fresh database made "
@@ -300,7 +330,8 @@ def main() -> int:
     if not all(1 <= c <= 512 for c in args.concurrency):
         parser.error("keep every --concurrency in [1, 512]")
 
-    windows = args.rounds * 2 * (3 if args.postgres else 2) * len(args.concurrency)
+    targets_n = 2 + bool(args.postgres) + args.relay
+    windows = args.rounds * 2 * targets_n * len(args.concurrency)
     budget = 120 + windows * (args.warmup + args.duration + args.quiet_wait + 1 + DRAIN_SECONDS)
     gen_cpu, gw_cpu = pin_generator(int(budget))
     if gen_cpu is not None:
@@ -320,6 +351,7 @@ def main() -> int:
             Path(tmpdir), gen_cpu, gw_cpu, access_log=not args.no_access_log
         )
         pg_gw: subprocess.Popen[bytes] | None = None
+        relay: subprocess.Popen[bytes] | None = None
         try:
             targets = [
                 Target("direct", sim_port, "sk-bench"),
@@ -332,6 +364,10 @@ def main() -> int:
                 )
                 targets.append(Target("faregate-pg", pg_port, pg_key, "gateway-pg"))
                 pids["gateway-pg"] = pg_gw.pid
+            if args.relay:
+                relay, relay_port = start_relay(sim_port, gw_cpu)
+                targets.append(Target("relay", relay_port, "sk-bench", "relay"))
+                pids["relay"] = relay.pid
             for target in targets:
                 for stream in (False, True):
                     sanity_check(target, stream)
@@ -371,6 +407,8 @@ def main() -> int:
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
         finally:
+            if relay is not None:
+                stop_process(relay)
             if pg_gw is not None:
                 stop_process(pg_gw)
             stop_process(gw)
