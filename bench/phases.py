@@ -1,0 +1,300 @@
+"""Where one request at a time spends its time, inside the gateway and outside it.
+
+The gateway runs with a `sitecustomize` (first on its PYTHONPATH) that timestamps four moments
+of every request, with the clock the load generator reads too: its bytes read by the gateway,
+its upstream request written, the upstream's first bytes read, and the gateway's first bytes
+written back. The generator (one connection, one request at a time) stamps the send, the first
+bytes and the last. Matched up, each request splits into phases:
+
+    to gateway      send -> the gateway reads it        (a hop, the gateway's wake-up)
+    before upstream read -> upstream request written    (the gateway's admission path)
+    upstream        written -> upstream's first bytes   (the simulator, two hops, wake-ups)
+    after upstream  first bytes in -> first bytes out   (the gateway's reply path)
+    to client       first bytes out -> client reads     (a hop, the generator's wake-up)
+
+The report gives each phase's percentiles, and for the slowest 1% of requests the phase that
+lost the most time against its own median. The simulator alone (the direct baseline) is
+measured in the same run. Loopback only, bounded.
+
+    .venv/bin/python bench/phases.py [--stream] [--requests 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from launch import pin_generator, start_processes
+from procs import stop_process
+from run import chat_request
+
+WARMUP = 1500
+
+HOOK = """
+import importlib.abc, importlib.util, json, os, signal, sys, time
+
+_now = time.perf_counter_ns
+_records = []
+_current = [None]
+_on = [False]
+
+
+def _start(name):
+    if _on[0]:
+        record = _current[0]
+        if record is None or "out" in record:
+            record = _current[0] = {}
+            _records.append(record)
+        record.setdefault(name, _now())
+
+
+def _mark(name):
+    record = _current[0]
+    if _on[0] and record is not None:
+        record.setdefault(name, _now())
+
+
+def _protocol(module):
+    class Marked:
+        __slots__ = ("_t",)
+
+        def __init__(self, transport):
+            self._t = transport
+
+        def write(self, data):
+            _mark("out")
+            self._t.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._t, name)
+
+    joined_init = module.JoinedWrites.__init__
+
+    def init(self, transport, loop):
+        joined_init(self, Marked(transport), loop)
+
+    received = module.HttpProtocol.data_received
+
+    def data_received(self, data):
+        _start("in")
+        received(self, data)
+
+    module.JoinedWrites.__init__ = init
+    module.HttpProtocol.data_received = data_received
+
+
+def _upstream(module):
+    request = module.Connection.request
+    received = module.Connection.data_received
+
+    def marked_request(self, *args, **kwargs):
+        _mark("up_out")
+        return request(self, *args, **kwargs)
+
+    def data_received(self, data):
+        _mark("up_in")
+        received(self, data)
+
+    module.Connection.request = marked_request
+    module.Connection.data_received = data_received
+
+
+_PATCHES = {"faregate.http.protocol": _protocol, "faregate.upstream.http1": _upstream}
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name not in _PATCHES:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        loader_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            loader_exec(module)
+            _PATCHES[name](module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _begin(signum, frame):
+    _records.clear()
+    _current[0] = None
+    _on[0] = True
+
+
+def _end(signum, frame):
+    _on[0] = False
+    path = os.environ["FAREGATE_PHASES_OUT"]
+    with open(path + ".part", "w") as out:
+        json.dump(_records, out)
+    os.replace(path + ".part", path)
+
+
+if os.environ.get("FAREGATE_ADMIN_KEY"):  # the gateway only: the simulator has none
+    sys.meta_path.insert(0, _Finder())
+    signal.signal(signal.SIGUSR1, _begin)
+    signal.signal(signal.SIGUSR2, _end)
+"""
+
+PHASES = (
+    ("to gateway", "sent", "in"),
+    ("before upstream", "in", "up_out"),
+    ("upstream", "up_out", "up_in"),
+    ("after upstream", "up_in", "out"),
+    ("to client", "out", "first"),
+)
+
+
+def requests(port: int, token: str, stream: bool, n: int) -> list[tuple[int, int, int]]:
+    """`n` requests one at a time on one connection: (sent, first bytes, last byte) each."""
+    payload = chat_request(port, token, stream)
+    tail = b"0\r\n\r\n" if stream else b"}"
+    out: list[tuple[int, int, int]] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(n):
+            sent = time.perf_counter_ns()
+            sock.sendall(payload)
+            first = 0
+            buf = b""
+            while not buf.endswith(tail):
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                if not first:
+                    first = time.perf_counter_ns()
+                    if not data.startswith(b"HTTP/1.1 200 "):
+                        raise RuntimeError(f"not a 200: {data[:200]!r}")
+                buf = buf[-16:] + data
+            out.append((sent, first, time.perf_counter_ns()))
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def match(
+    client: list[tuple[int, int, int]], gateway: list[dict[str, int]]
+) -> list[dict[str, float]]:
+    """Each client request with the gateway's stamps of it (in order, one connection), as
+    microseconds per phase plus `latency`."""
+    records = [g for g in gateway if all(k in g for k in ("in", "up_out", "up_in", "out"))]
+    rows = []
+    i = 0
+    for sent, first, last in client:
+        while i < len(records) and records[i]["in"] < sent:
+            i += 1
+        if i == len(records) or records[i]["in"] > last:
+            continue
+        stamps = {**records[i], "sent": sent, "first": first}
+        row = {name: (stamps[b] - stamps[a]) / 1e3 for name, a, b in PHASES}
+        row["latency"] = (last - sent) / 1e3
+        rows.append(row)
+        i += 1
+    return rows
+
+
+def report(direct: list[tuple[int, int, int]], rows: list[dict[str, float]]) -> str:
+    base = [(last - sent) / 1e3 for sent, _, last in direct]
+    lat = [r["latency"] for r in rows]
+    lines = [
+        "| µs | p50 | p90 | p99 | p99.9 |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, values in (("direct (simulator alone)", base), ("through the gateway", lat)):
+        qs = (pct(values, q) for q in (0.5, 0.9, 0.99, 0.999))
+        lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in qs) + " |")
+    lines += ["", "| phase (µs) | p50 | p90 | p99 |", "| --- | ---: | ---: | ---: |"]
+    medians = {}
+    for name, _, _ in PHASES:
+        values = [r[name] for r in rows]
+        medians[name] = statistics.median(values)
+        qs = (pct(values, q) for q in (0.5, 0.9, 0.99))
+        lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in qs) + " |")
+    cut = pct(lat, 0.99)
+    slow = [r for r in rows if r["latency"] >= cut]
+    worst: Counter[str] = Counter()
+    for r in slow:
+        worst[max(medians, key=lambda n: r[n] - medians[n])] += 1
+    lines += [
+        "",
+        f"The slowest 1% ({len(slow)} requests, from {cut:,.0f} µs): the phase that lost the "
+        "most against its median, and what each phase lost on average.",
+        "",
+        "| phase | requests it lost most in | mean µs over its median |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, _, _ in PHASES:
+        extra = statistics.mean(r[name] - medians[name] for r in slow) if slow else 0.0
+        lines.append(f"| {name} | {worst[name]} | {extra:+,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--stream", action="store_true")
+    p.add_argument("--requests", type=int, default=8000)
+    p.add_argument("--no-access-log", action="store_true", help="the access log off")
+    args = p.parse_args()
+    if not 100 <= args.requests <= 50_000:
+        p.error("keep --requests in [100, 50000]")
+    gen_cpu, gw_cpu = pin_generator(120 + args.requests // 100)
+    with tempfile.TemporaryDirectory(prefix="faregate-phases-") as tmp:
+        hook = Path(tmp) / "hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(HOOK)
+        out = Path(tmp) / "phases.json"
+        source = Path(__file__).resolve().parents[1]
+        os.environ["PYTHONPATH"] = f"{hook}{os.pathsep}{source}"
+        os.environ["FAREGATE_PHASES_OUT"] = str(out)
+        sim, gw, sim_port, port, _, _, token = start_processes(
+            Path(tmp), gen_cpu, gw_cpu, access_log=not args.no_access_log
+        )
+        try:
+            requests(port, token, args.stream, WARMUP)
+            requests(sim_port, "sk-bench", args.stream, WARMUP // 3)
+            direct = requests(sim_port, "sk-bench", args.stream, args.requests)
+            os.kill(gw.pid, signal.SIGUSR1)
+            time.sleep(0.2)
+            client = requests(port, token, args.stream, args.requests)
+            os.kill(gw.pid, signal.SIGUSR2)
+            deadline = time.monotonic() + 30
+            while not out.exists():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the gateway wrote no stamps")
+                time.sleep(0.1)
+            gateway: list[dict[str, Any]] = json.loads(out.read_text())
+        finally:
+            stop_process(gw)
+            stop_process(sim)
+    rows = match(client, gateway)
+    if len(rows) < len(client) * 0.9:
+        print(f"only {len(rows)} of {len(client)} requests matched", file=sys.stderr)
+        return 1
+    mode = "stream" if args.stream else "json"
+    print(f"## {mode}, one request at a time, {len(rows)} requests\n")
+    print(report(direct, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
