@@ -27,7 +27,7 @@ from pathlib import Path
 import uvloop
 from instructions import WARMUP, serve
 from launch import access_log_for, add_tree_access_log, pin_generator, start_processes
-from procs import stop_process
+from procs import stop_process, wait_for_file
 
 HOOK = """
 import os
@@ -116,11 +116,7 @@ def main() -> int:
                     time.sleep(0.2)
                     runner.run(serve(port, token, args.stream, args.requests, args.concurrency))
                     os.kill(gw.pid, signal.SIGUSR2)
-                deadline = time.monotonic() + 30
-                while not out.exists():
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the gateway wrote no profile")
-                    time.sleep(0.1)
+                wait_for_file(out, "profile")
                 results[tree] = counted(out, args.requests)
                 if args.keep is not None:
                     args.keep.mkdir(parents=True, exist_ok=True)
@@ -132,9 +128,9 @@ def main() -> int:
     print("| tree | Python calls per request | cProfile seconds per request |")
     print("| --- | ---: | ---: |")
     for tree, rows in results.items():
-        calls = sum(c for c, _ in rows.values())
-        own = sum(t for _, t in rows.values())
-        print(f"| {tree} | {calls:,.1f} | {own * 1e6:,.0f} µs |")
+        total_calls = sum(c for c, _ in rows.values())
+        total_own = sum(t for _, t in rows.values())
+        print(f"| {tree} | {total_calls:,.1f} | {total_own * 1e6:,.0f} µs |")
     base = results[first]
     for tree, rows in results.items():
         if tree == first:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from launch import pin_generator, start_processes
-from procs import stop_process
+from procs import stop_process, wait_for_file
 from run import chat_request
 
 WARMUP = 1500
@@ -277,11 +277,7 @@ def main() -> int:
             time.sleep(0.2)
             client = requests(port, token, args.stream, args.requests)
             os.kill(gw.pid, signal.SIGUSR2)
-            deadline = time.monotonic() + 30
-            while not out.exists():
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the gateway wrote no stamps")
-                time.sleep(0.1)
+            wait_for_file(out, "stamps")
             gateway: list[dict[str, Any]] = json.loads(out.read_text())
         finally:
             stop_process(gw)

@@ -47,6 +47,15 @@ def wait_health(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise TimeoutError(f"{url} did not answer within {timeout} s:\n{log.read_text()}")
 
 
+def wait_for_file(path: Path, what: str, timeout: float = 30) -> None:
+    """Wait until a child process has written `path` (TimeoutError naming `what` if not)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gateway wrote no {what}")
+        time.sleep(0.1)
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

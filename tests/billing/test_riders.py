@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlite_ledger import FailingCommit, started_store
 
 from faregate.billing import sqlite as sqlite_store
 from faregate.billing.riders import Riders
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import HoldTicket, LedgerUnavailable
 from faregate.billing.types import Settlement
-from faregate.db import migrate
 from faregate.trace import Trace
 from faregate.usage.writer import row_of
 
@@ -32,15 +32,7 @@ def wide_waits(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    path = tmp_path / "ledger.db"
-    await migrate.upgrade(f"sqlite:///{path}")
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO accounts (id, name, balance, created_at) VALUES (?, 'a', 1000000, 0)",
-            (ACCOUNT,),
-        )
-    s = SqliteStore(path)
-    await s.start()
+    s = await started_store(tmp_path / "ledger.db", ACCOUNT)
     yield s
     await s.close()
 
@@ -118,23 +110,6 @@ async def test_rows_no_commit_carries_get_commits_of_their_own(
     assert _written(tmp_path / "ledger.db") == [f"r{i}" for i in range(10)]
 
 
-class FailingCommit:
-    """The store's cursor, with its next COMMIT failing as a full disk would."""
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self.cursor = cursor
-        self.fail = True
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql == "COMMIT" and self.fail:
-            self.fail = False
-            raise sqlite3.OperationalError("database or disk is full")
-        return self.cursor.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.cursor, name)
-
-
 async def test_a_failed_commit_puts_its_rows_back_and_none_is_written_twice(
     store: SqliteStore, tmp_path: Path
 ) -> None:
@@ -169,9 +144,7 @@ async def test_a_failed_commit_puts_its_rows_back_and_none_is_written_twice(
 
 async def test_closing_the_store_writes_what_waits(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    await migrate.upgrade(f"sqlite:///{path}")
-    s = SqliteStore(path)
-    await s.start()  # its first commit: the store is busy, the rows will wait
+    s = await started_store(path, ACCOUNT)  # its first commit: the store is busy, rows wait
     written = asyncio.ensure_future(s.write_usage(_rows(5)))
     await asyncio.sleep(0)
     assert not written.done()
