@@ -11,17 +11,26 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlite_ledger import started_store
 
 from faregate.billing import checkpoint
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.types import Settlement
+from faregate.db import migrate
 
 ACCOUNT = "acct_ck"
 
 
 async def _store(tmp_path: Path) -> SqliteStore:
-    return await started_store(tmp_path / "ledger.db", ACCOUNT, 10**15)
+    path = tmp_path / "ledger.db"
+    await migrate.upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO accounts (id, name, balance, created_at) VALUES (?, 'a', ?, 0)",
+            (ACCOUNT, 10**15),
+        )
+    store = SqliteStore(path)
+    await store.start()
+    return store
 
 
 async def _hold_and_settle(store: SqliteStore, n: int) -> None:

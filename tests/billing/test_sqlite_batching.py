@@ -7,16 +7,17 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlite_ledger import FailingCommit, started_store
 
 from faregate.billing import sqlite as sqlite_store
 from faregate.billing.charge import Charge
 from faregate.billing.sqlite import SqliteStore
 from faregate.billing.store import HoldTicket, LedgerUnavailable
 from faregate.billing.types import Settlement
+from faregate.db import migrate
 from faregate.db.engine import AdminDB
 
 ACCOUNT = "acct_batch"
@@ -30,7 +31,15 @@ def wide_gap(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await started_store(tmp_path / "ledger.db", ACCOUNT)
+    path = tmp_path / "ledger.db"
+    await migrate.upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO accounts (id, name, balance, created_at) VALUES (?, 'a', 1000000, 0)",
+            (ACCOUNT,),
+        )
+    s = SqliteStore(path)
+    await s.start()
     yield s
     await s.close()
 
@@ -76,6 +85,23 @@ async def test_steps_that_come_together_share_one_commit(store: SqliteStore) -> 
 
 
 # -- holds that go ahead while they commit ----------------------------------------------------
+
+
+class FailingCommit:
+    """The store's cursor, with its next COMMIT failing as a full disk would."""
+
+    def __init__(self, conn: sqlite3.Cursor) -> None:
+        self.conn = conn
+        self.fail = True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
 
 
 async def _overlapped(store: SqliteStore, amount: int = 100) -> HoldTicket:
