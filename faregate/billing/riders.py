@@ -74,15 +74,14 @@ class Riders:
                     ride.fut.set_result(None)
 
     def failed(self, slices: list[Slice], exc: BaseException) -> None:
-        """The commit carrying `slices` failed: its rows wait again. A ride none of whose rows
-        is written is given back to its writer with the error (it keeps them for its next
-        try); one partly written waits for the next commits."""
+        """A commit failed (carrying `slices`, if any): their rows wait again. Every ride none
+        of whose rows is written is given back to its writer with the error (it keeps them
+        for its next try, as when the rows had a commit of their own); one partly written
+        waits for the next commits."""
         for ride, start, end in reversed(slices):
             ride.taken = start
             self.waiting += end - start
-        for ride, _, _ in slices:
-            if ride.done or ride.taken:
-                continue
+        for ride in [r for r in self._rides if not r.done and not r.taken]:
             self._rides.remove(ride)
             self.waiting -= len(ride.rows)
             if not ride.fut.done():

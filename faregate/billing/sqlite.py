@@ -213,8 +213,7 @@ class SqliteStore(GroupLedger):
         with contextlib.suppress(sqlite3.Error, AttributeError):
             if conn is not None and conn.in_transaction:
                 conn.execute("ROLLBACK")
-        if slices:
-            self._riders.failed(slices, exc)
+        self._riders.failed(slices, exc)
         for _, fut, durable in batch:
             if durable is not None and not durable.done():
                 if fut.done():  # a hold that went ahead: its request learns from `durable`
@@ -240,6 +239,8 @@ class SqliteStore(GroupLedger):
     async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
         """The rows ride the next commits, a few each; they get commits of their own only
         when the store is idle (no commit for `RIDE_WAIT`)."""
+        if self._conn is None:
+            raise LedgerUnavailable("the ledger store is closed")
         done = self._riders.add(rows)
         if not done.done():
             idle = time.monotonic() - self._last_commit > RIDE_WAIT

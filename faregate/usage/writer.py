@@ -78,6 +78,11 @@ class UsageWriter:
         for start in range(0, len(rows), self._chunk_rows):
             try:
                 await self._store.write_usage(rows[start : start + self._chunk_rows])
+            except asyncio.CancelledError:
+                # Stopped while a chunk was under way (it is the store's now): the chunks not
+                # handed over yet wait for the next flush, which `close` runs.
+                self._pending[:0] = rows[start + self._chunk_rows :]
+                raise
             except Exception:
                 left = rows[start:]
                 log.exception(

@@ -173,3 +173,38 @@ async def test_the_queue_gives_out_its_front_and_takes_back_what_failed() -> Non
     assert one.done() and one.exception() is None
     riders.abandon(LedgerUnavailable("closed"))
     assert riders.waiting == 0
+
+
+class LockedBegin(FailingCommit):
+    """The store's cursor, with its next BEGIN failing as a database locked too long would."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "BEGIN IMMEDIATE" and self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("database is locked")
+        return self.cursor.execute(sql, *args)
+
+
+async def test_a_failed_commit_that_carried_none_gives_the_waiting_rows_back(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    ticket = await _hold(store)  # busy: the rows wait for a carrier
+    waiting = asyncio.ensure_future(store.write_usage(_rows(3, "w")))
+    await asyncio.sleep(0)
+    real = store._cursor
+    assert real is not None
+    store._cursor = LockedBegin(real)  # type: ignore[assignment]
+    with pytest.raises(LedgerUnavailable):
+        await store.settle(ticket, Settlement(40, 1, 1))  # failed before taking any row
+    store._cursor = real
+    with pytest.raises(LedgerUnavailable):  # back to the usage writer, as before riding
+        await asyncio.wait_for(waiting, WAIT / 2)
+    assert store._riders.waiting == 0
+    assert _written(tmp_path / "ledger.db") == []
+
+
+async def test_a_closed_store_refuses_rows_at_once(tmp_path: Path) -> None:
+    s = await started_store(tmp_path / "ledger.db", ACCOUNT)
+    await s.close()
+    with pytest.raises(LedgerUnavailable):
+        await asyncio.wait_for(s.write_usage(_rows(1)), WAIT / 2)

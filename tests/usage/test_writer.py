@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, cast
 
 from faregate.billing.store import Store
@@ -47,5 +49,34 @@ async def test_a_failed_chunk_keeps_it_and_the_rest_for_the_next_flush() -> None
     await writer.flush()  # the first chunk lands, the second fails
     assert [len(w) for w in store.writes] == [64]
     await writer.flush()
+    ids = [row[1] for w in store.writes for row in w]
+    assert ids == [f"req_{i}" for i in range(150)]  # nothing lost, nothing twice
+
+
+class Slow(Rows):
+    """A store whose writes wait until released, as rows riding the next commits do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def write_usage(self, rows: list[tuple[Any, ...]]) -> None:
+        self.writes.append(rows)  # handed over: the store writes it, whatever happens next
+        await self.release.wait()
+
+
+async def test_stopping_mid_flush_keeps_the_chunks_not_handed_over() -> None:
+    store = Slow()
+    writer = UsageWriter(cast(Store, store), chunk_rows=64)
+    for t in traces(150):
+        writer.record(t)
+    flushing = asyncio.ensure_future(writer.flush())
+    await asyncio.sleep(0)
+    assert [len(w) for w in store.writes] == [64]  # the first chunk is the store's
+    flushing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flushing
+    store.release.set()
+    await writer.close()  # the stop's last flush
     ids = [row[1] for w in store.writes for row in w]
     assert ids == [f"req_{i}" for i in range(150)]  # nothing lost, nothing twice
