@@ -25,8 +25,8 @@ with: it is committed at once, instead of on the next loop tick (two loop iterat
 Steps closer together, as under load, wait for the tick and share its commit."""
 
 RIDE_WAIT = 0.1
-"""Usage rows wait at most this long (seconds) for a commit to ride; when no commit has
-carried any for that long (an idle store), they get commits of their own."""
+"""Usage rows wait at most this long (seconds) for a commit to ride; when the store has made
+no commit for that long (it is idle), they get commits of their own."""
 
 ALONE_ROWS = 64
 """Usage rows a commit of their own carries."""
@@ -60,7 +60,6 @@ class SqliteStore(GroupLedger):
         self._riders = Riders()
         """Usage rows waiting to ride the next commits: a few per commit, in proportion to
         its steps, so their cost spreads over the requests instead of stalling one."""
-        self._carried = 0.0
         self._ride_timer: asyncio.TimerHandle | None = None
         self.checkpointer = Checkpointer(path, busy_timeout_ms=busy_timeout_ms)
 
@@ -159,7 +158,6 @@ class SqliteStore(GroupLedger):
         if not self._riders.waiting or limit <= 0:
             return []
         rows, slices = self._riders.take(limit)
-        self._carried = time.monotonic()
         try:
             cursor.executemany(USAGE_INSERT, rows)
         except Exception as exc:
@@ -243,27 +241,23 @@ class SqliteStore(GroupLedger):
             raise LedgerUnavailable("the ledger store is closed")
         done = self._riders.add(rows)
         if not done.done():
-            idle = time.monotonic() - self._last_commit > RIDE_WAIT
-            if idle and not self._pending and not self._scheduled:
-                self._flush(ALONE_ROWS)  # idle: nothing to ride for a while
-            if self._riders.waiting:
-                self._arm()
+            self._ride_if_idle()
         await done
 
-    def _arm(self) -> None:
-        if self._ride_timer is None:
+    def _ride_if_idle(self) -> None:
+        """Waiting rows get a commit of their own if the store has made none for `RIDE_WAIT`
+        (while rows wait, every commit carries some); if rows still wait, look again then."""
+        idle = time.monotonic() - self._last_commit >= RIDE_WAIT
+        if idle and not self._scheduled:
+            self._flush(ALONE_ROWS)
+        if self._riders.waiting and self._ride_timer is None:
             loop = asyncio.get_running_loop()
             self._ride_timer = loop.call_later(RIDE_WAIT, self._ride_alone)
 
     def _ride_alone(self) -> None:
-        """Rows left waiting: a commit of their own if none has carried any for `RIDE_WAIT`."""
         self._ride_timer = None
-        if not self._riders.waiting:
-            return
-        if time.monotonic() - self._carried >= RIDE_WAIT and not self._scheduled:
-            self._flush(ALONE_ROWS)
         if self._riders.waiting:
-            self._arm()
+            self._ride_if_idle()
 
 
 def _write(sql: str, *args: Any) -> Plan[int]:
