@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from procs import (
     memory_kb,
     pinned,
     stop_process,
+    wait_health,
 )
 from report import CONCURRENCIES, choose, comparisons, markdown, mode
 
@@ -211,25 +211,24 @@ async def measure(
 # -- the run -------------------------------------------------------------------------------
 
 
-def start_relay(sim_port: int, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
-    """The null proxy (bench/relay.py) in front of the simulator, on the gateway's core."""
+def start_relay(tmp: Path, sim_port: int, cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
+    """The null proxy (bench/relay.py) in front of the simulator, on the gateway's core; up
+    once the simulator's /health answers through it."""
     port = free_port()
-    relay = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("relay.py")), str(port), str(sim_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=pinned(cpu),
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return relay, port
-        except OSError:
-            if relay.poll() is not None or time.monotonic() > deadline:
-                stop_process(relay)
-                raise RuntimeError("the relay did not start") from None
-            time.sleep(0.05)
+    log = tmp / "relay.log"
+    with log.open("wb") as out:
+        relay = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("relay.py")), str(port), str(sim_port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=pinned(cpu),
+        )
+    try:
+        wait_health(f"http://127.0.0.1:{port}/health", relay, log, 10)
+    except BaseException:
+        stop_process(relay)
+        raise
+    return relay, port
 
 
 def sanity_check(target: Target, stream: bool) -> None:
@@ -365,7 +364,7 @@ def main() -> int:
                 targets.append(Target("faregate-pg", pg_port, pg_key, "gateway-pg"))
                 pids["gateway-pg"] = pg_gw.pid
             if args.relay:
-                relay, relay_port = start_relay(sim_port, gw_cpu)
+                relay, relay_port = start_relay(Path(tmpdir), sim_port, gw_cpu)
                 targets.append(Target("relay", relay_port, "sk-bench", "relay"))
                 pids["relay"] = relay.pid
             for target in targets:
