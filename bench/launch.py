@@ -56,6 +56,23 @@ def pin_generator(budget_seconds: int) -> tuple[int | None, int | None]:
     return cpus[0], cpus[1]
 
 
+def realtime_priority() -> bool:
+    """Put this process's main thread (a load generator) at real-time priority (SCHED_FIFO);
+    processes it starts later do not inherit it. False where the system refuses (not root,
+    not Linux).
+
+    The generator shares its core with the simulator, and a stream keeps the simulator busy
+    after its first chunk: at normal priority the generator reads the gateway's copy of that
+    chunk only when the scheduler lets it preempt the simulator. At real-time priority it
+    reads bytes when they arrive (`bench/phases.py --realtime-client`)."""
+    try:
+        policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+        os.sched_setscheduler(0, policy, os.sched_param(1))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
 def launch_gateway(
     tmp: Path,
     name: str,

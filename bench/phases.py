@@ -12,11 +12,14 @@ bytes and the last. Matched up, each request splits into phases:
     after upstream  first bytes in -> first bytes out   (the gateway's reply path)
     to client       first bytes out -> client reads     (a hop, the generator's wake-up)
 
-The report gives each phase's percentiles, and for the slowest 1% of requests the phase that
-lost the most time against its own median. The simulator alone (the direct baseline) is
-measured in the same run. Loopback only, bounded.
+The report gives the latency to the first bytes and to the last, each phase's percentiles,
+and for the slowest 1% of requests the phase that lost the most time against its own median.
+The simulator alone (the direct baseline) is measured in the same run. `--realtime-client`
+runs the client at real-time priority (SCHED_FIFO; needs root), so that "to client" is the
+hop and not the client waiting for the core it shares with the simulator. Loopback only,
+bounded.
 
-    .venv/bin/python bench/phases.py [--stream] [--requests 8000]
+    .venv/bin/python bench/phases.py [--stream] [--requests 8000] [--realtime-client]
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from launch import pin_generator, start_processes
+from launch import pin_generator, realtime_priority, start_processes
 from procs import stop_process, wait_for_file
 from run import chat_request
 
@@ -215,12 +218,19 @@ def match(
 
 def report(direct: list[tuple[int, int, int]], rows: list[dict[str, float]]) -> str:
     base = [(last - sent) / 1e3 for sent, _, last in direct]
+    base_first = [(first - sent) / 1e3 for sent, first, _ in direct]
     lat = [r["latency"] for r in rows]
+    first = [sum(r[name] for name, _, _ in PHASES) for r in rows]
     lines = [
         "| µs | p50 | p90 | p99 | p99.9 |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, values in (("direct (simulator alone)", base), ("through the gateway", lat)):
+    for name, values in (
+        ("first bytes, direct (simulator alone)", base_first),
+        ("first bytes, through the gateway", first),
+        ("last byte, direct", base),
+        ("last byte, through the gateway", lat),
+    ):
         qs = (pct(values, q) for q in (0.5, 0.9, 0.99, 0.999))
         lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in qs) + " |")
     lines += ["", "| phase (µs) | p50 | p90 | p99 |", "| --- | ---: | ---: | ---: |"]
@@ -254,6 +264,11 @@ def main() -> int:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--requests", type=int, default=8000)
     p.add_argument("--no-access-log", action="store_true", help="the access log off")
+    p.add_argument(
+        "--realtime-client",
+        action="store_true",
+        help="the client at real-time priority (SCHED_FIFO; needs root)",
+    )
     args = p.parse_args()
     if not 100 <= args.requests <= 50_000:
         p.error("keep --requests in [100, 50000]")
@@ -270,6 +285,9 @@ def main() -> int:
             Path(tmp), gen_cpu, gw_cpu, access_log=not args.no_access_log
         )
         try:
+            if args.realtime_client and not realtime_priority():
+                print("real-time priority refused (it needs root)", file=sys.stderr)
+                return 1
             requests(port, token, args.stream, WARMUP)
             requests(sim_port, "sk-bench", args.stream, WARMUP // 3)
             direct = requests(sim_port, "sk-bench", args.stream, args.requests)
@@ -287,7 +305,8 @@ def main() -> int:
         print(f"only {len(rows)} of {len(client)} requests matched", file=sys.stderr)
         return 1
     mode = "stream" if args.stream else "json"
-    print(f"## {mode}, one request at a time, {len(rows)} requests\n")
+    client = "a real-time client" if args.realtime_client else "the client at normal priority"
+    print(f"## {mode}, one request at a time, {len(rows)} requests, {client}\n")
     print(report(direct, rows))
     return 0
 
