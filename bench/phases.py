@@ -12,7 +12,8 @@ bytes and the last. Matched up, each request splits into phases:
     after upstream  first bytes in -> first bytes out   (the gateway's reply path)
     to client       first bytes out -> client reads     (a hop, the generator's wake-up)
 
-The report gives the latency to the first bytes and to the last, each phase's percentiles,
+The report gives the upstream connections the gateway opened (against reused ones), the
+latency to the first bytes and to the last, each phase's percentiles,
 and for the slowest 1% of requests the phase that lost the most time against its own median.
 The simulator alone (the direct baseline) is measured in the same run. `--realtime-client`
 runs the client at real-time priority (SCHED_FIFO; needs root), so that "to client" is the
@@ -112,7 +113,24 @@ def _upstream(module):
     module.Connection.data_received = data_received
 
 
-_PATCHES = {"faregate.http.protocol": _protocol, "faregate.upstream.http1": _upstream}
+def _pool(module):
+    acquire = module.Pool.acquire
+
+    async def counted(self, *args, **kwargs):
+        conn = await acquire(self, *args, **kwargs)
+        record = _current[0]
+        if _on[0] and record is not None:
+            record["fresh"] = record.get("fresh", 0) + (not conn.reused)
+        return conn
+
+    module.Pool.acquire = counted
+
+
+_PATCHES = {
+    "faregate.http.protocol": _protocol,
+    "faregate.upstream.http1": _upstream,
+    "faregate.upstream.pool": _pool,
+}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -304,6 +322,8 @@ def main() -> int:
     if len(rows) < len(client) * 0.9:
         print(f"only {len(rows)} of {len(client)} requests matched", file=sys.stderr)
         return 1
+    fresh = sum(g.get("fresh", 0) for g in gateway)
+    print(f"upstream connections opened while measuring: {fresh} for {len(gateway)} requests\n")
     mode = "stream" if args.stream else "json"
     client = "a real-time client" if args.realtime_client else "the client at normal priority"
     print(f"## {mode}, one request at a time, {len(rows)} requests, {client}\n")

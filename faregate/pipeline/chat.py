@@ -234,6 +234,9 @@ async def _events(
             usage = _estimate(call, _joined(produced))
         else:
             note = None
+        if finished:  # the content ended: only the body's terminator may be on its way
+            upstream.release()
+        else:  # the client left or the stream broke: the provider sees the connection go
+            upstream.close()
         svc.balancer.used(served, usage.prompt_tokens, usage.completion_tokens)
         await runner.settle(charge, entry.price, usage, note)
-        upstream.close()

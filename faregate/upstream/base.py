@@ -18,7 +18,10 @@ class Reply:
 
 
 class UpstreamStream(Protocol):
-    """An open upstream response read chunk by chunk; `close` is safe to call twice."""
+    """An open upstream response read chunk by chunk. `close` ends it where it is (the
+    provider sees the connection go, and stops); `release`, once the content has ended, lets
+    the connection be reused when the last bytes of the body arrive. Either is safe to call
+    twice, and after the other."""
 
     status: int
     headers: dict[str, str]
@@ -26,6 +29,8 @@ class UpstreamStream(Protocol):
     def chunks(self) -> AsyncIterator[bytes]: ...
 
     def close(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class UpstreamClient(Protocol):

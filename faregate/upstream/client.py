@@ -50,6 +50,14 @@ class Stream:
         if conn is not None:
             conn.finish()
 
+    def release(self) -> None:
+        """Done with the stream because its content ended (the relay saw the last event): the
+        connection is reused once the rest of the body (its terminator) arrives, if it does
+        within a second."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.finish(drain=True)
+
 
 @functools.lru_cache(maxsize=4096)
 def _target(base: str, path: str, method: str) -> tuple[Origin, bytes, bytes]:

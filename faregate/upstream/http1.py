@@ -37,6 +37,14 @@ _SLACK = 0.001
 
 _NEVER = float("inf")
 
+DRAIN_SECONDS = 1.0
+"""How long a connection whose caller is done waits for the rest of its response (after a
+stream's last event, usually only the chunked body's terminator) to be reused."""
+
+DRAIN_LIMIT = 64 * 1024
+"""Bytes of a response's rest read (and dropped) at most while waiting; more, and the
+connection is closed instead."""
+
 # Where the connection is in its current exchange.
 _IDLE, _HEAD, _BODY, _DONE = range(4)
 
@@ -78,6 +86,7 @@ class Connection(asyncio.Protocol):
         "_chunks",
         "_deadline",
         "_deadline_msg",
+        "_draining",
         "_exc",
         "_gap",
         "_gap_msg",
@@ -127,6 +136,7 @@ class Connection(asyncio.Protocol):
         self._interim = False
         self._keep_alive = False
         self._got_bytes = False
+        self._draining = False
         self._exc: UpstreamError | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -222,20 +232,53 @@ class Connection(asyncio.Protocol):
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._headers
         }
 
-    def finish(self) -> None:
+    def finish(self, *, drain: bool = False) -> None:
         """The exchange is over for its caller: a complete response on a keep-alive connection
-        goes back to the pool, anything else is closed."""
+        goes back to the pool, anything else is closed. With `drain` (the caller has all it
+        wanted, e.g. a stream's last event), a response whose last bytes are still on their
+        way is read to its end first, within `DRAIN_SECONDS` and `DRAIN_LIMIT`, and then
+        goes back (closed if they do not come)."""
         pool = self.pool
         if self._state == _DONE and self._keep_alive and pool is not None and self.usable:
             self._state = _IDLE
             self._chunks = []
             self._headers = []
-            if self._paused:  # the body ended in the read that filled the buffer
-                self._paused = False
-                cast(asyncio.Transport, self._transport).resume_reading()
+            self._resume()  # the body may have ended in the read that filled the buffer
             pool.put(self)
+        elif drain and self._state == _BODY and self._drainable():
+            self._drain()
         else:
             self.close()
+
+    def _drainable(self) -> bool:
+        return (
+            self.pool is not None
+            and self.usable
+            and self._exc is None
+            and not self._draining
+            and not self._delimited_by_close()  # its end would be the connection's
+        )
+
+    def _drain(self) -> None:
+        """Read the rest of the response without a reader; `_end` hands the connection back."""
+        self._draining = True
+        self._chunks = []
+        self._buffered = 0
+        self._resume()
+        self._deadline = self._loop.time() + DRAIN_SECONDS
+        self._deadline_msg = "the rest of the response did not come"
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(self._deadline, self._on_timer)
+
+    def _drained(self) -> None:
+        if not self.closed:
+            self.finish()
+
+    def _resume(self) -> None:
+        if self._paused:
+            self._paused = False
+            cast(asyncio.Transport, self._transport).resume_reading()
 
     def close(self) -> None:
         if self.closed:
@@ -338,6 +381,11 @@ class Connection(asyncio.Protocol):
             self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._draining:
+            self._buffered += len(body)
+            if self._buffered > DRAIN_LIMIT:
+                self.close()
+            return
         self._chunks.append(body)
         if self._stream:
             self._buffered += len(body)
@@ -363,6 +411,11 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._draining:
+            # Back to the pool once the parser is done with this read (bytes after the end
+            # would make the connection unusable: `data_received` sees them first).
+            self._draining = False
+            self._loop.call_soon(self._drained)
         self._wake()
 
     def _fail(self, exc: UpstreamError) -> None:

@@ -56,6 +56,7 @@ class FakeStream:
         self.headers: dict[str, str] = dict(script.headers)
         self._script = script
         self.closed = False
+        self.released = False  # done with after the content ended (the connection reusable)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -68,6 +69,9 @@ class FakeStream:
 
     def close(self) -> None:
         self.closed = True
+
+    def release(self) -> None:
+        self.released = self.closed = True
 
 
 @dataclass

@@ -231,6 +231,7 @@ async def test_a_stream_settles_once_on_the_upstream_usage() -> None:
     assert not settled.estimated and settled.note is None
     assert [e.cost for e in events if isinstance(e, StreamEvent) and e.cost is not None] == [15]
     assert upstream.streams[0].closed and store.balance == BALANCE - 15
+    assert upstream.streams[0].released  # its content ended: the connection may be reused
 
 
 async def test_a_stream_without_usage_settles_an_estimate() -> None:
@@ -263,6 +264,7 @@ async def test_a_stream_that_breaks_after_its_first_byte_is_settled_on_an_estima
     assert [s.base_url for s in upstream.sent] == [A]  # never retried once a byte went out
     settled = store.settled[only_hold(store)[0]]
     assert settled.estimated and settled.note is not None and "broke" in settled.note
+    assert upstream.streams[0].closed and not upstream.streams[0].released
 
 
 async def test_content_chunks_cross_the_pipeline_unread() -> None:
@@ -293,7 +295,8 @@ async def test_a_client_disconnect_mid_stream_settles_what_was_produced() -> Non
     settled = store.settled[only_hold(store)[0]]
     assert settled.estimated and settled.note is not None and "disconnected" in settled.note
     assert settled.completion_tokens >= 1 and store.balance == BALANCE - settled.cost
-    assert upstream.streams[0].closed
+    assert upstream.streams[0].closed  # the provider sees the connection go, and stops
+    assert not upstream.streams[0].released
 
 
 async def test_no_deployment_left_answers_503_and_releases() -> None:

@@ -962,6 +962,90 @@ def test_closing_a_stream_midway_closes_its_connection(run: Callable[[Scenario],
     run(scenario)
 
 
+async def _content_then(
+    server: RawServer, rest: bytes, after: float
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]:
+    """A handler: every response's content at once, `rest` of its body `after` seconds later."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(CHUNKED_HEAD + b"5\r\ndone.\r\n")
+            await asyncio.sleep(after)
+            writer.write(rest)
+
+    return handler
+
+
+def _idle(client: Upstream) -> int:
+    return sum(len(stack) for stack in client.pool._idle.values())
+
+
+async def _release_after_content(client: Upstream, server: RawServer) -> None:
+    opened = await client.stream(creds(server), post(), FAST)
+    assert isinstance(opened, Stream)
+    assert await anext(opened.chunks()) == b"done."
+    opened.release()  # before the body's terminator has arrived
+    opened.release()  # idempotent, and so is close after it
+    opened.close()
+
+
+def test_a_stream_released_after_its_content_keeps_its_connection(
+    run: Callable[[Scenario], None],
+) -> None:
+    async def scenario() -> None:
+        server = RawServer()
+        server.handler = await _content_then(server, b"0\r\n\r\n", 0.05)
+        async with server, upstream() as client:
+            for _ in range(3):
+                await _release_after_content(client, server)
+                await until(lambda: _idle(client) == 1)  # back once the terminator came
+        assert server.connections == 1 and len(server.requests) == 3
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("rest", ["late", "too much", "more after its end", "a reset"])
+def test_a_released_stream_whose_rest_goes_wrong_closes_its_connection(
+    run: Callable[[Scenario], None], monkeypatch: pytest.MonkeyPatch, rest: str
+) -> None:
+    monkeypatch.setattr(http1, "DRAIN_SECONDS", 0.1)
+    monkeypatch.setattr(http1, "DRAIN_LIMIT", 100)
+    tail = {
+        "late": (b"0\r\n\r\n", 0.4),
+        "too much": (chunked(b"x" * 200), 0.02),
+        "more after its end": (b"0\r\n\r\nHTTP/1.1 200 OK\r\n", 0.02),
+        "a reset": (b"", 0.02),
+    }[rest]
+
+    async def scenario() -> None:
+        server = RawServer()
+        content = await _content_then(server, tail[0], tail[1])
+
+        async def handler(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+        ) -> None:
+            if rest == "a reset" and i == 0:
+                await server.read_request(reader)
+                writer.write(CHUNKED_HEAD + b"5\r\ndone.\r\n")
+                await asyncio.sleep(0.02)
+                reset(writer)
+                return
+            await content(reader, writer, i)
+
+        server.handler = handler
+        async with server, upstream() as client:
+            await _release_after_content(client, server)
+            await until(lambda: not client.pool._conns)  # closed, never back in the pool
+            reply = await client.stream(creds(server), post(), FAST)  # on a new connection
+            assert isinstance(reply, Stream)
+            assert await anext(reply.chunks()) == b"done."
+            reply.close()
+        assert server.connections == 2
+
+    run(scenario)
+
+
 def test_closing_the_client_closes_every_connection(run: Callable[[Scenario], None]) -> None:
     async def scenario() -> None:
         async def handler(
