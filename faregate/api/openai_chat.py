@@ -74,7 +74,9 @@ async def _openai_events(
                 assert event.data is not None
                 event.data = {**event.data, "_balancer": metadata(event)}
                 event.raw = None
-            yield _render_chunk(svc, event, call, chunk_hook)
+            data = _render_chunk(svc, event, call, chunk_hook)
+            if data:  # a usage-only chunk the client did not ask for renders as nothing
+                yield data
     if not done:
         yield DONE
 
@@ -129,8 +131,7 @@ async def serve_chat(
                 return balancer_metadata(svc, stream.model, event.cost or 0, event.usage, False)
 
         events = _openai_events(svc, stream, call, chunk_hook, error_body, meta)
-        chunks = (c async for c in events if c)
-        return StreamResponse(chunks, 200, headers)
+        return StreamResponse(events, 200, headers)
     done = await complete(svc, key, call)
     extra.update(clamp_headers(svc, call, done.model))
     reply = done.result.body
