@@ -412,8 +412,8 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         if self._draining:
-            # Back to the pool once the parser is done with this read (bytes after the end
-            # would make the connection unusable: `data_received` sees them first).
+            # Back to the pool after this read. Bytes past the end in this read mark the
+            # connection as not reusable first; later ones find it idle, and close it.
             self._draining = False
             self._loop.call_soon(self._drained)
         self._wake()
