@@ -255,7 +255,6 @@ class Connection(asyncio.Protocol):
             self.pool is not None
             and self.usable
             and self._exc is None
-            and not self._draining
             and not self._delimited_by_close()  # its end would be the connection's
         )
 
@@ -270,10 +269,6 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._timer = self._loop.call_at(self._deadline, self._on_timer)
-
-    def _drained(self) -> None:
-        if not self.closed:
-            self.finish()
 
     def _resume(self) -> None:
         if self._paused:
@@ -412,10 +407,11 @@ class Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         if self._draining:
-            # Back to the pool after this read. Bytes past the end in this read mark the
-            # connection as not reusable first; later ones find it idle, and close it.
+            # Back to the pool after this read (`finish`; closed meanwhile, it stays closed).
+            # Bytes past the end in this read mark the connection as not reusable first;
+            # later ones find it idle, and close it.
             self._draining = False
-            self._loop.call_soon(self._drained)
+            self._loop.call_soon(self.finish)
         self._wake()
 
     def _fail(self, exc: UpstreamError) -> None:
