@@ -62,10 +62,23 @@ def _start(name):
         record.setdefault(name, _now())
 
 
+def _record():  # the request being stamped, or None
+    return _current[0] if _on[0] else None
+
+
 def _mark(name):
-    record = _current[0]
-    if _on[0] and record is not None:
+    record = _record()
+    if record is not None:
         record.setdefault(name, _now())
+
+
+def _marking(method, stamp, name):  # `method`, stamping `name` (_start or _mark) first
+
+    def marked(self, *args, **kwargs):
+        stamp(name)
+        return method(self, *args, **kwargs)
+
+    return marked
 
 
 def _protocol(module):
@@ -87,30 +100,15 @@ def _protocol(module):
     def init(self, transport, loop):
         joined_init(self, Marked(transport), loop)
 
-    received = module.HttpProtocol.data_received
-
-    def data_received(self, data):
-        _start("in")
-        received(self, data)
-
     module.JoinedWrites.__init__ = init
-    module.HttpProtocol.data_received = data_received
+    protocol = module.HttpProtocol
+    protocol.data_received = _marking(protocol.data_received, _start, "in")
 
 
 def _upstream(module):
-    request = module.Connection.request
-    received = module.Connection.data_received
-
-    def marked_request(self, *args, **kwargs):
-        _mark("up_out")
-        return request(self, *args, **kwargs)
-
-    def data_received(self, data):
-        _mark("up_in")
-        received(self, data)
-
-    module.Connection.request = marked_request
-    module.Connection.data_received = data_received
+    conn = module.Connection
+    conn.request = _marking(conn.request, _mark, "up_out")
+    conn.data_received = _marking(conn.data_received, _mark, "up_in")
 
 
 def _pool(module):
@@ -118,8 +116,8 @@ def _pool(module):
 
     async def counted(self, *args, **kwargs):
         conn = await acquire(self, *args, **kwargs)
-        record = _current[0]
-        if _on[0] and record is not None:
+        record = _record()
+        if record is not None:
             record["fresh"] = record.get("fresh", 0) + (not conn.reused)
         return conn
 

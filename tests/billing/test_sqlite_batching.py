@@ -7,10 +7,10 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlite_ledger import FailingCommit
 
 from faregate.billing import sqlite as sqlite_store
 from faregate.billing.charge import Charge
@@ -85,23 +85,6 @@ async def test_steps_that_come_together_share_one_commit(store: SqliteStore) -> 
 
 
 # -- holds that go ahead while they commit ----------------------------------------------------
-
-
-class FailingCommit:
-    """The store's cursor, with its next COMMIT failing as a full disk would."""
-
-    def __init__(self, conn: sqlite3.Cursor) -> None:
-        self.conn = conn
-        self.fail = True
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql == "COMMIT" and self.fail:
-            self.fail = False
-            raise sqlite3.OperationalError("database or disk is full")
-        return self.conn.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
 
 
 async def _overlapped(store: SqliteStore, amount: int = 100) -> HoldTicket:
