@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from hops import describe
+
 CONCURRENCIES = (1, 32)
 
 
@@ -75,6 +77,7 @@ def comparisons(best: dict[Key, dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
+    hops = result.get("hops")  # absent from results recorded before the hop probe
     rows = result["results"]
     best = choose(rows)
     added = {(c["target"], c["stream"], c["concurrency"]): c for c in result["comparisons"]}
@@ -85,6 +88,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- CPU: {env['cpu_model']} ({env['cpus']} cores), kernel {env['kernel']}",
         f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         f"- placement: {result['placement']}",
+        *([f"- one hop between two processes: {describe(result['hops'])}"] if hops else []),
         f"- load generator: {result['generator']}",
         f"- windows: {result['warmup_s']} s warm-up, then {result['duration_s']} s measured "
         f"(cap {result['cap']:,} requests), {result['rounds']} round(s); before each window "

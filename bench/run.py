@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from hops import describe, hop_costs
 from launch import pg_database, pin_generator, start_pg_gateway, start_processes
 from load import Window, pct, worker
 from procs import (
@@ -341,6 +342,8 @@ def main() -> int:
         placement = "NOT pinned (fewer than 2 CPUs available): numbers are not comparable"
     env = environment()
     print(f"environment: {json.dumps(env)}", file=sys.stderr)
+    hops = hop_costs(gen_cpu, gw_cpu)  # before anything else runs: the host's floor
+    print(f"hops: {describe(hops)}", file=sys.stderr)
 
     with (
         tempfile.TemporaryDirectory(prefix="faregate-bench-") as tmpdir,
@@ -380,6 +383,7 @@ def main() -> int:
             result: dict[str, Any] = {
                 "environment": env,
                 "placement": placement,
+                "hops": hops,
                 "affinity": {name: sorted(set(v.values())) for name, v in affinity.items()},
                 "generator": (
                     "one Python process (uvloop, a raw asyncio protocol with the httptools "
