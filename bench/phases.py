@@ -20,7 +20,12 @@ runs the client at real-time priority (SCHED_FIFO; needs root), so that "to clie
 hop and not the client waiting for the core it shares with the simulator. Loopback only,
 bounded.
 
-    .venv/bin/python bench/phases.py [--stream] [--requests 8000] [--realtime-client]
+`--detail` stamps the gateway's own steps too (auth, body, the hold and its statements, the
+attempt, the upstream's head and body, the response) and reports the time each step takes
+from the one before it; each wrapper adds about a microsecond. The stamps live in
+`bench/phase_hook.py`, installed as the gateway's `sitecustomize`.
+
+    .venv/bin/python bench/phases.py [--stream] [--requests 8000] [--realtime-client] [--detail]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -39,138 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from launch import pin_generator, realtime_priority, start_processes
+from phase_hook import STEPS
 from procs import stop_process, wait_for_file
 from run import chat_request
 
 WARMUP = 1500
-
-HOOK = """
-import importlib.abc, importlib.util, json, os, signal, sys, time
-
-_now = time.perf_counter_ns
-_records = []
-_current = [None]
-_on = [False]
-
-
-def _start(name):
-    if _on[0]:
-        record = _current[0]
-        if record is None or "out" in record:
-            record = _current[0] = {}
-            _records.append(record)
-        record.setdefault(name, _now())
-
-
-def _record():  # the request being stamped, or None
-    return _current[0] if _on[0] else None
-
-
-def _mark(name):
-    record = _record()
-    if record is not None:
-        record.setdefault(name, _now())
-
-
-def _marking(method, stamp, name):  # `method`, stamping `name` (_start or _mark) first
-
-    def marked(self, *args, **kwargs):
-        stamp(name)
-        return method(self, *args, **kwargs)
-
-    return marked
-
-
-def _protocol(module):
-    class Marked:
-        __slots__ = ("_t",)
-
-        def __init__(self, transport):
-            self._t = transport
-
-        def write(self, data):
-            _mark("out")
-            self._t.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self._t, name)
-
-    joined_init = module.JoinedWrites.__init__
-
-    def init(self, transport, loop):
-        joined_init(self, Marked(transport), loop)
-
-    module.JoinedWrites.__init__ = init
-    protocol = module.HttpProtocol
-    protocol.data_received = _marking(protocol.data_received, _start, "in")
-
-
-def _upstream(module):
-    conn = module.Connection
-    conn.request = _marking(conn.request, _mark, "up_out")
-    conn.data_received = _marking(conn.data_received, _mark, "up_in")
-
-
-def _pool(module):
-    acquire = module.Pool.acquire
-
-    async def counted(self, *args, **kwargs):
-        conn = await acquire(self, *args, **kwargs)
-        record = _record()
-        if record is not None:
-            record["fresh"] = record.get("fresh", 0) + (not conn.reused)
-        return conn
-
-    module.Pool.acquire = counted
-
-
-_PATCHES = {
-    "faregate.http.protocol": _protocol,
-    "faregate.upstream.http1": _upstream,
-    "faregate.upstream.pool": _pool,
-}
-
-
-class _Finder(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name not in _PATCHES:
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return spec
-        loader_exec = spec.loader.exec_module
-
-        def exec_module(module):
-            loader_exec(module)
-            _PATCHES[name](module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def _begin(signum, frame):
-    _records.clear()
-    _current[0] = None
-    _on[0] = True
-
-
-def _end(signum, frame):
-    _on[0] = False
-    path = os.environ["FAREGATE_PHASES_OUT"]
-    with open(path + ".part", "w") as out:
-        json.dump(_records, out)
-    os.replace(path + ".part", path)
-
-
-if os.environ.get("FAREGATE_ADMIN_KEY"):  # the gateway only: the simulator has none
-    sys.meta_path.insert(0, _Finder())
-    signal.signal(signal.SIGUSR1, _begin)
-    signal.signal(signal.SIGUSR2, _end)
-"""
 
 PHASES = (
     ("to gateway", "sent", "in"),
@@ -275,11 +154,40 @@ def report(direct: list[tuple[int, int, int]], rows: list[dict[str, float]]) -> 
     return "\n".join(lines)
 
 
+def steps_report(gateway: list[dict[str, int]]) -> str:
+    """Each gateway step's percentiles: the time from the previous stamp a request has (in
+    `STEPS` order) to the step's own stamp, over the requests that have both."""
+    spans: dict[str, list[float]] = {}
+    for record in gateway:
+        previous = None
+        for stamp, _ in STEPS:
+            if stamp not in record:
+                continue
+            if previous is not None:
+                spans.setdefault(stamp, []).append((record[stamp] - record[previous]) / 1e3)
+            previous = stamp
+    lines = [
+        "| step (µs, from the stamp before it) | stamp | requests | p50 | p90 | p99 |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for stamp, label in STEPS:
+        values = spans.get(stamp)
+        if values:
+            qs = " | ".join(f"{pct(values, q):,.1f}" for q in (0.5, 0.9, 0.99))
+            lines.append(f"| {label} | {stamp} | {len(values):,} | {qs} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--stream", action="store_true")
     p.add_argument("--requests", type=int, default=8000)
     p.add_argument("--no-access-log", action="store_true", help="the access log off")
+    p.add_argument(
+        "--detail",
+        action="store_true",
+        help="also stamp the gateway's own steps (bench/phase_hook.py STEPS) and report each",
+    )
     p.add_argument(
         "--realtime-client",
         action="store_true",
@@ -292,11 +200,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="faregate-phases-") as tmp:
         hook = Path(tmp) / "hook"
         hook.mkdir()
-        (hook / "sitecustomize.py").write_text(HOOK)
+        shutil.copyfile(Path(__file__).with_name("phase_hook.py"), hook / "sitecustomize.py")
         out = Path(tmp) / "phases.json"
         source = Path(__file__).resolve().parents[1]
         os.environ["PYTHONPATH"] = f"{hook}{os.pathsep}{source}"
         os.environ["FAREGATE_PHASES_OUT"] = str(out)
+        if args.detail:
+            os.environ["FAREGATE_PHASES_DETAIL"] = "1"
         sim, gw, sim_port, port, _, _, token = start_processes(
             Path(tmp), gen_cpu, gw_cpu, access_log=not args.no_access_log
         )
@@ -326,6 +236,8 @@ def main() -> int:
     client = "a real-time client" if args.realtime_client else "the client at normal priority"
     print(f"## {mode}, one request at a time, {len(rows)} requests, {client}\n")
     print(report(direct, rows))
+    if args.detail:
+        print("\n" + steps_report(gateway))
     return 0
 
 
