@@ -88,7 +88,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- CPU: {env['cpu_model']} ({env['cpus']} cores), kernel {env['kernel']}",
         f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         f"- placement: {result['placement']}",
-        *([f"- one hop between two processes: {describe(result['hops'])}"] if hops else []),
+        *([f"- one hop between two processes: {describe(hops)}"] if hops else []),
         f"- load generator: {result['generator']}",
         f"- windows: {result['warmup_s']} s warm-up, then {result['duration_s']} s measured "
         f"(cap {result['cap']:,} requests), {result['rounds']} round(s); before each window "
